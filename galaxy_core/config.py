@@ -1,0 +1,245 @@
+"""One frozen configuration shared by `train.py`, the core and the app.
+
+Every tunable parameter of the project is a field of `Config`. `train.py` builds its command-line
+flags from these fields (`add_config_arguments`), the app reads its defaults from them, and every run
+bundle stores the config as `config.json` (`Config.to_json` / `Config.from_json`). No parameter is
+written down anywhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from galaxy_core.errors import GalaxyError
+
+# Galaxy10 DECaLS class names, index = label (see the dataset author's documentation).
+CLASS_NAMES: tuple[str, ...] = (
+    "Disturbed",
+    "Merging",
+    "Round Smooth",
+    "In-between Round Smooth",
+    "Cigar Shaped Smooth",
+    "Barred Spiral",
+    "Unbarred Tight Spiral",
+    "Unbarred Loose Spiral",
+    "Edge-on without Bulge",
+    "Edge-on with Bulge",
+)
+
+KERNEL_SHAPES = ("ellipse", "rect", "cross")
+CHANNEL_MODES = ("luminance", "per_channel")
+HEADS = ("flatten", "gap")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+class ConfigError(GalaxyError, ValueError):
+    """A configuration value is invalid; the message says which field and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """All parameters of preprocessing, data split, model and training.
+
+    Field metadata `help` becomes the `train.py --help` text.
+    """
+
+    # --- images -------------------------------------------------------------------------------
+    image_size: int = field(default=256, metadata={"help": "model input side in pixels"})
+    class_names: tuple[str, ...] = field(
+        default=CLASS_NAMES, metadata={"help": "class names, index = label", "cli": False}
+    )
+    # --- preprocessing (CLAHE -> morphological opening) ---------------------------------------
+    clahe_clip_limit: float = field(default=2.0, metadata={"help": "CLAHE clip limit"})
+    clahe_tile_grid: int = field(default=8, metadata={"help": "CLAHE tiles per side"})
+    channel_mode: str = field(
+        default="luminance",
+        metadata={"help": "CLAHE on luminance (keeps hue) or per RGB channel", "choices": CHANNEL_MODES},
+    )
+    opening_kernel_shape: str = field(
+        default="ellipse", metadata={"help": "opening structuring element", "choices": KERNEL_SHAPES}
+    )
+    opening_kernel_size: int = field(default=3, metadata={"help": "opening kernel side (odd, 1 = off)"})
+    opening_iterations: int = field(default=1, metadata={"help": "opening iterations (0 = off)"})
+    # --- data split ---------------------------------------------------------------------------
+    val_fraction: float = field(default=0.1, metadata={"help": "validation fraction"})
+    test_fraction: float = field(default=0.1, metadata={"help": "test fraction"})
+    seed: int = field(default=42, metadata={"help": "seed for split, shuffling and init"})
+    # --- model --------------------------------------------------------------------------------
+    backbone: str = field(default="DenseNet201", metadata={"help": "keras.applications model name"})
+    weights: str = field(
+        default="imagenet", metadata={"help": "'imagenet', 'none' or a path to a local weights file"}
+    )
+    head: str = field(
+        default="flatten", metadata={"help": "flatten (paper) or gap (global average pooling)", "choices": HEADS}
+    )
+    dense_units: int = field(default=1024, metadata={"help": "units of the hidden dense layer"})
+    dropout: float = field(default=0.3, metadata={"help": "dropout rate before the classifier"})
+    freeze_backbone: bool = field(default=False, metadata={"help": "freeze the backbone's weights"})
+    # --- augmentation (training only, inside the graph) -----------------------------------------
+    rotation_factor: float = field(
+        default=0.5, metadata={"help": "RandomRotation factor (0.5 = full circle, 0 = off)"}
+    )
+    zoom_factor: float = field(default=0.2, metadata={"help": "RandomZoom factor (0 = off)"})
+    contrast_factor: float = field(default=0.2, metadata={"help": "RandomContrast factor (0 = off)"})
+    flips: bool = field(default=False, metadata={"help": "random horizontal and vertical flips"})
+    # --- training -------------------------------------------------------------------------------
+    epochs: int = field(default=50, metadata={"help": "maximum epochs"})
+    batch_size: int = field(default=32, metadata={"help": "batch size (global, over all replicas)"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    patience: int = field(default=20, metadata={"help": "early-stopping patience on val accuracy"})
+    class_weights: bool = field(default=True, metadata={"help": "balanced class weights (scikit-learn)"})
+    mixed_precision: bool = field(default=True, metadata={"help": "mixed float16 on GPUs (ignored on CPU)"})
+    strategy: str = field(
+        default="default", metadata={"help": "distribution strategy", "choices": STRATEGIES}
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        validate_config(self)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def train_fraction(self) -> float:
+        return 1.0 - self.val_fraction - self.test_fraction
+
+    @property
+    def preprocess_key(self) -> dict[str, Any]:
+        """The fields that change preprocessed pixels (the preprocessed cache is keyed by these)."""
+        names = ("image_size", "clahe_clip_limit", "clahe_tile_grid", "channel_mode",
+                 "opening_kernel_shape", "opening_kernel_size", "opening_iterations")
+        return {name: getattr(self, name) for name in names}
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - set(field_names())
+        if unknown:
+            raise ConfigError(f"Unknown config field(s) {sorted(unknown)}; known: {field_names()}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["class_names"] = list(self.class_names)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Build from a dict; unknown keys are an error, missing keys take defaults."""
+        unknown = set(data) - set(field_names())
+        if unknown:
+            raise ConfigError(f"Unknown config field(s) {sorted(unknown)}; known: {field_names()}")
+        return cls(**dict(data))
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Return the config as JSON text, and write it to `path` if given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "Config":
+        """Read a config from JSON text or from a path to a JSON file."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            path = Path(text_or_path)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as err:
+                raise ConfigError(f"Cannot read config file {path}: {err}") from err
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"Config is not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError("Config JSON must be an object of field names to values")
+        return cls.from_dict(data)
+
+
+def validate_config(cfg: Config) -> None:
+    """Raise ConfigError naming the first invalid field and the valid range."""
+    checks = [
+        (cfg.image_size >= 32, "image_size", "must be >= 32"),
+        (len(cfg.class_names) >= 2, "class_names", "needs at least 2 classes"),
+        (cfg.clahe_clip_limit > 0, "clahe_clip_limit", "must be > 0"),
+        (1 <= cfg.clahe_tile_grid <= 64, "clahe_tile_grid", "must be in 1..64"),
+        (cfg.channel_mode in CHANNEL_MODES, "channel_mode", f"must be one of {CHANNEL_MODES}"),
+        (cfg.opening_kernel_shape in KERNEL_SHAPES, "opening_kernel_shape", f"must be one of {KERNEL_SHAPES}"),
+        (cfg.opening_kernel_size >= 1 and cfg.opening_kernel_size % 2 == 1, "opening_kernel_size",
+         "must be an odd number >= 1"),
+        (0 <= cfg.opening_iterations <= 10, "opening_iterations", "must be in 0..10"),
+        (0 < cfg.val_fraction < 1, "val_fraction", "must be in (0, 1)"),
+        (0 < cfg.test_fraction < 1, "test_fraction", "must be in (0, 1)"),
+        (cfg.val_fraction + cfg.test_fraction < 1, "val_fraction", "val + test fractions must be < 1"),
+        (cfg.head in HEADS, "head", f"must be one of {HEADS}"),
+        (cfg.dense_units >= 1, "dense_units", "must be >= 1"),
+        (0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)"),
+        (0 <= cfg.rotation_factor <= 0.5, "rotation_factor", "must be in [0, 0.5]"),
+        (0 <= cfg.zoom_factor < 1, "zoom_factor", "must be in [0, 1)"),
+        (0 <= cfg.contrast_factor < 1, "contrast_factor", "must be in [0, 1)"),
+        (cfg.epochs >= 1, "epochs", "must be >= 1"),
+        (cfg.batch_size >= 1, "batch_size", "must be >= 1"),
+        (cfg.learning_rate > 0, "learning_rate", "must be > 0"),
+        (cfg.patience >= 0, "patience", "must be >= 0"),
+        (cfg.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}"),
+    ]
+    for ok, name, rule in checks:
+        if not ok:
+            raise ConfigError(f"Invalid config: {name}={getattr(cfg, name)!r} {rule}.")
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config)]
+
+
+# The three published experiments (DEVELOPERS.md). A preset is a set of overrides of the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "densenet201-finetune": {"backbone": "DenseNet201", "freeze_backbone": False, "class_weights": True},
+    "densenet201-frozen": {"backbone": "DenseNet201", "freeze_backbone": True, "class_weights": False},
+    "vgg19-frozen": {"backbone": "VGG19", "freeze_backbone": True, "class_weights": True},
+}
+DEFAULT_PRESET = "densenet201-finetune"
+
+
+def preset_config(name: str = DEFAULT_PRESET, **overrides: Any) -> Config:
+    """The config of a named preset, with optional field overrides."""
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return Config().replace(**{**PRESETS[name], **overrides})
+
+
+def _cli_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("cli", True)]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one `--field-name` flag per config field (booleans get `--x/--no-x`).
+
+    Defaults are left as None so that `config_from_args` can tell a flag given on the command line
+    from a preset's value.
+    """
+    group = parser.add_argument_group("config (defaults from galaxy_core.config.Config)")
+    hints = typing.get_type_hints(Config)
+    for f in _cli_fields():
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
+                               help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, preset: str | None = DEFAULT_PRESET) -> Config:
+    """The preset's config with every flag that was given on the command line applied on top."""
+    given = {f.name: getattr(args, f.name) for f in _cli_fields() if getattr(args, f.name, None) is not None}
+    return preset_config(preset or DEFAULT_PRESET, **given)
