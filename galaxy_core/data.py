@@ -296,8 +296,8 @@ def _failure_message(failures: list[tuple[str, str, bool]], final: Path, sha256:
     manual = (f"download {DATASET_FILENAME} by hand from one of these URLs and put it at\n  {where}\n"
               + (f"(SHA-256 {sha256}). " if sha256 else "")
               + f"Or set ${DATA_DIR_ENV} to the folder that holds the file.")
-    urls = "".join(f"\n  {url}" for url, _, _ in failures)
     if all(unreachable for _, _, unreachable in failures):
+        urls = "".join(f"\n  {url} ({reason})" for url, reason, _ in failures)
         return (f"Cannot download the Galaxy10 DECaLS dataset: no connection to any server "
                 f"(offline?). Tried:{urls}\nTo use it offline, {manual}")
     reasons = "".join(f"\n  {url}: {reason}" for url, reason, _ in failures)
@@ -459,12 +459,13 @@ def _validate(f: h5py.File, path: Path) -> tuple[h5py.Dataset, np.ndarray]:
         raise DatasetError(f"{path}: 'images' must be uint8, got {images.dtype}.")
     n = images.shape[0]
     if n == 0:
-        raise DatasetError(f"{path} holds zero images.")
+        raise DatasetError(f"{path} holds zero images (shape {images.shape}); it was written "
+                           f"empty or by an interrupted program. Write it again.")
     for key in ("ans", *METADATA_KEYS):
         dset = f[key]
         if dset.ndim != 1 or dset.shape[0] != n:
-            raise DatasetError(f"{path}: '{key}' must have shape ({n},) like 'images' has {n} "
-                               f"images, got shape {dset.shape}.")
+            raise DatasetError(f"{path}: '{key}' has shape {dset.shape} but 'images' holds {n} "
+                               f"images; every dataset needs one value per image, shape ({n},).")
         if dset.dtype.kind not in "biuf":
             raise DatasetError(f"{path}: '{key}' must be numeric, got dtype {dset.dtype}.")
     raw = np.asarray(f["ans"][()])

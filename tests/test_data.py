@@ -244,7 +244,7 @@ BAD_FILES = {
     "four channels": (lambda p: write_galaxy10_like(p, images=np.zeros((4, 8, 8, 4), np.uint8), n=4, labels=[0, 1, 2, 3]), "got (4, 8, 8, 4)"),
     "label 10": (lambda p: write_galaxy10_like(p, n=20, ans=np.r_[np.arange(18) % 10, 10, 10]), "2 of 20 labels are out of range (values: 10; first at index 18)"),
     "label -1": (lambda p: write_galaxy10_like(p, n=20, ans=np.r_[-1, np.arange(19) % 10]), "1 of 20 labels are out of range (values: -1; first at index 0)"),
-    "length mismatch": (lambda p: write_galaxy10_like(p, n=20, ra=np.zeros(19)), "'ra' must have shape (20,)"),
+    "length mismatch": (lambda p: write_galaxy10_like(p, n=20, ra=np.zeros(19)), "'ra' has shape (19,) but 'images' holds 20 images"),
     "zero images": (lambda p: write_galaxy10_like(p, n=0), "zero images"),
 }
 
