@@ -1,0 +1,440 @@
+"""App-side logic of the Streamlit explorer that needs no streamlit: run listing, figures, tables.
+
+The pages in `pages/` stay thin (read widgets, call these functions and the core, render). Every
+function here is plain Python / numpy / plotly so it can be tested and benchmarked without a
+browser. Images are `uint8 (H, W, 3)` RGB as everywhere in the project.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from galaxy_core.config import Config
+
+# The Config fields the preprocessing lab controls, in the order they are shown and printed.
+PREPROCESS_FIELDS: tuple[str, ...] = (
+    "clahe_clip_limit",
+    "clahe_tile_grid",
+    "channel_mode",
+    "opening_kernel_shape",
+    "opening_kernel_size",
+    "opening_iterations",
+)
+
+# Colours of the three preprocessing stages in histograms (readable on a dark background).
+STAGE_COLOURS = {"original": "#9ca3af", "CLAHE": "#38bdf8", "CLAHE + opening": "#f0a030"}
+
+
+# --- runs -----------------------------------------------------------------------------------------
+def runs_dir() -> Path:
+    """The folder the app lists run bundles from: `$GALAXY_RUNS_DIR`, else `./runs`."""
+    return Path(os.environ.get("GALAXY_RUNS_DIR") or "runs")
+
+
+def demo_command(out_dir: str | Path) -> list[str]:
+    """The command line that builds the offline demo run into `out_dir` (synthetic data, CPU)."""
+    return [sys.executable, "-u", "train.py", "--demo", "--out", str(out_dir)]
+
+
+_PERCENT = re.compile(r"(\d{1,3})%\s*\|")
+
+
+def parse_progress(text: str) -> tuple[float | None, str]:
+    """The last progress fraction and the last non-empty line of a CLI's output.
+
+    `galaxy_core.progress` redraws its bar with carriage returns (`desc  42% |####   | 420/1000`),
+    so the output is split on both `\\r` and `\\n`.
+
+    Returns:
+        `(fraction in [0, 1] or None if no bar was drawn yet, last line)`.
+    """
+    lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
+    fraction = None
+    for line in reversed(lines):
+        match = _PERCENT.search(line)
+        if match:
+            fraction = min(int(match.group(1)), 100) / 100.0
+            break
+    return fraction, (lines[-1] if lines else "")
+
+
+def tail_lines(text: str, n: int = 25) -> str:
+    """The last `n` lines of a CLI's output, with carriage-return redraws collapsed to their last state."""
+    lines = []
+    for raw in text.split("\n"):
+        parts = [p for p in raw.split("\r") if p.strip()]
+        if parts:
+            lines.append(parts[-1].rstrip())
+    return "\n".join(lines[-n:])
+
+
+def format_seconds(seconds: float | None) -> str:
+    """`3725.2` -> `'1 h 02 min'`, `95` -> `'1 min 35 s'`, `4.2` -> `'4.2 s'`; None -> `'n/a'`."""
+    if seconds is None or not np.isfinite(seconds):
+        return "n/a"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100.0 * float(value):.1f}%"
+
+
+# --- preprocessing lab ---------------------------------------------------------------------------
+def preprocess_params(cfg: Config) -> dict[str, Any]:
+    """The preprocessing lab's parameters of a config, as `{field: value}`."""
+    return {name: getattr(cfg, name) for name in PREPROCESS_FIELDS}
+
+
+def train_command(params: Mapping[str, Any]) -> str:
+    """The exact `python train.py` command line that trains with these Config fields.
+
+    Args:
+        params: `{config field: value}`; each becomes `--field-name value` (booleans `--x/--no-x`).
+
+    Returns:
+        A shell-quoted command line, e.g.
+        `python train.py --clahe-clip-limit 2.0 --clahe-tile-grid 8 ...`.
+    """
+    parts = ["python", "train.py"]
+    for name, value in params.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def preprocess_stages(image: np.ndarray, cfg: Config) -> dict[str, np.ndarray]:
+    """The three stages the lab shows, computed exactly as `preprocess_image` does.
+
+    Args:
+        image: any image `to_rgb_uint8` accepts (grayscale, RGB, RGBA, 16-bit, float).
+        cfg: the parameters (image size, CLAHE, opening).
+
+    Returns:
+        `{"original": resized RGB, "CLAHE": after CLAHE, "CLAHE + opening": the model's input}`,
+        each `uint8 (S, S, 3)` with `S = cfg.image_size`.
+    """
+    from galaxy_core import preprocess
+
+    rgb = preprocess.resize_image(preprocess.to_rgb_uint8(image), cfg.image_size)
+    clahe = preprocess.apply_clahe(rgb, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
+    opened = preprocess.apply_opening(clahe, cfg.opening_kernel_shape, cfg.opening_kernel_size,
+                                      cfg.opening_iterations)
+    return {"original": rgb, "CLAHE": clahe, "CLAHE + opening": opened}
+
+
+def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    """Shrink a `uint8 (H, W, 3)` image to at most `size` px per side for display (area averaging)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def luminance_histogram(image: np.ndarray) -> np.ndarray:
+    """Counts of the 256 luminance levels (ITU-R BT.601 weights) of a `uint8 (H, W, 3)` image.
+
+    Returns:
+        int64 `(256,)`.
+    """
+    rgb = image.astype(np.uint32)
+    # Integer BT.601 luma: (299 R + 587 G + 114 B) / 1000, rounded; stays in 0..255.
+    luma = (299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000
+    return np.bincount(luma.ravel(), minlength=256)[:256].astype(np.int64)
+
+
+def histogram_figure(stages: Mapping[str, np.ndarray]):
+    """Plotly figure of the luminance histograms of the stages (log counts: sky pixels dominate)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    levels = np.arange(256)
+    for name, image in stages.items():
+        counts = luminance_histogram(image)
+        fig.add_trace(go.Scatter(
+            x=levels, y=np.maximum(counts, 0), mode="lines", name=name,
+            line={"color": STAGE_COLOURS.get(name), "width": 1.6},
+            hovertemplate=f"{name}<br>level %{{x}}: %{{y}} px<extra></extra>",
+        ))
+    fig.update_layout(
+        height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title={"text": "Luminance histogram (log scale)", "font": {"size": 14}},
+        xaxis={"title": "intensity", "range": [0, 255]},
+        yaxis={"title": "pixels", "type": "log"},
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+    )
+    return fig
+
+
+# --- overview -----------------------------------------------------------------------------------
+def class_distribution_figure(class_names: Sequence[str], counts: Mapping[str, Sequence[int]]):
+    """Grouped bar chart of images per class and split.
+
+    Args:
+        class_names: the C class names.
+        counts: `{split name: C counts}`.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for split, values in counts.items():
+        fig.add_trace(go.Bar(x=list(class_names), y=list(values), name=split,
+                             hovertemplate="%{x}<br>%{y} images<extra>" + split + "</extra>"))
+    fig.update_layout(barmode="group", height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": "Images per class", "font": {"size": 14}},
+                      xaxis={"tickangle": -30}, yaxis={"title": "images"},
+                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right",
+                              "yanchor": "bottom"})
+    return fig
+
+
+def history_columns(history: Any) -> dict[str, np.ndarray]:
+    """A training history (DataFrame, dict of lists or list of dicts) as `{column: float array}`."""
+    if history is None:
+        return {}
+    if hasattr(history, "to_dict") and hasattr(history, "columns"):
+        return {str(c): np.asarray(history[c], dtype=float) for c in history.columns}
+    if isinstance(history, Mapping):
+        return {str(k): np.asarray(v, dtype=float) for k, v in history.items()}
+    rows = list(history)
+    keys = list(rows[0]) if rows else []
+    return {str(k): np.asarray([r.get(k, np.nan) for r in rows], dtype=float) for k in keys}
+
+
+def curves_figure(history: Any, best_epoch: int | None = None):
+    """Two side-by-side panels, loss and accuracy, train (solid) and validation (dashed) per epoch.
+
+    Args:
+        history: per-epoch columns such as `loss`, `val_loss`, `accuracy`, `val_accuracy`
+            (an optional `epoch` column; otherwise epochs count from 1).
+        best_epoch: 1-based epoch to mark with a vertical line (the restored checkpoint).
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    cols = history_columns(history)
+    n = max((len(v) for v in cols.values()), default=0)
+    epochs = cols.get("epoch")
+    if epochs is None or len(epochs) != n:
+        epochs = np.arange(1, n + 1)
+    elif n and epochs.min() == 0:
+        epochs = epochs + 1  # Keras CSVLogger counts epochs from 0; show them from 1
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    styles = {"": ("train", "solid", "#38bdf8"), "val_": ("validation", "dash", "#f0a030")}
+    for col_index, metric in ((1, "loss"), (2, "accuracy")):
+        for prefix, (label, dash, colour) in styles.items():
+            values = cols.get(prefix + metric)
+            if values is None:
+                continue
+            fig.add_trace(go.Scatter(x=epochs, y=values, name=label, mode="lines+markers",
+                                     line={"dash": dash, "color": colour}, marker={"size": 5},
+                                     legendgroup=label, showlegend=col_index == 1,
+                                     hovertemplate=f"{label} {metric}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"),
+                          row=1, col=col_index)
+        if best_epoch is not None:
+            fig.add_vline(x=best_epoch, line={"dash": "dot", "color": "#9ca3af"}, row=1, col=col_index)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"})
+    return fig
+
+
+# --- classify -------------------------------------------------------------------------------------
+def top_k(probs: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
+    """The k most probable classes of one probability vector `(C,)`, most probable first."""
+    probs = np.asarray(probs, dtype=float)
+    order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(probs)))]
+    return [(class_names[i], float(probs[i])) for i in order]
+
+
+def topk_figure(probs: np.ndarray, class_names: Sequence[str], k: int = 5, true_label: int | None = None):
+    """Horizontal bar chart of the top-k probabilities (most probable on top)."""
+    import plotly.graph_objects as go
+
+    pairs = top_k(probs, class_names, k)[::-1]
+    true_name = class_names[true_label] if true_label is not None else None
+    colours = ["#f0a030" if name == pairs[-1][0] else "#38bdf8" for name, _ in pairs]
+    if true_name is not None:
+        colours = ["#22c55e" if name == true_name else c for (name, _), c in zip(pairs, colours)]
+    fig = go.Figure(go.Bar(
+        x=[p for _, p in pairs], y=[name for name, _ in pairs], orientation="h",
+        marker={"color": colours}, text=[f"{p:.1%}" for _, p in pairs], textposition="auto",
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    fig.update_layout(height=40 + 28 * len(pairs), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"range": [0, 1], "tickformat": ".0%"}, showlegend=False)
+    return fig
+
+
+# --- confusion matrix -----------------------------------------------------------------------------
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Row-normalized confusion matrix (each true class sums to 1; empty rows stay 0). float64."""
+    matrix = np.asarray(matrix, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False):
+    """Plotly heatmap of a confusion matrix (rows = true class, columns = predicted class).
+
+    The hover text always gives the count, the row share and both class names.
+    """
+    import plotly.graph_objects as go
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    shares = normalize_rows(counts)
+    z = shares if normalized else counts
+    text = [[f"{shares[i, j]:.0%}" if normalized else str(counts[i, j]) for j in range(len(class_names))]
+            for i in range(len(class_names))]
+    custom = np.dstack([counts, shares])
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(class_names), y=list(class_names), colorscale="Viridis", text=text,
+        texttemplate="%{text}", customdata=custom,
+        hovertemplate=("true: %{y}<br>predicted: %{x}<br>%{customdata[0]} images"
+                       " (%{customdata[1]:.1%} of the true class)<extra></extra>"),
+        colorbar={"title": "share" if normalized else "images"},
+    ))
+    fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"title": "predicted class", "tickangle": -35, "side": "bottom"},
+                      yaxis={"title": "true class", "autorange": "reversed"})
+    return fig
+
+
+def confusion_table(matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False):
+    """The confusion matrix as a pandas DataFrame (index = true, columns = predicted)."""
+    import pandas as pd
+
+    values = normalize_rows(matrix) if normalized else np.asarray(matrix, dtype=np.int64)
+    return pd.DataFrame(values, index=list(class_names), columns=list(class_names))
+
+
+def per_class_table(per_class: Any, class_names: Sequence[str]):
+    """Per-class precision / recall / F1 / support as a DataFrame, one row per class.
+
+    Accepts `metrics["per_class"]` as a dict keyed by class name (or index) of dicts, or a list of
+    dicts in class order.
+    """
+    import pandas as pd
+
+    rows = []
+    for i, name in enumerate(class_names):
+        if isinstance(per_class, Mapping):
+            entry = per_class.get(name, per_class.get(str(i), per_class.get(i, {})))
+        else:
+            entry = per_class[i] if i < len(per_class) else {}
+        rows.append({
+            "class": name,
+            "precision": entry.get("precision"),
+            "recall": entry.get("recall"),
+            "f1": entry.get("f1", entry.get("f1-score", entry.get("f1_score"))),
+            "support": entry.get("support"),
+        })
+    return pd.DataFrame(rows).set_index("class")
+
+
+def cell_indices(y_true: np.ndarray, y_pred: np.ndarray, true_label: int, pred_label: int) -> np.ndarray:
+    """Row indices (into the test arrays) of the images in one confusion-matrix cell. int64."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return np.flatnonzero((y_true == true_label) & (y_pred == pred_label)).astype(np.int64)
+
+
+# --- explain errors -----------------------------------------------------------------------------
+def error_table(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
+                rows: Iterable[int] | None = None):
+    """Misclassified test images as a DataFrame: true/predicted class, confidence and margin.
+
+    `confidence` is the predicted class's probability; `margin` = p(predicted) - p(true) (how far
+    the model was from getting it right).
+
+    Args:
+        y_true: int `(N,)`; probs: float `(N, C)`.
+        rows: optional subset of row indices to consider (default: all misclassified).
+
+    Returns:
+        DataFrame indexed by the test row, columns `true`, `predicted`, `confidence`, `margin`,
+        `p_true`.
+    """
+    import pandas as pd
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=float)
+    y_pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(y_pred != y_true) if rows is None else np.asarray(list(rows), dtype=np.int64)
+    p_pred = probs[wrong, y_pred[wrong]]
+    p_true = probs[wrong, y_true[wrong]]
+    return pd.DataFrame({
+        "true": [class_names[i] for i in y_true[wrong]],
+        "predicted": [class_names[i] for i in y_pred[wrong]],
+        "confidence": p_pred,
+        "margin": p_pred - p_true,
+        "p_true": p_true,
+    }, index=pd.Index(wrong, name="test row"))
+
+
+# --- run bundles (adapters over galaxy_core.bundle) ------------------------------------------------
+def entry_path(entry: Any) -> Path:
+    """Folder of a `BundleEntry`."""
+    return Path(entry.path)
+
+
+def entry_is_valid(entry: Any) -> bool:
+    """Whether `list_bundles` found this bundle valid."""
+    for name in ("valid", "ok", "is_valid"):
+        if hasattr(entry, name):
+            return bool(getattr(entry, name))
+    return entry_reason(entry) is None
+
+
+def entry_reason(entry: Any) -> str | None:
+    """Why a bundle is invalid (None for a valid one)."""
+    for name in ("error", "reason"):
+        value = getattr(entry, name, None)
+        if value:
+            return str(value)
+    return None
+
+
+def bundle_is_synthetic(run: Any) -> bool:
+    """Whether a `RunBundle` (or `BundleEntry`) was trained on synthetic data."""
+    value = getattr(run, "is_synthetic", None)
+    if callable(value):
+        value = value()
+    if value is None:
+        info = getattr(run, "run_info", None) or {}
+        value = info.get("synthetic", info.get("is_synthetic", False))
+    return bool(value)
+
+
+def run_label(entry: Any) -> str:
+    """One line for the run selector: `name · backbone · test acc · data source`.
+
+    Example: `demo-20260101-120000 · MobileNetV2 · 41.3% test acc · synthetic`.
+    """
+    run = getattr(entry, "bundle", None) or entry
+    try:
+        accuracy = format_percent(run.metrics["test"]["accuracy"])
+    except (AttributeError, KeyError, TypeError):
+        accuracy = "n/a"
+    backbone = getattr(getattr(run, "config", None), "backbone", "?")
+    source = "synthetic" if bundle_is_synthetic(run) else "real data"
+    return f"{entry_path(entry).name} · {backbone} · {accuracy} test acc · {source}"

@@ -1,0 +1,166 @@
+"""Streamlit helpers shared by the views: cached loaders, the sidebar run selector, banners.
+
+Not a page (the router in `streamlit_app.py` lists the pages explicitly). Heavy objects (bundles,
+models) are cached with `st.cache_resource`, keyed by the bundle's path and modification time, so a
+bundle replaced on disk is read again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from galaxy_core import app_support
+from galaxy_core.config import Config
+
+RUN_KEY = "run_path"  # session-state key of the sidebar's run selector
+PENDING_KEY = "select_run_named"  # a run folder name the selector picks on its next draw
+
+
+# --- cached loaders -------------------------------------------------------------------------------
+def _stamp(path: str | Path) -> float:
+    """Modification time of a bundle folder (bundles are renamed into place, so it changes)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(ttl=30, show_spinner=False)
+def list_runs(runs_dir: str, stamp: float):
+    """`(valid entries newest first, invalid entries)` of `galaxy_core.bundle.list_bundles`."""
+    from galaxy_core import bundle
+
+    entries = bundle.list_bundles(runs_dir)
+    valid = [e for e in entries if app_support.entry_is_valid(e)]
+    invalid = [e for e in entries if not app_support.entry_is_valid(e)]
+    return valid, invalid
+
+
+@st.cache_resource(show_spinner="Loading the run bundle...", max_entries=8)
+def load_run(path: str, stamp: float):
+    """The `RunBundle` at `path` (validated by `galaxy_core.bundle.load_bundle`)."""
+    from galaxy_core import bundle
+
+    return bundle.load_bundle(path)
+
+
+@st.cache_resource(show_spinner="Loading the model (once per run)...", max_entries=4)
+def load_model(path: str, stamp: float):
+    """The run's Keras model, loaded once per bundle and shared by all sessions."""
+    return load_run(path, stamp).load_model()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def test_images(path: str, stamp: float, rows: tuple[int, ...]) -> np.ndarray:
+    """uint8 `(k, H, W, 3)` test images of the run (rows of `predictions.h5`)."""
+    return np.asarray(load_run(path, stamp).read_test_images(np.asarray(rows, dtype=np.int64)))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def synthetic_sample(label: int, size: int, seed: int) -> np.ndarray:
+    """A generated (synthetic) galaxy of class `label`: uint8 `(size, size, 3)`."""
+    from galaxy_core import synthetic
+
+    return synthetic.render_galaxy(int(label), int(size), np.random.default_rng(int(seed)))
+
+
+# --- current run --------------------------------------------------------------------------------
+def current_run_path() -> str | None:
+    """Path of the run chosen in the sidebar, or None when there is no valid run."""
+    return st.session_state.get(RUN_KEY)
+
+
+def current_run():
+    """The chosen `RunBundle`, or None (then the page should say so and stop)."""
+    path = current_run_path()
+    if not path:
+        return None
+    return load_run(path, _stamp(path))
+
+
+def current_model():
+    path = current_run_path()
+    return None if not path else load_model(path, _stamp(path))
+
+
+def current_test_images(rows) -> np.ndarray:
+    path = current_run_path()
+    return test_images(path, _stamp(path), tuple(int(r) for r in rows))
+
+
+def require_run():
+    """The chosen run; if there is none, say so with a link to the start view and stop the page."""
+    run = current_run()
+    if run is None:
+        st.info("No run bundle yet. Build the demo run or train one first.")
+        st.page_link("pages/start.py", label="Get started", icon=":material/rocket_launch:")
+        st.stop()
+    return run
+
+
+def run_config(run) -> Config:
+    return run.config if run is not None else Config()
+
+
+def synthetic_banner(run) -> None:
+    """A clear warning on every view of a run trained on synthetic data."""
+    if run is not None and app_support.bundle_is_synthetic(run):
+        st.warning("**Synthetic run.** This model was trained and tested on generated galaxies, not on "
+                   "Galaxy10 DECaLS. Its numbers show that the pipeline works, not how well galaxies "
+                   "are classified.", icon=":material/science:")
+
+
+# --- sidebar ----------------------------------------------------------------------------------------
+def sidebar_run_selector():
+    """Draw the run selector in the sidebar; return the chosen valid entry, or None if there is none."""
+    root = app_support.runs_dir()
+    try:
+        valid, invalid = list_runs(str(root.resolve()), _stamp(root))
+    except Exception as err:  # noqa: BLE001 - an unreadable runs folder must not break the app
+        valid, invalid = [], []
+        st.sidebar.error(f"Cannot list runs in `{root}`: {err}")
+    paths = [str(app_support.entry_path(e)) for e in valid]
+    labels = {str(app_support.entry_path(e)): app_support.run_label(e) for e in valid}
+    chosen = None
+    with st.sidebar:
+        st.subheader("Run")
+        if paths:
+            pending = st.session_state.pop(PENDING_KEY, None)
+            named = [p for p in paths if Path(p).name == pending]
+            if named:
+                st.session_state[RUN_KEY] = named[0]
+            elif st.session_state.get(RUN_KEY) not in paths:
+                st.session_state[RUN_KEY] = paths[0]  # newest first
+            st.selectbox("Run bundle", paths, format_func=lambda p: labels.get(p, p), key=RUN_KEY,
+                         help=f"Valid bundles in `{root}`, newest first (set $GALAXY_RUNS_DIR to "
+                              "read another folder).")
+            chosen = valid[paths.index(st.session_state[RUN_KEY])]
+        else:
+            st.session_state.pop(RUN_KEY, None)
+            st.caption(f"No valid run in `{root}`.")
+        if invalid:
+            with st.expander(f"{len(invalid)} invalid run(s)", icon=":material/error:"):
+                for entry in invalid:
+                    st.markdown(f"**{app_support.entry_path(entry).name}**: "
+                                f"{app_support.entry_reason(entry)}")
+    return chosen
+
+
+def show_images(images, captions, columns: int, width: Any = "stretch") -> None:
+    """Images in a grid of `columns` columns, with captions."""
+    cols = st.columns(columns)
+    for i, (image, caption) in enumerate(zip(images, captions)):
+        with cols[i % columns]:
+            st.image(image, caption=caption, width=width)
+
+
+def read_upload(upload) -> np.ndarray:
+    """Decode an uploaded file (Streamlit `UploadedFile`) to an image array (`predict.read_image_file`)."""
+    from galaxy_core import predict
+
+    return predict.read_image_file(upload.getvalue())

@@ -1,0 +1,130 @@
+"""Preprocessing lab: CLAHE and morphological opening on one image, live, as training does it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import streamlit as st
+
+from galaxy_core import app_support
+from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES
+from pages import _shared
+
+run = _shared.current_run()
+base = _shared.run_config(run)  # defaults: the selected run's config, else Config()
+class_names = list(base.class_names)
+size = base.image_size
+KERNEL_SIZES = list(range(1, 16, 2))
+
+# Widget keys -> Config fields. Values live in session state so "Reset" can set them.
+KEYS = {
+    "lab_clip": "clahe_clip_limit",
+    "lab_tiles": "clahe_tile_grid",
+    "lab_mode": "channel_mode",
+    "lab_kshape": "opening_kernel_shape",
+    "lab_ksize": "opening_kernel_size",
+    "lab_iters": "opening_iterations",
+}
+
+
+def reset_parameters() -> None:
+    for key, name in KEYS.items():
+        st.session_state[key] = getattr(base, name)
+
+
+for key, name in KEYS.items():
+    st.session_state.setdefault(key, getattr(base, name))
+
+st.title("Preprocessing lab")
+st.caption(
+    f"CLAHE, then morphological opening, at {size}x{size} px: the exact functions training uses "
+    f"(`galaxy_core.preprocess`). Defaults: {'the selected run' if run else 'galaxy_core.config.Config'}."
+)
+_shared.synthetic_banner(run)
+
+controls, view = st.columns([1, 3], gap="large")
+
+# --- controls -------------------------------------------------------------------------------------
+with controls:
+    sources = ["Generated sample"] + (["Test image of the run"] if run is not None else []) + ["Upload"]
+    source = st.radio("Image", sources, key="lab_source")
+    image, caption = None, ""
+    if source == "Generated sample":
+        label = st.selectbox("Class", range(len(class_names)), format_func=lambda i: class_names[i],
+                             key="lab_class")
+        seed = st.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="lab_seed")
+        image = _shared.synthetic_sample(label, size, seed)
+        caption = f"synthetic {class_names[label]} (seed {seed})"
+    elif source == "Test image of the run":
+        labels = run.predictions["labels"]
+        label = st.selectbox("Class", range(len(class_names)), format_func=lambda i: class_names[i],
+                             key="lab_test_class")
+        rows = np.flatnonzero(labels == label)
+        if rows.size:
+            k = st.number_input(f"Image (of {rows.size})", min_value=1, max_value=int(rows.size), value=1,
+                                key="lab_test_k")
+            row = int(rows[k - 1])
+            image = _shared.current_test_images([row])[0]
+            kind = "synthetic" if run.is_synthetic else "test"
+            caption = f"{kind} image, row {row}, true class {class_names[label]}"
+        else:
+            st.info(f"The run's test split has no {class_names[label]} image.")
+    else:
+        upload = st.file_uploader("Upload a JPEG or PNG", type=["png", "jpg", "jpeg"], key="lab_upload")
+        if upload is not None:
+            try:
+                image = _shared.read_upload(upload)
+                caption = upload.name
+            except Exception as err:  # noqa: BLE001 - any undecodable upload gets a message
+                st.error(f"Cannot read {upload.name}: {err}")
+
+    st.subheader("CLAHE")
+    st.slider("Clip limit", 0.1, 10.0, step=0.1, key="lab_clip",
+              help="Contrast limit per tile: higher brings out faint structure and noise.")
+    st.slider("Tiles per side", 1, 32, step=1, key="lab_tiles")
+    st.radio("Channels", CHANNEL_MODES, key="lab_mode", horizontal=True,
+             help="luminance keeps the colours; per_channel equalises R, G and B separately.")
+    st.subheader("Opening")
+    st.selectbox("Kernel shape", KERNEL_SHAPES, key="lab_kshape")
+    st.select_slider("Kernel size", KERNEL_SIZES, key="lab_ksize", help="1 = no opening")
+    st.slider("Iterations", 0, 10, key="lab_iters", help="0 = no opening")
+    st.button("Reset to defaults", on_click=reset_parameters, icon=":material/restart_alt:")
+
+params = {name: st.session_state[key] for key, name in KEYS.items()}
+cfg = base.replace(**params)
+
+# --- results -------------------------------------------------------------------------------------
+with view:
+    if image is None:
+        st.info("Choose an image on the left.")
+    else:
+        stages = app_support.preprocess_stages(image, cfg)
+        cols = st.columns(3)
+        for col, (name, stage) in zip(cols, stages.items()):
+            with col:
+                st.image(stage, caption=name if name != "original" else f"original: {caption}",
+                         width="stretch")
+        st.plotly_chart(app_support.histogram_figure(stages), width="stretch",
+                        config={"displayModeBar": False})
+
+    if run is not None:
+        st.markdown(f"**One test image per class** (run `{run.name}`"
+                    + (", synthetic)" if run.is_synthetic else ")") + ", preprocessed with these parameters")
+        labels = run.predictions["labels"]
+        per_class = [np.flatnonzero(labels == c) for c in range(len(class_names))]
+        present = [c for c, rows in enumerate(per_class) if rows.size]
+        samples = list(_shared.current_test_images([per_class[c][0] for c in present]))
+    else:
+        st.markdown("**One generated (synthetic) galaxy per class**, preprocessed with these parameters")
+        present = list(range(len(class_names)))
+        samples = [_shared.synthetic_sample(c, size, 0) for c in present]
+    thumbs = [app_support.thumbnail(app_support.preprocess_stages(s, cfg)["CLAHE + opening"], 160)
+              for s in samples]
+    _shared.show_images(thumbs, [class_names[c] for c in present], columns=5)
+
+    st.markdown("**Train with these parameters**")
+    st.code(app_support.train_command(params), language="bash", wrap_lines=True)
+    st.download_button("Download parameters (JSON)", json.dumps(params, indent=2) + "\n",
+                       file_name="preprocessing.json", mime="application/json",
+                       icon=":material/download:")

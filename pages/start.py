@@ -1,0 +1,89 @@
+"""Get started: what the explorer shows, building the offline demo run, training on the real data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from galaxy_core import app_support
+from pages import _shared
+
+ROOT = Path(__file__).resolve().parents[1]
+
+st.title("Galaxy10 explorer")
+st.markdown(
+    "Galaxy morphology on **Galaxy10 DECaLS** (17,736 sky images, 10 classes): see how "
+    "preprocessing changes an image, classify your own images, inspect the confusion matrix and ask "
+    "the model *why* it got a galaxy wrong (saliency, SmoothGrad, Grad-CAM, Grad-CAM++)."
+)
+
+if st.session_state.get("open_demo"):
+    st.switch_page("pages/overview.py")
+
+root = app_support.runs_dir()
+has_run = _shared.current_run_path() is not None
+if not has_run:
+    st.info(f"No trained run yet in `{root}`. Build the demo run below, or train on the real data.",
+            icon=":material/info:")
+
+left, right = st.columns(2, gap="large")
+
+with left:
+    st.subheader("Offline demo run")
+    st.markdown(
+        "Trains a small model on **synthetic** galaxies (generated on the spot, always labelled "
+        "synthetic) so that every view works on a CPU without the 2.5 GB dataset. It takes a few "
+        "minutes; keep this page open while it runs."
+    )
+    st.code(f"python train.py --demo --out {root / 'demo-<date>-<time>'}", language="bash")
+    if st.button("Build the demo run", type="primary", icon=":material/play_arrow:"):
+        out_dir = root / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+        command = app_support.demo_command(out_dir)
+        bar = st.progress(0.0, text="Starting...")
+        log = st.empty()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        output = ""
+        try:
+            while True:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                output += chunk.decode("utf-8", errors="replace")
+                fraction, last = app_support.parse_progress(output)
+                if fraction is not None:
+                    bar.progress(fraction, text=last[:120])
+                log.code(app_support.tail_lines(output, 15), language=None)
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the page was left or rerun: do not leave an orphan trainer
+                proc.terminate()
+        if code == 0:
+            bar.progress(1.0, text="Done")
+            _shared.list_runs.clear()
+            st.session_state[_shared.PENDING_KEY] = out_dir.name  # the sidebar selects it next
+            st.success(f"Demo run written to `{out_dir}`.")
+            st.button("Open the demo run", type="primary", key="open_demo")
+        else:
+            st.error(f"`train.py --demo` stopped with exit code {code}; its last lines are above.")
+
+with right:
+    st.subheader("Train on Galaxy10 DECaLS")
+    st.markdown(
+        "Download the dataset (SHA-256 checked, resumable), then train the published recipe "
+        "(DenseNet201 fine-tuned, CLAHE + opening, class weights). A GPU is strongly advised."
+    )
+    st.code("python -m galaxy_core.data download\npython train.py\npython train.py --help   # every flag",
+            language="bash")
+    st.markdown(
+        f"Each run writes a bundle to `runs/<name>/`. The app lists the bundles in `{root}`; point it "
+        "at another folder with `GALAXY_RUNS_DIR=/path/to/runs streamlit run streamlit_app.py`. "
+        "Tune the preprocessing first in the **Preprocessing lab**: it prints the matching "
+        "`train.py` flags."
+    )
+    st.page_link("pages/preprocessing_lab.py", label="Open the preprocessing lab", icon=":material/tune:")

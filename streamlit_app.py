@@ -1,0 +1,38 @@
+"""Galaxy10 explorer: the Streamlit app's entry point (`streamlit run streamlit_app.py`).
+
+A router: page config, the shared sidebar run selector, and `st.navigation` over the views in
+`pages/`. Views read run bundles from `runs/` (or `$GALAXY_RUNS_DIR`) and user uploads only; all
+computation lives in `galaxy_core/`.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # `pages._shared` and `galaxy_core` import from the app's folder
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from pages import _shared  # noqa: E402
+
+st.set_page_config(page_title="Galaxy10 explorer", page_icon=":material/blur_on:", layout="wide",
+                   initial_sidebar_state="expanded")
+
+run = _shared.sidebar_run_selector()
+
+start = st.Page("pages/start.py", title="Get started", icon=":material/rocket_launch:", default=run is None)
+lab = st.Page("pages/preprocessing_lab.py", title="Preprocessing lab", icon=":material/tune:")
+if run is None:
+    views = [start, lab]
+else:
+    views = [
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        lab,
+        st.Page("pages/classify.py", title="Classify", icon=":material/upload_file:"),
+        st.Page("pages/confusion_matrix.py", title="Confusion matrix", icon=":material/grid_on:"),
+        st.Page("pages/explain_errors.py", title="Explain errors", icon=":material/troubleshoot:"),
+        start,
+    ]
+
+st.navigation(views).run()
