@@ -1,0 +1,502 @@
+"""Run bundles: write one atomically, load and validate one, list the bundles of a runs folder.
+
+A run bundle is the folder `runs/<name>/` with:
+
+- `config.json`: `Config.to_json()`.
+- `run.json`: run information + `format_version` (see `RUN_FORMAT_VERSION`). Keys always present:
+  `format_version` (int), `created` (ISO 8601 UTC, filled in by `write_bundle` if missing),
+  `synthetic` (bool: trained on generated images). Usually also: dataset path and checksum, split
+  sizes, best epoch, wall time, images/s.
+- `model.keras`: the trained model (Keras 3 format, loaded in safe mode).
+- `history.csv`: one row per epoch; column `epoch` (1-based) then every key of the history.
+- `metrics.json`: see `galaxy_core.evaluate` (required key `test`; optional `test_tta`, `val`, ...).
+- `predictions.h5`: the test split: `indices` int64 (N,), `labels` int64 (N,), `probs` float32
+  (N, C), optional `probs_tta` float32 (N, C), `images` uint8 (N, S, S, 3) gzip-compressed, one
+  image per chunk; attribute `class_names`.
+- `curves.png`: `galaxy_core.evaluate.plot_curves` of the history.
+- `explanations.h5` (optional): `galaxy_core.explain.save_explanations`.
+
+`write_bundle` builds all of it in a hidden sibling folder `.<name>.partial-<random>` and renames it
+into place at the end, so a crash never leaves a half bundle under the run's name; `list_bundles`
+skips hidden folders.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import shutil
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from galaxy_core.config import Config, ConfigError
+from galaxy_core.errors import BundleError
+from galaxy_core.evaluate import METRIC_KEYS, dumps_json, plot_curves
+
+RUN_FORMAT_VERSION = 1
+REQUIRED_MEMBERS = ("config.json", "run.json", "model.keras", "history.csv", "metrics.json",
+                    "predictions.h5", "curves.png")
+EXPLANATIONS = "explanations.h5"
+RUNS_DIR_ENV = "GALAXY_RUNS_DIR"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Rows of images written per HDF5 call (bounds memory when images is a large memmap).
+_WRITE_BLOCK = 256
+
+
+def default_runs_dir() -> Path:
+    """`$GALAXY_RUNS_DIR`, else `./runs`."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping[str, Sequence[float]],
+                 metrics: Mapping[str, Any], run_info: Mapping[str, Any], predictions: Mapping[str, Any],
+                 explanations: Mapping[str, Any] | None = None) -> Path:
+    """Write a complete run bundle atomically.
+
+    Args:
+        out_dir: the bundle folder (`runs/<name>`); replaced if it exists.
+        config: the run's Config.
+        model: a Keras model (saved as `model.keras`), or the path of a `.keras` file to copy.
+        history: per-epoch lists (`loss`, `accuracy`, `val_loss`, ...), all the same length; an
+            `epoch` list (1-based) is optional.
+        metrics: metrics.json dict (`galaxy_core.evaluate.assemble_metrics`); needs `test`.
+        run_info: run.json content; needs `synthetic` (bool). `format_version` is set here and
+            `created` (UTC ISO time) is filled in when missing.
+        predictions: `indices` (N,), `labels` (N,), `probs` (N, C), `images` uint8 (N, S, S, 3)
+            with C = config.num_classes and S = config.image_size; optional `probs_tta` (N, C).
+        explanations: optional dict for `galaxy_core.explain.save_explanations`.
+
+    Returns:
+        The bundle path.
+
+    Raises:
+        BundleError: an argument does not fit the bundle format (nothing is written).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.name or out_dir.name.startswith("."):
+        raise BundleError(f"Bundle folder name {out_dir.name!r} must be non-empty and not start with '.'")
+    if not isinstance(config, Config):
+        raise BundleError(f"config must be a galaxy_core.config.Config, got {type(config).__name__}")
+    arrays = _check_predictions(predictions, config, where=f"write_bundle({out_dir})")
+    columns = _history_columns(history)
+    run = dict(run_info)
+    if not isinstance(run.get("synthetic"), bool):
+        raise BundleError("run_info needs 'synthetic': True/False (whether the data was generated)")
+    run["format_version"] = RUN_FORMAT_VERSION
+    run.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    _check_metrics(metrics, config, where="write_bundle")
+
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    tmp = parent / f".{out_dir.name}.partial-{token}"
+    tmp.mkdir()
+    try:
+        config.to_json(tmp / "config.json")
+        _write_text(tmp / "run.json", dumps_json(run) + "\n")
+        _write_text(tmp / "metrics.json", dumps_json(dict(metrics)) + "\n")
+        _write_history_csv(tmp / "history.csv", columns)
+        _save_model(model, tmp / "model.keras")
+        _write_predictions(tmp / "predictions.h5", arrays, config.class_names)
+        best = metrics.get("best_epoch") or run.get("best_epoch")
+        plot_curves(columns, tmp / "curves.png", best_epoch=best,
+                    title=f"{out_dir.name}" + ("  (SYNTHETIC DATA)" if run["synthetic"] else ""))
+        if explanations is not None:
+            from galaxy_core.explain import save_explanations
+            save_explanations(tmp / EXPLANATIONS, explanations)
+        _swap_into_place(tmp, out_dir, token)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _swap_into_place(tmp: Path, out_dir: Path, token: str) -> None:
+    """Rename `tmp` to `out_dir`; an existing `out_dir` is moved aside first and deleted after."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{token}"
+        os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)  # put the previous bundle back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _save_model(model, path: Path) -> None:
+    if isinstance(model, (str, os.PathLike)):
+        src = Path(model)
+        if not zipfile.is_zipfile(src):
+            raise BundleError(f"Model file {src} is not a .keras archive")
+        shutil.copyfile(src, path)
+    else:
+        model.save(str(path))
+
+
+def _history_columns(history: Mapping[str, Sequence[float]]) -> dict[str, list]:
+    lengths = {key: len(values) for key, values in history.items()}
+    if len(set(lengths.values())) > 1:
+        raise BundleError(f"history lists must all have the same length; got {lengths}")
+    n = next(iter(lengths.values()), 0)
+    columns = {"epoch": [int(e) for e in history.get("epoch", range(1, n + 1))]}
+    for key, values in history.items():
+        if key != "epoch":
+            columns[key] = [float(v) for v in values]
+    return columns
+
+
+def _write_history_csv(path: Path, columns: Mapping[str, list]) -> None:
+    keys = list(columns)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(keys)
+        for row in zip(*(columns[k] for k in keys)):
+            writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+
+
+def _write_predictions(path: Path, arrays: Mapping[str, np.ndarray], class_names: Sequence[str]) -> None:
+    import h5py
+
+    images = arrays["images"]
+    with h5py.File(path, "w") as f:
+        for key in ("indices", "labels", "probs", "probs_tta"):
+            if key in arrays:
+                f.create_dataset(key, data=arrays[key])
+        n, s = images.shape[0], images.shape[1]
+        dset = f.create_dataset("images", shape=images.shape, dtype=np.uint8,
+                                chunks=(1, s, s, 3) if n else None,
+                                compression="gzip" if n else None)
+        for start in range(0, n, _WRITE_BLOCK):
+            dset[start:start + _WRITE_BLOCK] = np.asarray(images[start:start + _WRITE_BLOCK], np.uint8)
+        f.attrs["class_names"] = [str(c) for c in class_names]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers (shared by write and load)
+# --------------------------------------------------------------------------------------------
+def _check_predictions(predictions: Mapping[str, Any], cfg: Config, where: str) -> dict[str, Any]:
+    """Validate the predictions arrays; return them with the bundle's dtypes (images untouched)."""
+    missing = [k for k in ("indices", "labels", "probs", "images") if k not in predictions]
+    if missing:
+        raise BundleError(f"{where}: predictions lack {missing}")
+    out = {
+        "indices": np.asarray(predictions["indices"]).astype(np.int64),
+        "labels": np.asarray(predictions["labels"]).astype(np.int64),
+        "probs": np.asarray(predictions["probs"]).astype(np.float32),
+    }
+    if predictions.get("probs_tta") is not None:
+        out["probs_tta"] = np.asarray(predictions["probs_tta"]).astype(np.float32)
+    images = predictions["images"]
+    n, c, s = len(out["labels"]), cfg.num_classes, cfg.image_size
+    problems = []
+    if out["indices"].shape != (n,) or out["labels"].shape != (n,):
+        problems.append(f"indices {out['indices'].shape} and labels {out['labels'].shape} must both be (N,)")
+    for key in ("probs", "probs_tta"):
+        if key in out and out[key].shape != (n, c):
+            problems.append(f"{key} has shape {out[key].shape}, expected ({n}, {c}) "
+                            f"(N test images x config.num_classes)")
+    if tuple(images.shape) != (n, s, s, 3):
+        problems.append(f"images have shape {tuple(images.shape)}, expected ({n}, {s}, {s}, 3) "
+                        f"(config.image_size = {s})")
+    if images.dtype != np.uint8:
+        problems.append(f"images must be uint8, got {images.dtype}")
+    if n and (out["labels"].min() < 0 or out["labels"].max() >= c):
+        problems.append(f"labels must be in 0..{c - 1}")
+    if problems:
+        raise BundleError(f"{where}: predictions invalid: " + "; ".join(problems))
+    out["images"] = images
+    return out
+
+
+def _check_metrics(metrics: Any, cfg: Config, where: str) -> None:
+    if not isinstance(metrics, Mapping):
+        raise BundleError(f"{where}: metrics must be a JSON object")
+    if not isinstance(metrics.get("test"), Mapping):
+        raise BundleError(f"{where}: metrics lack the 'test' metrics object")
+    c = cfg.num_classes
+    for key in ("test", "test_tta", "val", "val_tta"):
+        m = metrics.get(key)
+        if m is None:
+            continue
+        if not isinstance(m, Mapping):
+            raise BundleError(f"{where}: metrics[{key!r}] must be an object or null")
+        missing = [k for k in METRIC_KEYS if k not in m]
+        if missing:
+            raise BundleError(f"{where}: metrics[{key!r}] lacks {missing}")
+        cm = np.asarray(m["confusion_matrix"])
+        if cm.shape != (c, c):
+            raise BundleError(f"{where}: metrics[{key!r}] confusion matrix has shape {cm.shape}, "
+                              f"expected ({c}, {c})")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class RunBundle:
+    """A validated run bundle (small members in memory; model and images read on demand).
+
+    Attributes:
+        path: bundle folder.
+        name: folder name.
+        config: the run's Config.
+        run_info: run.json dict.
+        metrics: metrics.json dict.
+        history: `{column: list}` from history.csv (`epoch` ints, the rest floats).
+        predictions: `indices` int64 (N,), `labels` int64 (N,), `probs` float32 (N, C), and
+            `probs_tta` float32 (N, C) when stored. Test images: `read_test_images`.
+    """
+
+    path: Path
+    name: str
+    config: Config
+    run_info: dict
+    metrics: dict
+    history: dict
+    predictions: dict
+
+    @property
+    def is_synthetic(self) -> bool:
+        return bool(self.run_info["synthetic"])
+
+    @property
+    def created(self) -> datetime:
+        return _parse_time(self.run_info["created"])
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.metrics["test"]["accuracy"])
+
+    @property
+    def backbone(self) -> str:
+        return self.config.backbone
+
+    @property
+    def num_test(self) -> int:
+        return int(len(self.predictions["labels"]))
+
+    @property
+    def explanations_path(self) -> Path | None:
+        path = self.path / EXPLANATIONS
+        return path if path.is_file() else None
+
+    @property
+    def has_explanations(self) -> bool:
+        return self.explanations_path is not None
+
+    def read_test_images(self, rows) -> np.ndarray:
+        """Test images by row of `predictions` (any order, repeats allowed).
+
+        Args:
+            rows: int or sequence of ints in `0..N-1` (rows of `predictions`, not dataset indices).
+
+        Returns:
+            uint8 `(k, S, S, 3)` (`(S, S, 3)` for a single int).
+        """
+        import h5py
+
+        single = np.ndim(rows) == 0
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        n = self.num_test
+        if rows.size and (rows.min() < -n or rows.max() >= n):
+            raise IndexError(f"rows must be in 0..{n - 1} (bundle {self.name} has {n} test images)")
+        rows = np.where(rows < 0, rows + n, rows)
+        unique, inverse = np.unique(rows, return_inverse=True)  # h5py needs increasing indices
+        with h5py.File(self.path / "predictions.h5", "r") as f:
+            dset = f["images"]
+            images = dset[unique] if unique.size else np.zeros((0,) + dset.shape[1:], np.uint8)
+        images = images[inverse.reshape(-1)]
+        return images[0] if single else images
+
+    def load_model(self):
+        """The bundle's Keras model (`galaxy_core.model.load_model`, safe mode)."""
+        try:
+            from galaxy_core.model import load_model
+        except ImportError:  # TEMPORARY until galaxy_core.model lands: plain Keras, safe mode
+            import keras
+
+            def load_model(path):
+                return keras.saving.load_model(path, safe_mode=True)
+        return load_model(self.path / "model.keras")
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """One subfolder of a runs folder: a valid `bundle`, or `error` saying why it is not one."""
+
+    path: Path
+    bundle: RunBundle | None
+    error: str | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def ok(self) -> bool:
+        return self.bundle is not None
+
+
+def load_bundle(path: str | Path) -> RunBundle:
+    """Load and validate a run bundle.
+
+    Checks that every required member exists and parses: config.json (Config.from_json), run.json
+    (format_version, created, synthetic), metrics.json (test metrics, confusion matrix C x C),
+    history.csv, predictions.h5 (shapes consistent with the config's num_classes and image_size),
+    model.keras (a zip archive; not loaded here), curves.png (a PNG).
+
+    Raises:
+        BundleError: naming the bundle and the problem.
+    """
+    path = Path(path)
+    where = f"Run bundle {str(path)!r}"
+    if not path.is_dir():
+        raise BundleError(f"{where} does not exist or is not a folder")
+    missing = [m for m in REQUIRED_MEMBERS if not (path / m).is_file()]
+    if missing:
+        raise BundleError(f"{where} is incomplete: missing {', '.join(missing)} "
+                          f"(re-run training, or delete the folder)")
+    try:
+        config = Config.from_json(path / "config.json")
+    except ConfigError as err:
+        raise BundleError(f"{where}: config.json is invalid: {err}") from err
+    run_info = _read_json(path / "run.json", where)
+    version = run_info.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BundleError(f"{where}: run.json lacks an integer format_version")
+    if version > RUN_FORMAT_VERSION:
+        raise BundleError(f"{where}: format_version {version} is newer than this code supports "
+                          f"({RUN_FORMAT_VERSION}); update galaxy_core")
+    if version < 1:
+        raise BundleError(f"{where}: unknown format_version {version}")
+    if not isinstance(run_info.get("synthetic"), bool):
+        raise BundleError(f"{where}: run.json lacks the boolean 'synthetic' flag")
+    try:
+        _parse_time(run_info.get("created"))
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"{where}: run.json 'created' is not an ISO time: {run_info.get('created')!r}") from err
+    metrics = _read_json(path / "metrics.json", where)
+    _check_metrics(metrics, config, where=f"{where}: metrics.json")
+    history = _read_history_csv(path / "history.csv", where)
+    predictions = _read_predictions(path / "predictions.h5", config, where)
+    if not zipfile.is_zipfile(path / "model.keras"):
+        raise BundleError(f"{where}: model.keras is not a Keras archive (zip)")
+    with open(path / "curves.png", "rb") as f:
+        if f.read(8) != PNG_SIGNATURE:
+            raise BundleError(f"{where}: curves.png is not a PNG image")
+    return RunBundle(path=path, name=path.name, config=config, run_info=run_info, metrics=metrics,
+                     history=history, predictions=predictions)
+
+
+def list_bundles(runs_dir: str | Path | None = None) -> list[BundleEntry]:
+    """Every (non-hidden) subfolder of the runs folder, loaded.
+
+    Args:
+        runs_dir: default `$GALAXY_RUNS_DIR`, else `./runs`. A missing folder gives `[]`.
+
+    Returns:
+        Valid bundles newest first (run.json `created`), then invalid ones by name with the reason.
+        Hidden folders (bundles being written, `.x.partial-*`, `.x.work`) are skipped.
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    if not runs_dir.is_dir():
+        return []
+    valid, invalid = [], []
+    for sub in sorted(runs_dir.iterdir()):
+        if sub.name.startswith(".") or not sub.is_dir():
+            continue
+        try:
+            valid.append(BundleEntry(sub, load_bundle(sub), None))
+        except BundleError as err:
+            invalid.append(BundleEntry(sub, None, str(err)))
+        except Exception as err:  # noqa: BLE001 - a broken folder must never break the listing
+            invalid.append(BundleEntry(sub, None, f"Run bundle {str(sub)!r} cannot be read: "
+                                                  f"{type(err).__name__}: {err}"))
+    valid.sort(key=lambda e: (e.bundle.created, e.name), reverse=True)
+    return valid + invalid
+
+
+def _read_json(path: Path, where: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"{where}: {path.name} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: {path.name} must hold a JSON object")
+    return data
+
+
+def _read_history_csv(path: Path, where: str) -> dict[str, list]:
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise BundleError(f"{where}: history.csv cannot be read: {err}") from err
+    if not rows or not rows[0]:
+        raise BundleError(f"{where}: history.csv has no header row")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    history: dict[str, list] = {key: [] for key in header}
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise BundleError(f"{where}: history.csv line {line} has {len(row)} fields, expected {len(header)}")
+        for key, value in zip(header, row):
+            try:
+                history[key].append(int(value) if key == "epoch" else float(value))
+            except ValueError as err:
+                raise BundleError(f"{where}: history.csv line {line}, column {key!r}: {value!r} "
+                                  f"is not a number") from err
+    return history
+
+
+def _read_predictions(path: Path, cfg: Config, where: str) -> dict[str, np.ndarray]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("indices", "labels", "probs", "images") if k not in f]
+            if missing:
+                raise BundleError(f"{where}: predictions.h5 lacks dataset(s) {missing}")
+            arrays = {key: f[key][()] for key in ("indices", "labels", "probs", "probs_tta") if key in f}
+            arrays["images"] = _Shape(f["images"].shape, f["images"].dtype)
+            names = f.attrs.get("class_names")
+            names = None if names is None else [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    except BundleError:
+        raise
+    except (OSError, KeyError, ValueError) as err:
+        raise BundleError(f"{where}: predictions.h5 cannot be read: {err}") from err
+    arrays = _check_predictions(arrays, cfg, where=f"{where}: predictions.h5")
+    del arrays["images"]
+    if names is not None and tuple(names) != cfg.class_names:
+        raise BundleError(f"{where}: predictions.h5 class_names {names} differ from config.json's")
+    return arrays
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Shape and dtype of an HDF5 dataset, for validating without reading it."""
+
+    shape: tuple
+    dtype: np.dtype
+
+
+def _parse_time(text: Any) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
