@@ -180,7 +180,7 @@ def histogram_figure(stages: Mapping[str, np.ndarray]):
         height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
         title={"text": "Luminance histogram (log scale)", "font": {"size": 14}},
         xaxis={"title": "intensity", "range": [0, 255]},
-        yaxis={"title": "pixels", "type": "log"},
+        yaxis={"title": "pixels", "type": "log", "dtick": 1},  # ticks at 1, 10, 100, ...
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
     )
     return fig
@@ -206,6 +206,99 @@ def class_distribution_figure(class_names: Sequence[str], counts: Mapping[str, S
                       legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right",
                               "yanchor": "bottom"})
     return fig
+
+
+def _first(mapping: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        if mapping.get(key) is not None:
+            return mapping[key]
+    return default
+
+
+def run_summary(run: Any) -> dict[str, Any]:
+    """Headline facts of a `RunBundle` for the Overview: strings ready to show, and a table.
+
+    Reads `run.json` and `metrics.json` keys written by `galaxy_core.train` (missing ones show as
+    "n/a").
+    """
+    import pandas as pd
+
+    info, metrics, cfg = run.run_info, run.metrics, run.config
+    best = _first(metrics, "best_epoch", default=None)
+    best = _first(info, "best_epoch", default=None) if best is None else best
+    epochs = run.history.get("epoch") or []
+    wall = _first(info, "wall_time_s", "train_time_s", "wall_time", default=None)
+    wall = _first(metrics, "wall_time_s", default=None) if wall is None else wall
+    rate = _first(info, "images_per_s", default=None)
+    rate = _first(metrics, "images_per_s", default=None) if rate is None else rate
+    dataset = _first(info, "dataset", "dataset_path", "data_path", "source", default="n/a")
+    if isinstance(dataset, Mapping):
+        dataset = _first(dataset, "name", "path", "source", default=str(dataset))
+    source = "synthetic" if bundle_is_synthetic(run) else "real"
+    created = str(info.get("created", "n/a")).replace("T", " ").replace("+00:00", " UTC")
+    model = (f"{cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'fine-tuned'}, {cfg.head} head), "
+             f"{cfg.image_size}x{cfg.image_size} px")
+    rows = [
+        ("model", model),
+        ("data", f"{dataset} ({source})"),
+        ("epochs run", str(len(epochs))),
+        ("best epoch", "n/a" if best is None else str(best)),
+        ("training time", format_seconds(wall)),
+        ("training speed", "n/a" if rate is None else f"{float(rate):.1f} images/s"),
+        ("test loss", f"{metrics['test']['loss']:.4f}"),
+        ("validation accuracy", format_percent((metrics.get("val") or {}).get("accuracy"))),
+        ("created", created),
+    ]
+    return {
+        "model": model,
+        "dataset": f"{dataset} ({source})",
+        "created": created,
+        "best_epoch": "n/a" if best is None else str(best),
+        "best_epoch_int": None if best is None else int(best),
+        "training_time": format_seconds(wall),
+        "table": pd.DataFrame(rows, columns=["", "value"]).set_index(""),
+    }
+
+
+def split_sizes(info: Mapping[str, Any], num_test: int) -> dict[str, int | None]:
+    """`{"train": n, "val": n, "test": n}` from run.json (test falls back to the predictions)."""
+    sizes = info.get("split_sizes") or info.get("splits") or {}
+    out = {}
+    for split in ("train", "val", "test"):
+        value = sizes.get(split) if isinstance(sizes, Mapping) else None
+        value = _first(info, f"n_{split}", f"{split}_size", default=value)
+        out[split] = None if value is None else int(value)
+    if out["test"] is None:
+        out["test"] = int(num_test)
+    return out
+
+
+def split_table(info: Mapping[str, Any], num_test: int):
+    """Split sizes and shares as a DataFrame (index train / val / test)."""
+    import pandas as pd
+
+    sizes = split_sizes(info, num_test)
+    known = sum(v for v in sizes.values() if v is not None)
+    return pd.DataFrame(
+        {"images": [sizes[s] for s in sizes],
+         "share": [None if sizes[s] is None or not known else f"{sizes[s] / known:.0%}" for s in sizes]},
+        index=pd.Index(["train", "validation", "test"], name="split"))
+
+
+def class_counts(info: Mapping[str, Any], test_labels: np.ndarray, num_classes: int) -> dict[str, list[int]]:
+    """Images per class and split: run.json's `class_counts` when present, else the test split's."""
+    stored = info.get("class_counts")
+    counts: dict[str, list[int]] = {}
+    if isinstance(stored, Mapping):
+        for split, values in stored.items():
+            if isinstance(values, Mapping):
+                values = [values.get(str(i), values.get(i, 0)) for i in range(num_classes)]
+            if len(values) == num_classes:
+                counts[str(split)] = [int(v) for v in values]
+    if "test" not in counts:
+        counts["test"] = np.bincount(np.asarray(test_labels, dtype=np.int64),
+                                     minlength=num_classes)[:num_classes].tolist()
+    return counts
 
 
 def history_columns(history: Any) -> dict[str, np.ndarray]:
@@ -253,9 +346,10 @@ def curves_figure(history: Any, best_epoch: int | None = None):
                           row=1, col=col_index)
         if best_epoch is not None:
             fig.add_vline(x=best_epoch, line={"dash": "dot", "color": "#9ca3af"}, row=1, col=col_index)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"})
+    fig.update_xaxes(title_text="epoch", dtick=max(1, n // 10) if n else None)
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "y": -0.25, "x": 0.5, "xanchor": "center",
+                              "yanchor": "top"})
     return fig
 
 
@@ -438,3 +532,53 @@ def run_label(entry: Any) -> str:
     backbone = getattr(getattr(run, "config", None), "backbone", "?")
     source = "synthetic" if bundle_is_synthetic(run) else "real data"
     return f"{entry_path(entry).name} · {backbone} · {accuracy} test acc · {source}"
+
+
+def describe_error(err: BaseException) -> str:
+    """A one-line message for the user: the project's own errors as they are, others with their type."""
+    from galaxy_core.errors import GalaxyError
+
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, (GalaxyError, ValueError)):
+        return text
+    return f"{type(err).__name__}: {text}"
+
+
+def results_table(results: Sequence[Mapping[str, Any]], class_names: Sequence[str], k: int = 3):
+    """The Classify view's table: one row per uploaded file (errors included).
+
+    Columns: `file`, `predicted`, `confidence`, then `class 2`, `p 2`, ... up to `k`, and `error`.
+    """
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"file": r["name"]}
+        if r.get("probs") is not None:
+            ranked = top_k(r["probs"], class_names, k)
+            row["predicted"], row["confidence"] = ranked[0]
+            for j, (name, p) in enumerate(ranked[1:], start=2):
+                row[f"class {j}"], row[f"p {j}"] = name, p
+        row["error"] = r.get("error") or ""
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for col in ("predicted", "confidence"):
+        if col not in table:
+            table[col] = None
+    first = ["file", "predicted", "confidence"]
+    return table[first + [c for c in table.columns if c not in first + ["error"]] + ["error"]]
+
+
+def largest_confusion(matrix: np.ndarray) -> tuple[int, int]:
+    """`(true, predicted)` of the largest off-diagonal cell (the most frequent confusion).
+
+    With no error at all, the largest diagonal cell.
+    """
+    matrix = np.asarray(matrix, dtype=np.int64)
+    off = matrix.copy()
+    np.fill_diagonal(off, -1)
+    if off.max() > 0:
+        i, j = np.unravel_index(int(np.argmax(off)), off.shape)
+        return int(i), int(j)
+    i = int(np.argmax(np.diag(matrix)))
+    return i, i

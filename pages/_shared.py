@@ -140,6 +140,7 @@ def sidebar_run_selector():
                          help=f"Valid bundles in `{root}`, newest first (set $GALAXY_RUNS_DIR to "
                               "read another folder).")
             chosen = valid[paths.index(st.session_state[RUN_KEY])]
+            st.caption(app_support.run_label(chosen).replace(" · ", "  \n", 1).replace(" · ", " · "))
         else:
             st.session_state.pop(RUN_KEY, None)
             st.caption(f"No valid run in `{root}`.")
@@ -160,7 +161,61 @@ def show_images(images, captions, columns: int, width: Any = "stretch") -> None:
 
 
 def read_upload(upload) -> np.ndarray:
-    """Decode an uploaded file (Streamlit `UploadedFile`) to an image array (`predict.read_image_file`)."""
+    """Decode an uploaded file (Streamlit `UploadedFile`) to an image array."""
+    return read_image_bytes(upload.getvalue())
+
+
+# --- classify -------------------------------------------------------------------------------------
+def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
+    """Classify uploaded files with the chosen run's model (cached per run, files and TTA).
+
+    Returns:
+        One dict per file, in order: `name`, `error` (message or None), `input` (uint8 (S, S, 3)
+        preprocessed image the model saw, or None), `probs` (float32 (C,) or None).
+    """
+    path = current_run_path()
+    return _classify(path, _stamp(path), files, bool(tta))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _classify(path: str, stamp: float, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
+    from galaxy_core import evaluate, preprocess
+
+    run, model = load_run(path, stamp), load_model(path, stamp)
+    results = []
+    for name, data in files:
+        try:
+            image = read_image_bytes(data)
+            results.append({"name": name, "error": None,
+                            "input": preprocess.preprocess_image(image, run.config), "probs": None})
+        except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
+            results.append({"name": name, "error": app_support.describe_error(err), "input": None,
+                            "probs": None})
+    good = [r for r in results if r["error"] is None]
+    if good:
+        probs = evaluate.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
+        for r, p in zip(good, probs):
+            r["probs"] = p
+    return results
+
+
+def read_image_bytes(data: bytes) -> np.ndarray:
+    """Decode the bytes of an image file (`galaxy_core.predict.read_image_file`)."""
     from galaxy_core import predict
 
-    return predict.read_image_file(upload.getvalue())
+    return predict.read_image_file(data)
+
+
+def gradcam_overlay(image: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM of `class_index` over a preprocessed `uint8 (S, S, 3)` image, blended on it."""
+    path = current_run_path()
+    return _gradcam_overlay(path, _stamp(path), image, int(class_index))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _gradcam_overlay(path: str, stamp: float, image: np.ndarray, class_index: int) -> np.ndarray:
+    from galaxy_core import explain, preprocess
+
+    model = load_model(path, stamp)
+    heat = explain.gradcam_map(model, preprocess.rescale(image[None]), np.array([class_index]))
+    return explain.overlay(image, heat[0])

@@ -79,13 +79,13 @@ with controls:
             except Exception as err:  # noqa: BLE001 - any undecodable upload gets a message
                 st.error(f"Cannot read {upload.name}: {err}")
 
-    st.subheader("CLAHE")
+    st.markdown("**CLAHE**")
     st.slider("Clip limit", 0.1, 10.0, step=0.1, key="lab_clip",
               help="Contrast limit per tile: higher brings out faint structure and noise.")
     st.slider("Tiles per side", 1, 32, step=1, key="lab_tiles")
     st.radio("Channels", CHANNEL_MODES, key="lab_mode", horizontal=True,
              help="luminance keeps the colours; per_channel equalises R, G and B separately.")
-    st.subheader("Opening")
+    st.markdown("**Morphological opening**")
     st.selectbox("Kernel shape", KERNEL_SHAPES, key="lab_kshape")
     st.select_slider("Kernel size", KERNEL_SIZES, key="lab_ksize", help="1 = no opening")
     st.slider("Iterations", 0, 10, key="lab_iters", help="0 = no opening")

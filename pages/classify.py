@@ -1,0 +1,72 @@
+"""Classify: upload galaxy images, see what the model saw, its top-k classes and a Grad-CAM overlay."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from galaxy_core import app_support
+from pages import _shared
+
+MAX_SHOWN = 40  # images drawn one by one; the results table lists every upload
+
+run = _shared.require_run()
+cfg = run.config
+class_names = list(cfg.class_names)
+
+st.title("Classify your images")
+st.caption(f"JPEG or PNG, any size. Grayscale and RGBA images are converted to RGB; each image is "
+           f"resized to {cfg.image_size}x{cfg.image_size} px and preprocessed exactly like the run's "
+           f"training images (CLAHE + opening) before the model sees it.")
+_shared.synthetic_banner(run)
+
+uploads = st.file_uploader("Galaxy images", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
+                           key="cls_upload")
+opt1, opt2, _ = st.columns([2, 2, 3])
+k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, len(class_names)),
+                key="cls_topk")
+tta = opt2.toggle("Test-time augmentation (8 rotations/flips)", key="cls_tta",
+                  help="Average the predictions over the 8 rotations and flips of each image (8x slower).")
+
+if not uploads:
+    st.info("Upload one or more images to classify them. Tip: centred galaxy cutouts like Galaxy10's "
+            "(256x256 px, about 0.26 arcsec per pixel) work best.", icon=":material/upload_file:")
+    st.stop()
+
+files = tuple((u.name, u.getvalue()) for u in uploads)
+with st.spinner(f"Classifying {len(files)} image(s)..."):
+    results = _shared.classify_uploads(files, tta)
+
+table = app_support.results_table(results, class_names, k=min(3, len(class_names)))
+bad = [r for r in results if r["error"]]
+good = [r for r in results if not r["error"]]
+for r in bad:
+    st.error(f"**{r['name']}**: {r['error']}", icon=":material/broken_image:")
+if good:
+    st.success(f"Classified {len(good)} image(s)" + (f"; {len(bad)} could not be read." if bad else "."),
+               icon=":material/check_circle:")
+
+for i, r in enumerate(good[:MAX_SHOWN]):
+    pred = int(np.argmax(r["probs"]))
+    with st.container(border=True):
+        st.markdown(f"**{r['name']}** — predicted **{class_names[pred]}** with "
+                    f"{r['probs'][pred]:.1%} confidence")
+        c1, c2, c3 = st.columns([1, 1, 2], gap="medium")
+        c1.image(r["input"], caption="model input (preprocessed)", width="stretch")
+        with c2:
+            if st.toggle("Grad-CAM overlay", key=f"cls_cam_{i}_{r['name']}",
+                         help="Where the last convolutional layer looked for the predicted class."):
+                with st.spinner("Grad-CAM..."):
+                    cam = _shared.gradcam_overlay(r["input"], pred)
+                st.image(cam, caption=f"Grad-CAM: {class_names[pred]}", width="stretch")
+            else:
+                st.caption("Switch on to see where the model looked.")
+        c3.plotly_chart(app_support.topk_figure(r["probs"], class_names, k), width="stretch",
+                        config={"displayModeBar": False}, key=f"cls_chart_{i}")
+if len(good) > MAX_SHOWN:
+    st.caption(f"{len(good) - MAX_SHOWN} more image(s) are in the table below.")
+
+st.subheader("All results")
+st.dataframe(table, width="stretch", hide_index=True)
+st.download_button("Download results (CSV)", table.to_csv(index=False), file_name="classifications.csv",
+                   mime="text/csv", icon=":material/download:")
