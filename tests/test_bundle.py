@@ -1,8 +1,7 @@
 """Tests of galaxy_core.bundle: write/load round trip, atomic writes, validation, listing."""
 
 import json
-import os
-import time
+import shutil
 
 import h5py
 import numpy as np
@@ -54,12 +53,22 @@ def write(path, parts, **changes):
     return write_bundle(path, **{**parts, **changes})
 
 
-def test_round_trip(tmp_path, parts):
-    out = write(tmp_path / "runs" / "run1", parts)
-    assert out == tmp_path / "runs" / "run1"
+@pytest.fixture(scope="module")
+def good_bundle(tmp_path_factory, parts):
+    """One valid bundle written once; tests copy it (cheaper than writing one each)."""
+    return write(tmp_path_factory.mktemp("shared") / "good", parts)
+
+
+def copy_bundle(src, dest):
+    shutil.copytree(src, dest)
+    return dest
+
+
+def test_round_trip(good_bundle, parts):
+    out = good_bundle
     assert sorted(p.name for p in out.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
     b = load_bundle(out)
-    assert b.name == "run1" and b.config == parts["config"] and b.backbone == "DenseNet201"
+    assert b.name == "good" and b.config == parts["config"] and b.backbone == "DenseNet201"
     assert b.is_synthetic is True and b.run_info["format_version"] == bundle_mod.RUN_FORMAT_VERSION
     assert b.created.tzinfo is not None
     assert b.test_accuracy == parts["metrics"]["test"]["accuracy"]
@@ -212,10 +221,10 @@ def corrupt_model(path):
     (corrupt_history, "history.csv line 2"),
     (corrupt_model, "model.keras is not a Keras archive"),
 ])
-def test_corrupted_bundle_raises_and_is_listed_invalid(tmp_path, parts, corrupt, reason):
+def test_corrupted_bundle_raises_and_is_listed_invalid(tmp_path, good_bundle, corrupt, reason):
     runs = tmp_path / "runs"
-    write(runs / "good", parts)
-    write(runs / "broken", parts)
+    copy_bundle(good_bundle, runs / "good")
+    copy_bundle(good_bundle, runs / "broken")
     corrupt(runs / "broken")
     with pytest.raises(BundleError, match=reason) as info:
         load_bundle(runs / "broken")
@@ -225,10 +234,16 @@ def test_corrupted_bundle_raises_and_is_listed_invalid(tmp_path, parts, corrupt,
     assert entries[1].bundle is None and "broken" in entries[1].error
 
 
-def test_list_bundles_order_hidden_and_env(tmp_path, parts, monkeypatch):
+def set_created(path, created):
+    data = json.loads((path / "run.json").read_text())
+    data["created"] = created
+    (path / "run.json").write_text(json.dumps(data))
+
+
+def test_list_bundles_order_hidden_and_env(tmp_path, good_bundle, monkeypatch):
     runs = tmp_path / "myruns"
-    write(runs / "older", parts, run_info={"synthetic": True, "created": "2025-01-01T00:00:00+00:00"})
-    write(runs / "newer", parts, run_info={"synthetic": True, "created": "2026-01-01T00:00:00+00:00"})
+    set_created(copy_bundle(good_bundle, runs / "older"), "2025-01-01T00:00:00+00:00")
+    set_created(copy_bundle(good_bundle, runs / "newer"), "2026-01-01T00:00:00")  # naive = UTC
     (runs / "aaa-empty").mkdir()
     (runs / ".x.work").mkdir()
     (runs / ".y.partial-1234").mkdir()
