@@ -35,7 +35,7 @@ import numpy as np
 
 from galaxy_core.config import CLASS_NAMES
 from galaxy_core.data import CLASS_COUNTS
-from galaxy_core.errors import GalaxyError
+from galaxy_core.errors import DatasetError, GalaxyError
 from galaxy_core.progress import ProgressBar
 
 NUM_CLASSES = len(CLASS_NAMES)
@@ -681,12 +681,14 @@ def class_counts(n: int, balance: str = "real") -> np.ndarray:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
     weights = np.asarray(CLASS_COUNTS, float) if balance == "real" else np.ones(NUM_CLASSES)
-    floor = np.ones(NUM_CLASSES, np.int64) if n >= NUM_CLASSES else np.zeros(NUM_CLASSES, np.int64)
-    rest = n - floor.sum()
-    share = weights / weights.sum() * rest
-    counts = floor + np.floor(share).astype(np.int64)
+    share = weights / weights.sum() * n
+    counts = np.floor(share).astype(np.int64)
     order = np.argsort(-(share - np.floor(share)), kind="stable")
     counts[order[: n - counts.sum()]] += 1
+    if n >= NUM_CLASSES:  # every class at least once: take from the largest
+        for k in np.flatnonzero(counts == 0):
+            counts[np.argmax(counts)] -= 1
+            counts[k] = 1
     return counts
 
 
@@ -748,7 +750,7 @@ def write_synthetic_dataset(path, n: int, size: int = 256, seed: int = 0, balanc
         raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}.")
     path = Path(path)
     if path.parent and not path.parent.exists():
-        raise GalaxyError(f"Output folder {path.parent} does not exist; create it first.")
+        raise DatasetError(f"Output folder {path.parent} does not exist; create it first.")
     labels = make_labels(n, balance, seed)
     meta = make_metadata(n, seed)
     if workers is None:
