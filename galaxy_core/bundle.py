@@ -329,13 +329,7 @@ class RunBundle:
 
     def load_model(self):
         """The bundle's Keras model (`galaxy_core.model.load_model`, safe mode)."""
-        try:
-            from galaxy_core.model import load_model
-        except ImportError:  # TEMPORARY until galaxy_core.model lands: plain Keras, safe mode
-            import keras
-
-            def load_model(path):
-                return keras.saving.load_model(path, safe_mode=True)
+        from galaxy_core.model import load_model
         return load_model(self.path / "model.keras")
 
 

@@ -1,0 +1,258 @@
+"""Classify image files with a trained run bundle (command line and helpers for the app).
+
+Usage:
+    python -m galaxy_core.predict --run runs/NAME [--format text|csv|json] [--top-k K] [--tta] IMAGE...
+
+Each file (JPEG/PNG/TIFF/..., any size; grayscale, RGB, RGBA, 8 or 16 bit) is decoded with OpenCV,
+converted to RGB uint8, preprocessed exactly as in training (`galaxy_core.preprocess.preprocess_image`
+with the run's config) and classified by the run's model. A file that cannot be read gets a row
+with its error and the others are still classified.
+
+Exit status: 0 if every file was classified, 1 if some failed, 2 on a usage or bundle error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from galaxy_core.config import Config
+from galaxy_core.errors import GalaxyError, PreprocessError
+
+FORMATS = ("text", "csv", "json")
+SYNTHETIC_WARNING = ("WARNING: this model was trained on SYNTHETIC data (generated images, not Galaxy10 "
+                     "DECaLS); its predictions say nothing about real galaxies.")
+
+
+def read_image_file(source: str | os.PathLike | bytes | bytearray | memoryview) -> np.ndarray:
+    """Decode an image file to RGB uint8.
+
+    Args:
+        source: a file path, or the file's bytes (e.g. an upload).
+
+    Returns:
+        uint8 `(H, W, 3)` RGB at the file's own size (grayscale repeated, RGBA composited on black,
+        16-bit scaled to 8-bit by `galaxy_core.preprocess.to_rgb_uint8`).
+
+    Raises:
+        PreprocessError: the file is missing, empty or not an image OpenCV can decode.
+    """
+    import cv2
+
+    from galaxy_core.preprocess import to_rgb_uint8
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        what, data = "image bytes", np.frombuffer(source, dtype=np.uint8)
+    else:
+        what = f"image file {str(source)!r}"
+        try:
+            # np.fromfile + imdecode (not imread): works for any path encoding, and reads once.
+            data = np.fromfile(source, dtype=np.uint8)
+        except OSError as err:
+            raise PreprocessError(f"Cannot read {what}: {err.strerror or err}") from err
+    if data.size == 0:
+        raise PreprocessError(f"Cannot decode {what}: it is empty")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise PreprocessError(f"Cannot decode {what}: {err}") from err
+    if image is None:
+        raise PreprocessError(f"Cannot decode {what}: not an image format OpenCV reads "
+                              f"(use JPEG, PNG, TIFF, BMP or WebP)")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return to_rgb_uint8(image)
+
+
+def classify_images(model, cfg: Config, images: Sequence[np.ndarray], batch_size: int = 64,
+                    tta: bool = False) -> np.ndarray:
+    """Preprocess images as in training and classify them.
+
+    Args:
+        model: the run's Keras model ([0, 1] input, softmax output).
+        cfg: the run's Config (preprocessing parameters, image size).
+        images: list of images of any size/layout `preprocess_image` accepts (e.g. uint8 RGB).
+        batch_size: images per model call.
+        tta: average over the 8 rotations/flips.
+
+    Returns:
+        float32 `(N, num_classes)` probabilities.
+    """
+    from galaxy_core.evaluate import predict_probs
+    from galaxy_core.preprocess import preprocess_batch
+
+    if len(images) == 0:
+        return np.zeros((0, cfg.num_classes), np.float32)
+    batch = preprocess_batch(list(images), cfg)  # uint8 (N, S, S, 3)
+    return predict_probs(model, batch, batch_size=batch_size, tta=tta)
+
+
+def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch_size: int = 64,
+                   tta: bool = False, progress: bool = False) -> list[dict[str, Any]]:
+    """Classify image files with a run bundle's model; unreadable files get an error row.
+
+    Args:
+        bundle: a `galaxy_core.bundle.RunBundle`.
+        paths: image files.
+        model: the bundle's model if already loaded (else `bundle.load_model()`).
+        batch_size: files read, preprocessed and classified at a time (bounds memory).
+        tta: average over the 8 rotations/flips.
+        progress: progress bar on stderr.
+
+    Returns:
+        One dict per path, in order: `file` (str), `predicted_index` (int), `predicted` (class name),
+        `confidence` (its probability), `probs` (list of num_classes floats), `error` (None, or the
+        message; the other fields are then None).
+    """
+    from galaxy_core.evaluate import predict_probs
+
+    cfg = bundle.config
+    model = bundle.load_model() if model is None else model
+    paths = [str(p) for p in paths]
+    rows: list[dict[str, Any]] = []
+    starts: Iterable[int] = range(0, len(paths), batch_size)
+    if progress and len(paths) > batch_size:
+        from galaxy_core.progress import progress as _progress
+        starts = _progress(starts, desc="classify", unit="batch")
+    for start in starts:
+        block = paths[start:start + batch_size]
+        images, errors = [], {}
+        for i, path in enumerate(block):
+            try:
+                images.append(_preprocess_file(path, cfg))
+            except (GalaxyError, ValueError) as err:
+                errors[i] = str(err)
+        # images are already preprocessed (uint8 (S, S, 3)): straight to the model.
+        probs = iter(predict_probs(model, np.stack(images), batch_size=batch_size, tta=tta)
+                     if images else ())
+        for i, path in enumerate(block):
+            rows.append(_error_row(path, errors[i]) if i in errors
+                        else _result_row(path, next(probs), cfg.class_names))
+    return rows
+
+
+def _preprocess_file(path: str, cfg: Config) -> np.ndarray:
+    from galaxy_core.preprocess import preprocess_image
+
+    return preprocess_image(read_image_file(path), cfg)
+
+
+def _result_row(path: str, probs: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    k = int(np.argmax(probs))
+    return {"file": path, "predicted_index": k, "predicted": class_names[k],
+            "confidence": float(probs[k]), "probs": [float(p) for p in probs], "error": None}
+
+
+def _error_row(path: str, message: str) -> dict[str, Any]:
+    return {"file": path, "predicted_index": None, "predicted": None, "confidence": None,
+            "probs": None, "error": message}
+
+
+def top_k(probs: Sequence[float], class_names: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The k most probable classes, most probable first: `[(name, probability), ...]`."""
+    order = np.argsort(-np.asarray(probs), kind="stable")[:k]
+    return [(class_names[i], float(probs[i])) for i in order]
+
+
+# --------------------------------------------------------------------------------------------
+# Output formats
+# --------------------------------------------------------------------------------------------
+def format_rows(rows: Sequence[dict[str, Any]], class_names: Sequence[str], fmt: str = "text",
+                k: int = 3) -> str:
+    """Rows of `classify_files` as text (aligned table), CSV or JSON.
+
+    CSV columns: `file, predicted_index, predicted, confidence, p(<class>) x C, top1, top1_prob, ...,
+    error`. JSON: a list of the row dicts, each with `top_k` = `[{"class", "prob"}, ...]`.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}; got {fmt!r}")
+    k = max(1, min(int(k), len(class_names)))
+    if fmt == "json":
+        out = []
+        for row in rows:
+            ranked = top_k(row["probs"], class_names, k) if row["probs"] is not None else None
+            out.append({**row, "top_k": None if ranked is None else [{"class": c, "prob": p} for c, p in ranked]})
+        return json.dumps(out, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        tops = [col for j in range(1, k + 1) for col in (f"top{j}", f"top{j}_prob")]
+        writer.writerow(["file", "predicted_index", "predicted", "confidence"]
+                        + [f"p({name})" for name in class_names] + tops + ["error"])
+        for row in rows:
+            if row["probs"] is None:
+                writer.writerow([row["file"], "", "", ""] + [""] * (len(class_names) + 2 * k) + [row["error"]])
+                continue
+            ranked = [v for c, p in top_k(row["probs"], class_names, k) for v in (c, f"{p:.6f}")]
+            writer.writerow([row["file"], row["predicted_index"], row["predicted"], f"{row['confidence']:.6f}"]
+                            + [f"{p:.6f}" for p in row["probs"]] + ranked + [""])
+        return buf.getvalue()
+    lines = []
+    for row in rows:
+        if row["probs"] is None:
+            lines.append(f"{row['file']}: ERROR {row['error']}")
+        else:
+            ranked = ", ".join(f"{c} {p:.1%}" for c, p in top_k(row["probs"], class_names, k))
+            lines.append(f"{row['file']}: {ranked}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m galaxy_core.predict",
+        description="Classify galaxy images with a trained run bundle.",
+        epilog="Exit status: 0 all files classified, 1 some files failed, 2 usage or bundle error.")
+    parser.add_argument("--run", required=True, help="run bundle folder, e.g. runs/NAME")
+    parser.add_argument("--format", choices=FORMATS, default="text",
+                        help="output: text (readable, default), csv or json (on stdout)")
+    parser.add_argument("--top-k", type=int, default=3, help="most probable classes listed per image (default 3)")
+    parser.add_argument("--tta", action="store_true",
+                        help="average over the 8 rotations/flips of each image (8x slower)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error("--top-k must be >= 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
+    from galaxy_core.bundle import load_bundle
+
+    try:
+        bundle = load_bundle(args.run)
+        model = bundle.load_model()
+    except GalaxyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if bundle.is_synthetic:
+        print(SYNTHETIC_WARNING, file=sys.stdout if args.format == "text" else sys.stderr)
+    rows = classify_files(bundle, args.images, model=model, batch_size=args.batch_size, tta=args.tta,
+                          progress=True)
+    sys.stdout.write(format_rows(rows, bundle.config.class_names, args.format, args.top_k))
+    sys.stdout.flush()
+    failed = [row for row in rows if row["error"] is not None]
+    if failed:
+        print(f"{len(failed)} of {len(rows)} file(s) could not be classified", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Tests of galaxy_core.predict: decoding image files, batch classification, the CLI and its formats."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from galaxy_core.bundle import load_bundle, write_bundle
+from galaxy_core.config import Config
+from galaxy_core.errors import PreprocessError
+from galaxy_core.evaluate import assemble_metrics, evaluate_split
+from galaxy_core.predict import classify_files, classify_images, format_rows, main, read_image_file
+from galaxy_core.preprocess import preprocess_image, rescale, to_rgb_uint8
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A bundle with a tiny untrained conv model on 32x32 input (synthetic run)."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    cfg = Config(image_size=SIZE, weights="none")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (10, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = np.arange(10)
+    test = evaluate_split(model, images, labels, cfg.class_names, tta=False)
+    return write_bundle(
+        tmp_path_factory.mktemp("runs") / "tiny", config=cfg, model=model,
+        history={"loss": [2.3], "accuracy": [0.1], "val_loss": [2.3], "val_accuracy": [0.1]},
+        metrics=assemble_metrics(test, best_epoch=1), run_info={"synthetic": True},
+        predictions={"indices": np.arange(10), "labels": labels, "probs": test["probs"], "images": images})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Image files of many layouts plus broken ones; returns {kind: (path, expected RGB uint8 or None)}."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (30, 30, 4), dtype=np.uint8)
+    large = np.zeros((800, 1000, 3), np.uint8)
+    cv2.circle(large, (500, 400), 200, (255, 200, 120), -1)
+    deep = (rng.integers(0, 65536, (48, 48, 3))).astype(np.uint16)
+    out = {}
+    for kind, image in (("rgb", rgb), ("gray", gray), ("rgba", rgba), ("large", large), ("16bit", deep)):
+        path = folder / f"{kind}.png"
+        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3
+                                                         else cv2.COLOR_RGBA2BGRA)
+        assert cv2.imwrite(str(path), bgr)
+        out[kind] = (path, to_rgb_uint8(image))
+    jpeg = folder / "photo.jpg"
+    assert cv2.imwrite(str(jpeg), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out["jpeg"] = (jpeg, None)
+    garbage = folder / "garbage.png"
+    garbage.write_bytes(b"\x89PNG this is not really an image" + rng.bytes(200))
+    out["garbage"] = (garbage, None)
+    return out
+
+
+def test_read_image_file_layouts(files):
+    for kind in ("rgb", "gray", "rgba", "large", "16bit"):
+        path, expected = files[kind]
+        image = read_image_file(path)
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        np.testing.assert_array_equal(image, expected, err_msg=kind)  # RGB order, lossless PNG
+        np.testing.assert_array_equal(read_image_file(path.read_bytes()), expected)
+    assert read_image_file(files["jpeg"][0]).shape == (40, 50, 3)
+
+
+@pytest.mark.parametrize("source, match", [
+    (b"", "empty"), (b"not an image at all", "not an image"), ("/no/such/file.png", "Cannot read"),
+])
+def test_read_image_file_errors(source, match):
+    with pytest.raises(PreprocessError, match=match):
+        read_image_file(source)
+
+
+def test_classify_files_mixed(run_dir, files):
+    bundle = load_bundle(run_dir)
+    model = bundle.load_model()
+    kinds = ["rgb", "garbage", "gray", "rgba", "large", "16bit", "jpeg"]
+    paths = [files[k][0] for k in kinds] + [run_dir / "missing.png"]
+    rows = classify_files(bundle, paths, model=model, batch_size=3)
+    assert [r["file"] for r in rows] == [str(p) for p in paths]
+    errors = {r["file"]: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {str(files["garbage"][0]), str(run_dir / "missing.png")}
+    good = [r for r in rows if r["error"] is None]
+    assert len(good) == 6
+    for row in good:
+        assert len(row["probs"]) == 10 and abs(sum(row["probs"]) - 1) < 1e-4
+        assert row["predicted_index"] == int(np.argmax(row["probs"]))
+        assert row["predicted"] == bundle.config.class_names[row["predicted_index"]]
+        assert row["confidence"] == max(row["probs"])
+    bad = rows[1]
+    assert bad["probs"] is None and bad["predicted"] is None and "decode" in bad["error"]
+
+    # Same numbers as preprocessing + the model by hand (the decoded image is the RGB original).
+    expected = [files[k][1] for k in ("rgb", "gray", "rgba", "large", "16bit")]
+    batch = np.stack([preprocess_image(image, bundle.config) for image in expected])
+    manual = model.predict_on_batch(rescale(batch))
+    got = np.array([rows[i]["probs"] for i in (0, 2, 3, 4, 5)])
+    np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(classify_images(model, bundle.config, expected), manual, rtol=1e-5, atol=1e-6)
+    assert classify_images(model, bundle.config, []).shape == (0, 10)
+
+
+def test_cli_csv_json_text(run_dir, files, capsys):
+    paths = [str(files[k][0]) for k in ("rgb", "garbage", "large")]
+    code = main(["--run", str(run_dir), "--format", "csv", "--top-k", "2", *paths])
+    out, err = capsys.readouterr()
+    assert code == 1  # one file failed
+    assert "SYNTHETIC" in err and "SYNTHETIC" not in out
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert [r["file"] for r in table] == paths
+    assert table[1]["error"] and not table[1]["predicted"]
+    assert table[0]["error"] == "" and table[0]["top1"] == table[0]["predicted"]
+    probs = [float(table[0][f"p({name})"]) for name in Config().class_names]
+    assert abs(sum(probs) - 1) < 1e-4 and "top2_prob" in table[0] and "top3" not in table[0]
+
+    code = main(["--run", str(run_dir), "--format", "json", "--top-k", "3", *paths])
+    out, err = capsys.readouterr()
+    assert code == 1 and "SYNTHETIC" in err
+    data = json.loads(out)
+    assert [r["file"] for r in data] == paths
+    assert data[1]["error"] and data[1]["top_k"] is None
+    assert len(data[0]["top_k"]) == 3 and data[0]["top_k"][0]["class"] == data[0]["predicted"]
+
+    code = main(["--run", str(run_dir), paths[0], paths[2]])
+    out, err = capsys.readouterr()
+    assert code == 0 and "SYNTHETIC" in out.splitlines()[0] and out.count("%") == 6
+
+
+def test_cli_errors_exit_2(tmp_path, files):
+    # Subprocess: checks `python -m` and that a bad bundle gives "error: ..." and no traceback.
+    png = str(files["rgb"][0])
+    proc = subprocess.run([sys.executable, "-m", "galaxy_core.predict", "--run", str(tmp_path / "nope"), png],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "does not exist" in proc.stderr
+    with pytest.raises(SystemExit) as info:
+        main(["--run", str(tmp_path)])  # no IMAGE
+    assert info.value.code == 2
+
+
+def test_format_rows_rejects_unknown_format():
+    with pytest.raises(ValueError, match="format"):
+        format_rows([], ["a", "b"], fmt="xml")
