@@ -21,17 +21,17 @@ st.set_page_config(page_title="Galaxy10 explorer", page_icon=":material/blur_on:
 
 run = _shared.sidebar_run_selector()
 
-start = st.Page("pages/start.py", title="Get started", icon=":material/rocket_launch:", default=run is None)
-lab = st.Page("pages/preprocessing_lab.py", title="Preprocessing lab", icon=":material/tune:")
+start = st.Page("pages/views/start.py", title="Get started", icon=":material/rocket_launch:", default=run is None)
+lab = st.Page("pages/views/preprocessing_lab.py", title="Preprocessing lab", icon=":material/tune:")
 if run is None:
     views = [start, lab]
 else:
     views = [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("pages/views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
         lab,
-        st.Page("pages/classify.py", title="Classify", icon=":material/upload_file:"),
-        st.Page("pages/confusion_matrix.py", title="Confusion matrix", icon=":material/grid_on:"),
-        st.Page("pages/explain_errors.py", title="Explain errors", icon=":material/troubleshoot:"),
+        st.Page("pages/views/classify.py", title="Classify", icon=":material/upload_file:"),
+        st.Page("pages/views/confusion_matrix.py", title="Confusion matrix", icon=":material/grid_on:"),
+        st.Page("pages/views/explain_errors.py", title="Explain errors", icon=":material/troubleshoot:"),
         start,
     ]
 

@@ -98,7 +98,7 @@ def require_run():
     run = current_run()
     if run is None:
         st.info("No run bundle yet. Build the demo run or train one first.")
-        st.page_link("pages/start.py", label="Get started", icon=":material/rocket_launch:")
+        st.page_link("pages/views/start.py", label="Get started", icon=":material/rocket_launch:")
         st.stop()
     return run
 

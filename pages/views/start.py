@@ -12,7 +12,7 @@ import streamlit as st
 from galaxy_core import app_support
 from pages import _shared
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 st.title("Galaxy10 explorer")
 st.markdown(
@@ -22,7 +22,7 @@ st.markdown(
 )
 
 if st.session_state.get("open_demo"):
-    st.switch_page("pages/overview.py")
+    st.switch_page("pages/views/overview.py")
 
 root = app_support.runs_dir()
 has_run = _shared.current_run_path() is not None
@@ -86,4 +86,4 @@ with right:
         "Tune the preprocessing first in the **Preprocessing lab**: it prints the matching "
         "`train.py` flags."
     )
-    st.page_link("pages/preprocessing_lab.py", label="Open the preprocessing lab", icon=":material/tune:")
+    st.page_link("pages/views/preprocessing_lab.py", label="Open the preprocessing lab", icon=":material/tune:")
