@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -26,10 +27,12 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -231,7 +234,7 @@ def rescale(images: np.ndarray) -> np.ndarray:
     if images.dtype != np.uint8:
         raise PreprocessError(f"rescale expects uint8 images (0..255); got dtype {images.dtype}. "
                               "Preprocess the images first (preprocess_image / preprocess_batch).")
-    return np.multiply(images, np.float32(1.0 / 255.0), dtype=np.float32)
+    return np.divide(images, np.float32(255.0), dtype=np.float32)  # correctly rounded: 255 -> 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,6 +249,8 @@ def _check_array(value: Any, name: str) -> np.ndarray:
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
     """uint8 as is; uint16 -> round(x / 257); float in [0, 1] -> round(x * 255)."""
+    if image.dtype.byteorder not in "=|":  # e.g. big-endian arrays from FITS files
+        image = image.astype(image.dtype.newbyteorder("="))
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:
@@ -410,7 +415,8 @@ def build_cache(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | o
         dataset_path: the Galaxy10-format HDF5 file (read with `galaxy_core.data.open_dataset`).
         cfg: the preprocessing parameters (`cfg.preprocess_key`).
         cache_dir: parent folder of caches; default `$GALAXY10_CACHE_DIR`, else `./cache`.
-        workers: processes; default all usable cores; 1 builds in this process.
+        workers: processes; default all usable cores (1 for files under 512 images); 1 builds in
+            this process.
         progress: draw a progress bar on stderr.
         on_progress: called as `on_progress(done, total)` after each chunk (e.g. for the app).
         chunk_size: images per task (default: N / (8 * workers), clamped to 16..256).
@@ -438,7 +444,8 @@ def build_cache(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | o
         n, labels = int(ds.n), np.asarray(ds.labels, dtype=np.int64)
         synthetic = bool(getattr(ds, "is_synthetic", False))
     size = cfg.image_size
-    workers = workers or _usable_cores()
+    # Small files are done in this process: starting a worker costs about as much as 256 images.
+    workers = workers or max(1, min(_usable_cores(), n // 256))
     chunk_size = chunk_size or int(np.clip(-(-n // (8 * workers)), 16, 256))
     chunks = [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
     workers = max(1, min(workers, len(chunks)))
@@ -449,15 +456,15 @@ def build_cache(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | o
     tmp.mkdir()
     started = time.perf_counter()
     try:
-        # The header is written here; workers open the same file and fill their rows in place.
+        # The .npy header and the (sparse) file are made here; workers write their rows in place.
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                            shape=(n, size, size, 3))
         del images
         np.save(tmp / "labels.npy", labels)
         bar = ProgressBar(n, desc=f"preprocess cache {key_hash}", unit="img", enabled=progress)
-        with bar:
+        with bar, contextlib.closing(_run_chunks(source, tmp / "images.npy", cfg, chunks, workers)) as counts:
             done = 0
-            for count in _run_chunks(source, tmp / "images.npy", cfg, chunks, workers):
+            for count in counts:
                 done += count
                 bar.update(count)
                 if on_progress is not None:
@@ -559,7 +566,7 @@ def _open_dataset(path: Path):
 
 
 def _run_chunks(source: Path, images_file: Path, cfg: Config, chunks: list[tuple[int, int]],
-                workers: int):
+                workers: int) -> Iterator[int]:
     """Preprocess `chunks` of rows into `images_file`; yield the row count of each finished chunk."""
     if workers == 1:
         _worker_init(str(source), str(images_file), cfg, set_threads=False)
@@ -570,36 +577,64 @@ def _run_chunks(source: Path, images_file: Path, cfg: Config, chunks: list[tuple
             _worker_close()
         return
     # spawn, not fork: the caller may hold threads (TensorFlow, Streamlit) that fork would break.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_worker_init, initargs=(str(source), str(images_file), cfg)) as pool:
-        yield from pool.imap_unordered(_worker_run, chunks)
+    # A process pool (not multiprocessing.Pool) so that a worker killed e.g. for memory raises
+    # BrokenProcessPool instead of hanging the build.
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(str(source), str(images_file), cfg))
+    try:
+        futures = [executor.submit(_worker_run, chunk) for chunk in chunks]
+        for future in as_completed(futures):
+            yield future.result()
+    except BrokenProcessPool as err:
+        raise PreprocessError(f"A preprocessing worker process died ({err}); it may have run out of "
+                              "memory. Try fewer workers (workers=1 builds in this process).") from err
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
-# Per-process worker state: the open dataset and the writable memmap of images.npy.
+# Per-process worker state: the open dataset, images.npy opened for writing, a reusable buffer.
 _worker_state: dict[str, Any] = {}
 
 
 def _worker_init(source: str, images_file: str, cfg: Config, set_threads: bool = True) -> None:
     if set_threads:
         cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
-    _worker_state["dataset"] = _open_dataset(Path(source))
-    _worker_state["images"] = np.load(images_file, mmap_mode="r+")
-    _worker_state["cfg"] = cfg
+    header = np.load(images_file, mmap_mode="r")  # only for the .npy header: data offset, row size
+    _worker_state.update(
+        dataset=_open_dataset(Path(source)), cfg=cfg, buffer=None,
+        offset=int(header.offset), row_bytes=int(header[0].nbytes),
+        # Rows are written with plain file writes at their offset: cheaper than faulting in
+        # fresh pages of a writable memmap, and workers never touch each other's rows.
+        file=open(images_file, "r+b", buffering=0))
+    del header
 
 
 def _worker_run(chunk: tuple[int, int]) -> int:
     start, stop = chunk
-    dataset, images, cfg = _worker_state["dataset"], _worker_state["images"], _worker_state["cfg"]
-    raw = dataset.read_images(np.arange(start, stop, dtype=np.int64))  # uint8 (b, H, W, 3)
-    preprocess_batch(raw, cfg, out=images[start:stop])
+    state = _worker_state
+    cfg, size = state["cfg"], state["cfg"].image_size
+    raw = state["dataset"].read_images(np.arange(start, stop, dtype=np.int64))  # uint8 (b, H, W, 3)
+    if state["buffer"] is None or len(state["buffer"]) < stop - start:
+        state["buffer"] = np.empty((stop - start, size, size, 3), dtype=np.uint8)  # reused: no page faults
+    rows = preprocess_batch(raw, cfg, out=state["buffer"][:stop - start])      # uint8 (b, S, S, 3)
+    _write_at(state["file"], state["offset"] + start * state["row_bytes"], rows)
     return stop - start
+
+
+def _write_at(file, offset: int, array: np.ndarray) -> None:
+    """Write a C-contiguous array's bytes at `offset` (looping over short writes)."""
+    view = memoryview(array).cast("B")
+    file.seek(offset)
+    while view:
+        written = file.write(view)
+        view = view[written:]
 
 
 def _worker_close() -> None:
     dataset = _worker_state.pop("dataset", None)
     if dataset is not None:
         dataset.close()
-    images = _worker_state.pop("images", None)
-    if images is not None:
-        images.flush()
-    _worker_state.pop("cfg", None)
+    file = _worker_state.pop("file", None)
+    if file is not None:
+        file.close()
+    _worker_state.clear()

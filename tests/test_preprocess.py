@@ -86,6 +86,8 @@ def test_to_rgb_uint8_scales_uint16_and_float_without_clipping():
     np.testing.assert_array_equal(pp.to_rgb_uint8(values16)[0, :, 0], [0, 4, 128, 255])
     floats = np.array([[0.0, 0.5, 1.0]])
     np.testing.assert_array_equal(pp.to_rgb_uint8(floats)[0, :, 1], [0, 128, 255])
+    big_endian = values16.astype(">u2")  # as read from FITS files
+    np.testing.assert_array_equal(pp.to_rgb_uint8(big_endian)[0, :, 2], [0, 4, 128, 255])
 
 
 def test_to_rgb_uint8_composites_rgba_on_black():
@@ -256,6 +258,9 @@ def test_rescale_maps_uint8_to_unit_float32():
     out = pp.rescale(np.array([[0, 51, 255]], dtype=np.uint8))
     assert out.dtype == np.float32 and out.shape == (1, 3)
     np.testing.assert_allclose(out, [[0.0, 0.2, 1.0]], rtol=1e-6)
+    every = pp.rescale(np.arange(256, dtype=np.uint8).reshape(16, 16))
+    assert every.shape == (16, 16) and every.min() == 0.0 and every.max() == 1.0
+    np.testing.assert_array_equal(np.rint(every * 255).astype(int).ravel(), np.arange(256))
     with pytest.raises(PreprocessError):
         pp.rescale(np.zeros(3, np.float32))
 
@@ -328,8 +333,9 @@ def test_cache_key_changes_with_params_and_source(source, tmp_path):
 
 def test_cache_default_dir_from_environment(source, tmp_path, monkeypatch):
     monkeypatch.setenv("GALAXY10_CACHE_DIR", str(tmp_path / "env_cache"))
-    path = pp.build_cache(source, CACHE_CFG, workers=1, progress=False)
+    path = pp.build_cache(source, CACHE_CFG, progress=False)
     assert path.parent == tmp_path / "env_cache"
+    assert pp.open_cache(path).meta["workers"] == 1  # 40 images: no worker processes started
 
 
 def test_interrupted_build_leaves_no_cache(source, tmp_path, monkeypatch):
