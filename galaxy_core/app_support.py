@@ -356,9 +356,9 @@ def curves_figure(history: Any, best_epoch: int | None = None):
 # --- classify -------------------------------------------------------------------------------------
 def top_k(probs: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
     """The k most probable classes of one probability vector `(C,)`, most probable first."""
-    probs = np.asarray(probs, dtype=float)
-    order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(probs)))]
-    return [(class_names[i], float(probs[i])) for i in order]
+    from galaxy_core.predict import top_k as _top_k
+
+    return _top_k(probs, class_names, max(1, min(int(k), len(probs))))
 
 
 def topk_figure(probs: np.ndarray, class_names: Sequence[str], k: int = 5, true_label: int | None = None):

@@ -74,3 +74,129 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     return bundle.write_bundle(Path(out_dir) / name, config=cfg, model=tiny_model(image_size, c),
                                history=history, metrics=metrics, run_info=run_info,
                                predictions=predictions)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """A runs folder holding one tiny synthetic bundle (built once per test session)."""
+    runs = tmp_path_factory.mktemp("runs")
+    build_tiny_bundle(runs)
+    return runs
+
+
+@pytest.fixture
+def app_with_run(tiny_runs, monkeypatch):
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tiny_runs))
+    return new_app().run()
+
+
+def new_app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(APP, default_timeout=120)
+
+
+def run_view(at, view: str):
+    """Switch to `pages/views/<view>.py`, run, and fail on any uncaught exception."""
+    at.switch_page(f"pages/views/{view}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", image[..., ::-1] if image.ndim == 3 and image.shape[2] == 3 else image)
+    assert ok
+    return data.tobytes()
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+# --- app_support (no streamlit) -------------------------------------------------------------------
+def test_train_command_lists_every_parameter_as_a_flag():
+    from galaxy_core import app_support
+    from galaxy_core.config import Config
+
+    params = app_support.preprocess_params(Config().replace(clahe_clip_limit=3.5, opening_kernel_shape="cross"))
+    command = app_support.train_command(params)
+    assert command.startswith("python train.py ")
+    assert "--clahe-clip-limit 3.5" in command and "--opening-kernel-shape cross" in command
+    assert command.count("--") == len(app_support.PREPROCESS_FIELDS)
+    assert app_support.train_command({"flips": True, "class_weights": False}) == \
+        "python train.py --flips --no-class-weights"
+
+
+def test_train_command_flags_parse_back_to_the_same_config():
+    import argparse
+    import shlex
+
+    from galaxy_core import app_support
+    from galaxy_core.config import Config, add_config_arguments, config_from_args
+
+    params = {"clahe_clip_limit": 1.7, "clahe_tile_grid": 4, "channel_mode": "per_channel",
+              "opening_kernel_shape": "rect", "opening_kernel_size": 5, "opening_iterations": 2}
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(shlex.split(app_support.train_command(params))[2:])
+    cfg = config_from_args(args)
+    assert app_support.preprocess_params(cfg) == params
+    assert cfg.backbone == Config().backbone  # nothing else changed
+
+
+def test_preprocess_stages_end_with_exactly_what_training_feeds_the_model():
+    from galaxy_core import app_support, preprocess, synthetic
+    from galaxy_core.config import Config
+
+    cfg = Config(image_size=48, clahe_clip_limit=3.0, opening_kernel_size=5)
+    image = synthetic.render_galaxy(5, 80, np.random.default_rng(1))
+    stages = app_support.preprocess_stages(image, cfg)
+    assert list(stages) == ["original", "CLAHE", "CLAHE + opening"]
+    assert all(s.shape == (48, 48, 3) and s.dtype == np.uint8 for s in stages.values())
+    np.testing.assert_array_equal(stages["CLAHE + opening"], preprocess.preprocess_image(image, cfg))
+    assert not np.array_equal(stages["original"], stages["CLAHE"])
+
+
+def test_luminance_histogram_counts_every_pixel():
+    from galaxy_core import app_support
+
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[:5] = 255
+    counts = app_support.luminance_histogram(image)
+    assert counts.shape == (256,) and counts.sum() == 200
+    assert counts[0] == 100 and counts[255] == 100
+
+
+def test_parse_progress_reads_the_last_bar_of_carriage_return_output():
+    from galaxy_core import app_support
+
+    text = "loading\ntrain  10% |##   | 1/10\rtrain  40% |#####   | 4/10\r"
+    fraction, last = app_support.parse_progress(text)
+    assert fraction == pytest.approx(0.4) and last.startswith("train  40%")
+    assert app_support.parse_progress("no bar yet\n") == (None, "no bar yet")
+    assert app_support.tail_lines("a\nb 1%\rb 2%\nc", 2) == "b 2%\nc"
+
+
+def test_confusion_helpers():
+    from galaxy_core import app_support
+
+    matrix = np.array([[5, 1, 0], [4, 2, 0], [0, 0, 0]])
+    shares = app_support.normalize_rows(matrix)
+    np.testing.assert_allclose(shares.sum(axis=1), [1, 1, 0])
+    assert app_support.largest_confusion(matrix) == (1, 0)
+    assert app_support.largest_confusion(np.diag([1, 3, 2])) == (1, 1)
+    y_true, y_pred = np.array([0, 1, 1, 2]), np.array([0, 0, 0, 2])
+    np.testing.assert_array_equal(app_support.cell_indices(y_true, y_pred, 1, 0), [1, 2])
+
+
+def test_error_table_margin_and_confidence():
+    from galaxy_core import app_support
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+    table = app_support.error_table(np.array([0, 1, 0]), probs, ["a", "b", "c"])
+    assert list(table.index) == [1, 2]  # row 0 is correct
+    assert list(table["predicted"]) == ["c", "b"] and list(table["true"]) == ["b", "a"]
+    np.testing.assert_allclose(table["confidence"], [0.6, 0.5])
+    np.testing.assert_allclose(table["margin"], [0.3, 0.3])
