@@ -1,0 +1,81 @@
+"""Grad-CAM: feature maps weighted by their spatially averaged gradients, ReLU, upsampled.
+
+Reference: Selvaraju et al. 2017 (arXiv:1610.02391). Same definition as tf-keras-vis 0.8.7
+`Gradcam` (linear class score, mean gradient per channel, ReLU, bilinear `scipy.ndimage.zoom`
+to the input size, per-image min-max normalisation).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+
+from galaxy_core.explain._engine import (check_classes, check_engine, check_images, model_functions,
+                                         normalize_maps, resolve_feature_layer)
+
+
+def gradcam_map(model, images, class_indices, layer: str | None = None, *, batch_size: int = 16,
+                engine: str = "compiled") -> np.ndarray:
+    """Grad-CAM heatmaps.
+
+    Args:
+        model: flat keras.Model, input float32 [0, 1] (S, S, 3), softmax output.
+        images: float32 in [0, 1] or uint8, shape (N, S, S, 3).
+        class_indices: int (N,): the class to explain for each image.
+        layer: name of the feature-map layer; None picks the last conv feature map
+            (`find_feature_layer`: e.g. `relu` for DenseNet, `block5_conv4` for VGG19).
+        batch_size: images per gradient call.
+        engine: "compiled" (default) or "tf-keras-vis".
+
+    Returns:
+        float32 (N, S, S) in [0, 1].
+    """
+    return _cam(model, images, class_indices, layer, batch_size, engine, gradcam_weights, "gradcam")
+
+
+def gradcam_weights(features: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Grad-CAM at feature resolution: relu(sum_k mean_ij(dS/dA_k) * A_k). (N,h,w,K) x2 -> (N,h,w)."""
+    weights = grads.mean(axis=(1, 2), keepdims=True)  # (N, 1, 1, K)
+    return np.maximum((features * weights).sum(axis=-1), 0.0)
+
+
+def upsample_maps(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear zoom (N, h, w) -> (N, H, W), as tf-keras-vis does. float32."""
+    factors = (1.0, size[0] / cams.shape[1], size[1] / cams.shape[2])
+    return ndimage.zoom(cams.astype(np.float32), factors, order=1)
+
+
+def _cam(model, images, class_indices, layer, batch_size, engine, combine, method):
+    check_engine(engine)
+    functions = model_functions(model)
+    x = check_images(model, images)
+    classes = check_classes(model, class_indices, len(x))
+    feature_layer = resolve_feature_layer(model, layer)
+    if engine == "tf-keras-vis":
+        return _tfkv_cam(functions, method, feature_layer, x, classes, batch_size)
+    maps = []
+    fn = functions.cam_fn(feature_layer)
+    for start in range(0, len(x), batch_size):
+        part = slice(start, start + batch_size)
+        features, grads = (t.numpy() for t in fn(tf.constant(x[part]), tf.constant(classes[part])))
+        maps.append(upsample_maps(combine(features, grads), x.shape[1:3]))
+    return normalize_maps(np.concatenate(maps) if maps else np.zeros((0,) + x.shape[1:3], np.float32))
+
+
+def _tfkv_cam(functions, method, feature_layer, x, classes, batch_size):
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    visualizer = functions.visualizers()[method]
+    maps = []
+    for start in range(0, len(x), batch_size):
+        part = slice(start, start + batch_size)
+        score = CategoricalScore([int(c) for c in classes[part]])
+        # The layer is named (not sought): tf-keras-vis would otherwise step back to a Conv2D.
+        with warnings.catch_warnings():  # Keras warns about the list input tf-keras-vis passes
+            warnings.simplefilter("ignore", UserWarning)
+            maps.append(visualizer(score, x[part], penultimate_layer=feature_layer.name,
+                                   seek_penultimate_conv_layer=False, normalize_cam=False))
+    return normalize_maps(np.concatenate(maps))

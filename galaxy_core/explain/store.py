@@ -1,0 +1,281 @@
+"""Precomputed explanations for a run bundle: compute, save to and lazily load `explanations.h5`.
+
+File layout (HDF5; maps gzip-compressed, one chunk per map):
+
+    /                      attrs: format = "galaxy10-explanations", version = 1,
+                           methods (JSON list), targets (JSON list: "predicted", "true"),
+                           class_names (JSON list), image_size, steps (faithfulness steps),
+                           baseline (fill value in [0, 1]), smooth_samples, seed, feature_layer
+    /rows/row              int64 (R,)      row in the arrays given to compute_explanations
+                                           (e.g. the test split as stored in predictions.h5)
+    /rows/index            int64 (R,)      dataset index of the image
+    /rows/label            int64 (R,)      true class
+    /rows/pred             int64 (R,)      predicted class (argmax of probs)
+    /rows/probs            float32 (R, C)  class probabilities
+    /rows/correct          bool (R,)       pred == label
+    /maps/<method>/<target>           uint8 (R, S, S)  map * 255, rounded (0..255)
+    /scores/<method>/<target>/deletion   float32 (R,)  deletion area (lower = more faithful)
+    /scores/<method>/<target>/insertion  float32 (R,)  insertion area (higher = more faithful)
+
+Rows: the `cap` most confident errors first (see `misclassified`), then `n_correct` correctly
+classified rows drawn with `seed`. <method> is one of saliency, smoothgrad, gradcam,
+gradcam_plus_plus; <target> "predicted" explains the predicted class, "true" the true class (for
+correct rows both targets are the same class: the map is computed once and stored under both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import h5py
+import numpy as np
+
+from galaxy_core.config import Config
+from galaxy_core.errors import BundleError, ExplainError
+from galaxy_core.explain.analysis import TARGETS, _check, misclassified
+from galaxy_core.progress import ProgressBar
+
+FORMAT = "galaxy10-explanations"
+VERSION = 1
+ALL_METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam_plus_plus")
+
+
+def _method_fn(name: str, smooth_samples: int, batch_size: int, seed: int):
+    from galaxy_core.explain.gradcam import gradcam_map
+    from galaxy_core.explain.gradcam_plus_plus import gradcam_plus_plus_map
+    from galaxy_core.explain.saliency import saliency_map, smoothgrad_map
+
+    functions = {
+        "saliency": lambda m, x, c: saliency_map(m, x, c, batch_size=batch_size),
+        "smoothgrad": lambda m, x, c: smoothgrad_map(m, x, c, samples=smooth_samples,
+                                                     batch_size=batch_size, seed=seed),
+        "gradcam": lambda m, x, c: gradcam_map(m, x, c, batch_size=batch_size),
+        "gradcam_plus_plus": lambda m, x, c: gradcam_plus_plus_map(m, x, c, batch_size=batch_size),
+    }
+    return functions[name]
+
+
+def _take(images, rows: np.ndarray) -> np.ndarray:
+    """images[rows] for numpy arrays, memmaps and h5py datasets (which need increasing indices)."""
+    if isinstance(images, np.ndarray):
+        return np.asarray(images[rows])
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return np.asarray(images[unique])[inverse]
+
+
+def select_rows(labels, probs, cap: int = 300, n_correct: int = 30, seed: int = Config.seed) -> np.ndarray:
+    """The rows to explain: the `cap` most confident errors, then `n_correct` seeded correct rows."""
+    labels, probs = _check(labels, probs)
+    errors = misclassified(labels, probs)[:max(cap, 0)]
+    correct = np.flatnonzero(probs.argmax(axis=1) == labels)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(correct, size=min(max(n_correct, 0), len(correct)), replace=False))
+    return np.concatenate([errors, sample]).astype(np.int64)
+
+
+def compute_explanations(model, images_uint8, labels, probs, indices, class_names: Sequence[str],
+                         cap: int = 300, n_correct: int = 30, methods: Sequence[str] = ALL_METHODS,
+                         smooth_samples: int = 20, batch_size: int = 16, steps: int = 20,
+                         faithfulness: bool = True, seed: int = Config.seed,
+                         on_progress: Callable[[int, int], None] | None = None,
+                         progress: bool = True) -> dict:
+    """Maps and faithfulness scores for the misclassified images and a sample of correct ones.
+
+    Args:
+        model: the trained flat keras.Model.
+        images_uint8: uint8 (N, S, S, 3) preprocessed images (array, memmap or h5py dataset).
+        labels: int (N,) true classes. probs: float32 (N, C) the model's probabilities.
+        indices: int (N,) dataset index of each row.
+        class_names: C names (stored in the file).
+        cap: at most this many errors (most confident first). n_correct: correct rows sampled.
+        methods: subset of `ALL_METHODS`.
+        smooth_samples: SmoothGrad samples.
+        batch_size: images per gradient call (maps), and x2 masked images per faithfulness call.
+        steps: deletion / insertion steps. faithfulness: False skips the scores (NaN stored).
+        seed: sampling of correct rows and SmoothGrad noise.
+        on_progress: called as on_progress(done, total) after each batch (for the app).
+        progress: draw a text progress bar on stderr.
+
+    Returns:
+        dict with `rows` (dict of arrays as in the file's /rows), `maps[method][target]` uint8
+        (R, S, S), `scores[method][target]` dict of `deletion`, `insertion` float32 (R,), and
+        `attrs` (the file's attributes). Pass it to `save_explanations`.
+    """
+    from galaxy_core.explain._engine import find_feature_layer, model_functions
+    from galaxy_core.explain.faithfulness import DEFAULT_BASELINE, faithfulness_scores
+
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown or not methods:
+        raise ExplainError(f"methods must be a non-empty subset of {ALL_METHODS}; got {list(methods)}.")
+    labels, probs = _check(labels, probs)
+    indices = np.asarray(indices, np.int64)
+    if len(indices) != len(labels) or len(images_uint8) != len(labels):
+        raise ExplainError(f"images ({len(images_uint8)}), labels ({len(labels)}) and indices "
+                           f"({len(indices)}) must have the same length.")
+    if len(class_names) != probs.shape[1]:
+        raise ExplainError(f"{len(class_names)} class names for {probs.shape[1]} probability columns.")
+    model_functions(model)  # model checks first: ExplainError before any work
+
+    rows = select_rows(labels, probs, cap, n_correct, seed)
+    pred = probs.argmax(axis=1)[rows]
+    correct = pred == labels[rows]
+    images = _take(images_uint8, rows)
+    size = images.shape[1:3]
+    wrong = np.flatnonzero(~correct)
+
+    # Units of work: one per batch of maps (each with its faithfulness scores).
+    def batches(n):
+        return -(-n // batch_size)
+
+    total = len(methods) * (batches(len(rows)) + batches(len(wrong)))
+    done = 0
+    bar = ProgressBar(total, desc="explanations", unit="batch", enabled=progress)
+    maps: dict = {}
+    scores: dict = {}
+    try:
+        for method in methods:
+            fn = _method_fn(method, smooth_samples, batch_size, seed)
+            maps[method], scores[method] = {}, {}
+            for target in TARGETS:
+                # "true" differs from "predicted" only on errors; correct rows reuse the map.
+                todo = np.arange(len(rows)) if target == "predicted" else wrong
+                classes = pred if target == "predicted" else labels[rows]
+                out = maps[method]["predicted"].copy() if target == "true" else np.zeros((len(rows),) + size, np.uint8)
+                deletion = scores[method]["predicted"]["deletion"].copy() if target == "true" \
+                    else np.full(len(rows), np.nan, np.float32)
+                insertion = scores[method]["predicted"]["insertion"].copy() if target == "true" \
+                    else np.full(len(rows), np.nan, np.float32)
+                for start in range(0, len(todo), batch_size):
+                    part = todo[start:start + batch_size]
+                    heat = fn(model, images[part], classes[part])
+                    out[part] = np.rint(heat * 255.0).astype(np.uint8)
+                    if faithfulness:
+                        found = faithfulness_scores(model, images[part], heat, classes[part], steps=steps,
+                                                    batch_size=2 * batch_size)
+                        deletion[part], insertion[part] = found["deletion"], found["insertion"]
+                    done += 1
+                    bar.update(1)
+                    if on_progress is not None:
+                        on_progress(done, total)
+                maps[method][target] = out
+                scores[method][target] = {"deletion": deletion, "insertion": insertion}
+    finally:
+        bar.close()
+
+    attrs = {"format": FORMAT, "version": VERSION, "methods": json.dumps(list(methods)),
+             "targets": json.dumps(list(TARGETS)), "class_names": json.dumps(list(class_names)),
+             "image_size": int(size[0]), "steps": int(steps), "baseline": float(DEFAULT_BASELINE),
+             "smooth_samples": int(smooth_samples), "seed": int(seed),
+             "feature_layer": find_feature_layer(model).name}
+    row_data = {"row": rows, "index": indices[rows], "label": labels[rows], "pred": pred.astype(np.int64),
+                "probs": probs[rows].astype(np.float32), "correct": correct}
+    return {"rows": row_data, "maps": maps, "scores": scores, "attrs": attrs}
+
+
+def save_explanations(path: str | Path, data: dict) -> Path:
+    """Write `compute_explanations`' result to `path` (HDF5, gzip) atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, value in data["attrs"].items():
+                f.attrs[key] = value
+            for key, value in data["rows"].items():
+                f.create_dataset(f"rows/{key}", data=np.asarray(value))
+            for method, by_target in data["maps"].items():
+                for target, maps in by_target.items():
+                    maps = np.asarray(maps, np.uint8)
+                    chunks = (1,) + maps.shape[1:] if len(maps) else None
+                    f.create_dataset(f"maps/{method}/{target}", data=maps, compression="gzip",
+                                     compression_opts=4, chunks=chunks)
+            for method, by_target in data["scores"].items():
+                for target, found in by_target.items():
+                    for name in ("deletion", "insertion"):
+                        f.create_dataset(f"scores/{method}/{target}/{name}",
+                                         data=np.asarray(found[name], np.float32))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class Explanations:
+    """Lazy reader of `explanations.h5` (see the module docstring for the layout).
+
+    Attributes:
+        rows: dict of small arrays (`row`, `index`, `label`, `pred`, `probs`, `correct`).
+        scores: scores[method][target] -> dict(deletion, insertion) float32 (R,).
+        methods, targets, class_names: lists. attrs: all file attributes.
+    Maps are read one at a time with `map(method, target, row)`. Use as a context manager or call
+    `close()`.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except (OSError, ValueError) as err:
+            raise BundleError(f"Cannot open explanations file {self.path}: {err}") from err
+        try:
+            f = self._file
+            self.attrs = {key: _plain(value) for key, value in f.attrs.items()}
+            if self.attrs.get("format") != FORMAT:
+                raise BundleError(f"{self.path} is not an explanations file (format attribute "
+                                  f"{self.attrs.get('format')!r}, expected {FORMAT!r}).")
+            self.methods = json.loads(self.attrs["methods"])
+            self.targets = json.loads(self.attrs["targets"])
+            self.class_names = json.loads(self.attrs["class_names"])
+            self.rows = {key: f[f"rows/{key}"][()] for key in f["rows"]}
+            self.scores = {m: {t: {name: f[f"scores/{m}/{t}/{name}"][()] for name in ("deletion", "insertion")}
+                               for t in self.targets} for m in self.methods}
+            for m in self.methods:
+                for t in self.targets:
+                    if f[f"maps/{m}/{t}"].shape[0] != len(self.rows["row"]):
+                        raise BundleError(f"{self.path}: maps/{m}/{t} has a different row count.")
+        except KeyError as err:
+            self._file.close()
+            raise BundleError(f"{self.path} is missing {err}; recompute it with compute_explanations.") from err
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self.rows["row"])
+
+    def map(self, method: str, target: str, row: int) -> np.ndarray:
+        """Map of row `row` (0..len-1) as float32 (S, S) in [0, 1]."""
+        if method not in self.methods or target not in self.targets:
+            raise ExplainError(f"No maps for ({method!r}, {target!r}); have methods {self.methods}, "
+                               f"targets {self.targets}.")
+        if not 0 <= row < len(self):
+            raise ExplainError(f"row must be in [0, {len(self)}); got {row}.")
+        return self._file[f"maps/{method}/{target}"][row].astype(np.float32) / np.float32(255.0)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "Explanations":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_explanations(path: str | Path) -> Explanations:
+    """Open `explanations.h5` for lazy reading (raises BundleError if missing or malformed)."""
+    return Explanations(path)
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
