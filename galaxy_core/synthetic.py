@@ -62,6 +62,10 @@ def band_colour(g_r: float, r_z: float) -> np.ndarray:
         float64 `(3,)` (or `(k, 3)` for arrays of colours `(k,)`): per-band multiplier of a component's flux, in the display scaling of the
         Legacy Survey viewer (so (1, 1, 1) is grey and a larger g entry is bluer).
     """
+    if np.ndim(g_r) == 0 and np.ndim(r_z) == 0:  # fast path: called a few times per image
+        g, r, z = 6.0 * 10 ** (-0.4 * float(g_r)), 3.4, 2.2 * 10 ** (0.4 * float(r_z))
+        mean = (g + r + z) / 3.0
+        return np.array([g / mean, r / mean, z / mean])
     g_r, r_z = np.asarray(g_r, np.float64), np.asarray(r_z, np.float64)
     flux = np.stack([10 ** (-0.4 * g_r), np.ones_like(g_r), 10 ** (0.4 * r_z)], axis=-1) * _BAND_SCALES
     return flux / flux.mean(axis=-1, keepdims=True)
@@ -380,20 +384,20 @@ def _edge_on(cv: Canvas, pal: _Palette, bulge: bool) -> None:
     rng = cv.rng
     x0, y0 = _centre(rng)
     pa = rng.uniform(0, math.pi)
-    h = _loguniform(rng, 0.03, 0.065)
+    h = _loguniform(rng, 0.035, 0.08)
     flux = _flux(rng, 0.6, 3.0)
     q_disk = rng.uniform(0.06, 0.13)
     n_disk = rng.uniform(0.6, 1.1)
-    b_frac = rng.uniform(0.3, 0.6) if bulge else 0.0
+    b_frac = rng.uniform(0.35, 0.65) if bulge else 0.0
     disk_col = pal.colour(0.85, 0.5)  # edge-on disks are reddened by their own dust
     re_disk = 1.68 * h
     cv.add(cv.galaxy, cv.sersic(x0, y0, re_disk, n_disk, q_disk, pa, flux * (1 - b_frac)), disk_col)
     if rng.random() < 0.5:  # thicker, fainter envelope (thick disk)
         cv.add(cv.galaxy, cv.sersic(x0, y0, re_disk * 0.9, 1.0, q_disk * 2.2, pa, flux * 0.15), disk_col)
     if bulge:
-        re_b = re_disk * rng.uniform(0.25, 0.5)
+        re_b = re_disk * rng.uniform(0.3, 0.55)
         boxy = 2.0 if rng.random() < 0.6 else rng.uniform(2.5, 3.5)
-        _bulge(cv, pal, x0, y0, re_b, rng.uniform(1.5, 4.0), rng.uniform(0.6, 0.95), pa,
+        _bulge(cv, pal, x0, y0, re_b, rng.uniform(1.5, 4.0), rng.uniform(0.65, 1.0), pa,
                flux * b_frac, boxy)
     else:  # thin clumpy disks: a few knots along the plane
         k = int(rng.integers(0, 20))
@@ -439,13 +443,13 @@ def _spiral(cv: Canvas, pal: _Palette, kind: str) -> None:
         arms = 2
         pitch, sharp, floc = rng.uniform(10, 28), rng.uniform(2, 5), rng.uniform(0.0, 0.5)
         arm_frac, knots = rng.uniform(0.4, 0.8), int(rng.integers(10, 60))
-        bar_len = h * rng.uniform(0.9, 1.7)  # bar half-length
+        bar_len = h * rng.uniform(1.1, 2.0)  # bar half-length
         r_start = bar_len
     d_flux = flux * (1 - b_frac)
     if kind == "barred":
-        bar_flux = d_flux * rng.uniform(0.12, 0.25)
+        bar_flux = d_flux * rng.uniform(0.2, 0.4)
         d_flux -= bar_flux
-        bar = _bar(disk, bar_len, rng.uniform(0.18, 0.32), phase, bar_flux)
+        bar = _bar(disk, bar_len, rng.uniform(0.15, 0.3), phase, bar_flux)
         cv.add(cv.galaxy, bar, pal.colour(0.85, 0.5))
         if rng.random() < 0.45:  # inner ring at the bar's end
             ring = np.exp(-0.5 * ((disk.r - np.float32(bar_len * 1.05)) / np.float32(0.25 * bar_len)) ** 2)
@@ -556,22 +560,22 @@ def _disturbed(cv: Canvas, pal: _Palette) -> None:
     x0, y0 = _centre(rng)
     pa = rng.uniform(0, math.pi)
     flux = _flux(rng, 0.3, 1.8)
-    h = _loguniform(rng, 0.045, 0.1)
+    h = _loguniform(rng, 0.05, 0.11)
     disk = _Disk(cv, x0, y0, pa, math.acos(rng.uniform(0.35, 1.0)))
     # Lopsided, patchy low-surface-brightness body: a disk warped by an m=1 mode and a random field.
     lop = rng.uniform(0.3, 0.8)
     phi1 = rng.uniform(0, 2 * math.pi)
     body = disk.exponential(h, flux * 0.55)
     body *= np.exp(np.float32(lop) * np.cos(disk.theta - np.float32(phi1)) * np.minimum(disk.r / np.float32(h), 2)
-                   + np.float32(rng.uniform(0.4, 0.9)) * cv.smooth_field(h * 0.5))
+                   + np.float32(rng.uniform(0.25, 0.7)) * cv.smooth_field(h * 0.6))
     body *= np.float32(flux * 0.55 / (body.sum() * cv.pixel ** 2 + 1e-12))
     cv.add(cv.galaxy, body, pal.colour(rng.uniform(0.45, 0.8), 0.3))
     # Off-centre clumps and a faint nucleus (sometimes none).
-    for _ in range(int(rng.integers(2, 6))):
+    for _ in range(int(rng.integers(1, 5))):
         r, th = rng.uniform(0.2, 1.8) * h, phi1 + rng.normal(0, 1.2)
         xs, ys = disk.to_image(np.array([r]), np.array([th]))
         cv.add(cv.galaxy, cv.sersic(float(xs[0]), float(ys[0]), h * rng.uniform(0.15, 0.45), 1.0,
-                                    rng.uniform(0.4, 1.0), rng.uniform(0, math.pi), flux * rng.uniform(0.03, 0.1)),
+                                    rng.uniform(0.4, 1.0), rng.uniform(0, math.pi), flux * rng.uniform(0.02, 0.07)),
                pal.colour(0.45, 0.25))
     if rng.random() < 0.7:
         _bulge(cv, pal, x0, y0, h * rng.uniform(0.1, 0.3), rng.uniform(1, 3), rng.uniform(0.6, 1.0), pa,
@@ -579,7 +583,7 @@ def _disturbed(cv: Canvas, pal: _Palette) -> None:
     k = int(rng.integers(5, 40))
     rr, th = rng.gamma(2.0, h * 0.7, k), phi1 + rng.normal(0, 1.3, k)
     xs, ys = disk.to_image(rr, th)
-    cv.points(cv.galaxy, xs, ys, rng.exponential(flux * 0.002, k), pal.young())
+    cv.points(cv.diffuse, xs, ys, rng.exponential(flux * 0.0015, k), pal.young())
     if rng.random() < 0.6:  # faint plume / tidal debris
         _tail(cv, pal, x0, y0, phi1 + pa + rng.normal(0, 0.5), rng.uniform(0.05, 0.15),
               rng.choice([-1, 1]) * rng.uniform(0.2, 0.9), flux * rng.uniform(0.05, 0.15), rng.uniform(0.008, 0.02))
