@@ -356,7 +356,8 @@ def load_bundle(path: str | Path) -> RunBundle:
     Checks that every required member exists and parses: config.json (Config.from_json), run.json
     (format_version, created, synthetic), metrics.json (test metrics, confusion matrix C x C),
     history.csv, predictions.h5 (shapes consistent with the config's num_classes and image_size),
-    model.keras (a zip archive; not loaded here), curves.png (a PNG).
+    model.keras (a zip archive; not loaded here), curves.png (a PNG), and explanations.h5 when
+    present (an HDF5 file; its content is `galaxy_core.explain`'s to check).
 
     Raises:
         BundleError: naming the bundle and the problem.
@@ -397,6 +398,12 @@ def load_bundle(path: str | Path) -> RunBundle:
     with open(path / "curves.png", "rb") as f:
         if f.read(8) != PNG_SIGNATURE:
             raise BundleError(f"{where}: curves.png is not a PNG image")
+    if (path / EXPLANATIONS).exists():
+        import h5py
+
+        if not h5py.is_hdf5(path / EXPLANATIONS):
+            raise BundleError(f"{where}: {EXPLANATIONS} is not an HDF5 file (delete it, or recompute "
+                              f"the explanations)")
     return RunBundle(path=path, name=path.name, config=config, run_info=run_info, metrics=metrics,
                      history=history, predictions=predictions)
 

@@ -304,3 +304,24 @@ def test_reevaluate_bundle_rewrites_metrics_and_probs(tmp_path, good_bundle, par
     np.testing.assert_allclose(b.predictions["probs_tta"], expected["probs_tta"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(b.read_test_images(range(N_TEST)), images)
     assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
+
+
+def test_explanations_member(tmp_path, parts, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    def fake_save(path, data):  # stands in for galaxy_core.explain.save_explanations
+        calls.append((path, data))
+        with h5py.File(path, "w") as f:
+            f.attrs["n"] = data["n"]
+
+    monkeypatch.setitem(sys.modules, "galaxy_core.explain", types.SimpleNamespace(save_explanations=fake_save))
+    out = write(tmp_path / "runs" / "exp", parts, explanations={"n": 3})
+    assert len(calls) == 1 and calls[0][0].name == "explanations.h5" and calls[0][0].parent.name.startswith(".exp.partial-")
+    b = load_bundle(out)
+    assert b.has_explanations and b.explanations_path == out / "explanations.h5"
+    (out / "explanations.h5").write_bytes(b"junk")
+    with pytest.raises(BundleError, match="explanations.h5 is not an HDF5 file"):
+        load_bundle(out)
