@@ -586,8 +586,10 @@ def _run_chunks(source: Path, images_file: Path, cfg: Config, chunks: list[tuple
         for future in as_completed(futures):
             yield future.result()
     except BrokenProcessPool as err:
-        raise PreprocessError(f"A preprocessing worker process died ({err}); it may have run out of "
-                              "memory. Try fewer workers (workers=1 builds in this process).") from err
+        raise PreprocessError(
+            f"A preprocessing worker process died ({err}). Either it ran out of memory, or the calling "
+            "script has no `if __name__ == \"__main__\":` guard (worker processes are spawned and "
+            "import the main script). Add the guard, or pass workers=1 to build in this process.") from err
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
