@@ -316,6 +316,8 @@ def _spiral_disk(cv: Canvas, pal: _Palette, disk: _Disk, h: float, flux: float, 
     wave = ((1.0 + np.cos(psi)) * 0.5) ** np.float32(sharpness) / np.float32(_arm_weight(sharpness))
     if flocculence > 0:  # patchy, broken arms
         wave *= np.exp(np.float32(flocculence) * cv.smooth_field(0.6 * h) - 0.5 * flocculence ** 2)
+    lopsided = rng.uniform(0.0, 0.4)  # one side's arms brighter: real spirals are not m-fold symmetric
+    wave *= 1.0 + np.float32(lopsided) * np.cos(disk.theta - np.float32(rng.uniform(0, 2 * math.pi)))
     taper = np.clip((r - np.float32(0.6 * r_start)) / np.float32(0.6 * r_start + 1e-6), 0, 1)
     base = disk.exponential(h, flux)
     arm_amp = np.float32(arm_frac) * taper
@@ -355,7 +357,7 @@ def _smooth(cv: Canvas, pal: _Palette, q_range, n_range, re_range) -> None:
     q = rng.uniform(*q_range)
     n = rng.uniform(*n_range)
     re = _loguniform(rng, *re_range)
-    flux = _flux(rng, 0.8, 4.0)
+    flux = _flux(rng, 0.6, 3.0)
     colour = pal.old()
     if rng.random() < 0.5:  # a second, shallower component (as in S0 / cD envelopes)
         f_in = rng.uniform(0.35, 0.7)
@@ -369,22 +371,22 @@ def _smooth(cv: Canvas, pal: _Palette, q_range, n_range, re_range) -> None:
 
 
 def _round_smooth(cv, pal):
-    _smooth(cv, pal, (0.82, 1.0), (2.5, 5.5), (0.04, 0.11))
+    _smooth(cv, pal, (0.82, 1.0), (2.5, 5.5), (0.025, 0.09))
 
 
 def _inbetween_smooth(cv, pal):
-    _smooth(cv, pal, (0.45, 0.72), (1.5, 4.5), (0.04, 0.1))
+    _smooth(cv, pal, (0.45, 0.72), (1.5, 4.5), (0.025, 0.085))
 
 
 def _cigar(cv, pal):
-    _smooth(cv, pal, (0.2, 0.36), (1.0, 3.0), (0.04, 0.1))
+    _smooth(cv, pal, (0.2, 0.36), (1.0, 3.0), (0.03, 0.085))
 
 
 def _edge_on(cv: Canvas, pal: _Palette, bulge: bool) -> None:
     rng = cv.rng
     x0, y0 = _centre(rng)
     pa = rng.uniform(0, math.pi)
-    h = _loguniform(rng, 0.035, 0.08)
+    h = _loguniform(rng, 0.04, 0.09)
     flux = _flux(rng, 0.6, 3.0)
     q_disk = rng.uniform(0.06, 0.13)
     n_disk = rng.uniform(0.6, 1.1)
@@ -425,23 +427,23 @@ def _spiral(cv: Canvas, pal: _Palette, kind: str) -> None:
     pa = rng.uniform(0, math.pi)
     incl = math.acos(rng.uniform(0.45, 1.0))  # face-on to ~63 degrees
     disk = _Disk(cv, x0, y0, pa, incl)
-    h = _loguniform(rng, 0.045, 0.09)
-    flux = _flux(rng, 0.6, 3.0)
+    h = _loguniform(rng, 0.045, 0.1)
+    flux = _flux(rng, 0.8, 4.0)
     phase = rng.uniform(0, 2 * math.pi)
     if kind == "tight":
         b_frac, re_b = rng.uniform(0.12, 0.35), h * rng.uniform(0.2, 0.35)
         arms = int(rng.choice([2, 2, 3, 4]))
-        pitch, sharp, floc = rng.uniform(9, 15), rng.uniform(2, 5), rng.uniform(0.0, 0.4)
+        pitch, sharp, floc = rng.uniform(9, 15), rng.uniform(2, 5), rng.uniform(0.1, 0.6)
         arm_frac, knots, r_start = rng.uniform(0.5, 0.8), int(rng.integers(20, 90)), h * rng.uniform(0.4, 0.8)
     elif kind == "loose":
         b_frac, re_b = rng.uniform(0.03, 0.2), h * rng.uniform(0.15, 0.3)
         arms = int(rng.choice([2, 2, 3]))
-        pitch, sharp, floc = rng.uniform(20, 34), rng.uniform(1.5, 4), rng.uniform(0.2, 0.7)
+        pitch, sharp, floc = rng.uniform(20, 34), rng.uniform(1.5, 4), rng.uniform(0.3, 0.9)
         arm_frac, knots, r_start = rng.uniform(0.55, 0.9), int(rng.integers(20, 100)), h * rng.uniform(0.3, 0.7)
     else:  # barred
         b_frac, re_b = rng.uniform(0.1, 0.3), h * rng.uniform(0.15, 0.3)
         arms = 2
-        pitch, sharp, floc = rng.uniform(10, 28), rng.uniform(2, 5), rng.uniform(0.0, 0.5)
+        pitch, sharp, floc = rng.uniform(10, 28), rng.uniform(2, 5), rng.uniform(0.1, 0.6)
         arm_frac, knots = rng.uniform(0.4, 0.8), int(rng.integers(10, 60))
         bar_len = h * rng.uniform(1.1, 2.0)  # bar half-length
         r_start = bar_len
