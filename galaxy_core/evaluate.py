@@ -360,8 +360,8 @@ def reevaluate_bundle(run_dir: str | Path, tta: bool = True, batch_size: int = 6
     labels = bundle.predictions["labels"]
     names = bundle.config.class_names
     with h5py.File(bundle.path / "predictions.h5", "r") as f:
-        images = f["images"]  # read batch by batch through h5py slicing
-        result = evaluate_split(model, _H5Rows(images), labels, names, batch_size=batch_size,
+        # The h5py dataset is read one batch at a time by predict_probs' slicing.
+        result = evaluate_split(model, f["images"], labels, names, batch_size=batch_size,
                                 tta=tta, progress=progress)
 
     metrics = dict(bundle.metrics)
@@ -376,19 +376,6 @@ def reevaluate_bundle(run_dir: str | Path, tta: bool = True, batch_size: int = 6
     _replace_atomically(bundle.path / "metrics.json",
                         lambda tmp: Path(tmp).write_text(dumps_json(metrics) + "\n", encoding="utf-8"))
     return metrics
-
-
-class _H5Rows:
-    """Array-like view on an HDF5 dataset: `len`, `.ndim`, `.shape`, slicing (one read per batch)."""
-
-    def __init__(self, dataset):
-        self.dataset, self.shape, self.ndim = dataset, dataset.shape, dataset.ndim
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key):
-        return self.dataset[key]
 
 
 def _rewrite_probs(src: Path, tmp: str, result: dict) -> None:

@@ -227,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up log off stderr
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.top_k < 1:

@@ -207,6 +207,10 @@ def corrupt_history(path):
     (path / "history.csv").write_text("epoch,loss\n1,abc\n")
 
 
+def corrupt_predictions_file(path):
+    (path / "predictions.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+
+
 def corrupt_model(path):
     (path / "model.keras").write_bytes(b"not a zip")
 
@@ -220,6 +224,7 @@ def corrupt_model(path):
     (corrupt_image_count, "images have shape"),
     (corrupt_history, "history.csv line 2"),
     (corrupt_model, "model.keras is not a Keras archive"),
+    (corrupt_predictions_file, "predictions.h5 cannot be read"),
 ])
 def test_corrupted_bundle_raises_and_is_listed_invalid(tmp_path, good_bundle, corrupt, reason):
     runs = tmp_path / "runs"
