@@ -19,7 +19,6 @@ import io
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
