@@ -452,6 +452,12 @@ def build_cache(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | o
 
     root.mkdir(parents=True, exist_ok=True)
     _remove_dead_temp_folders(root, key_hash)
+    needed, free = n * size * size * 3, shutil.disk_usage(root).free
+    if needed > free:
+        raise PreprocessError(
+            f"Not enough disk space for the preprocessed cache in {root}: it needs {needed / 1e9:.2f} GB, "
+            f"{free / 1e9:.2f} GB are free. Free some space or point ${CACHE_ENV_VAR} (or cache_dir) "
+            "at a disk with more room.")
     tmp = root / f".tmp-{key_hash}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     started = time.perf_counter()
@@ -511,8 +517,8 @@ def open_cache(path: str | os.PathLike) -> PreprocessedCache:
         labels = np.load(path / "labels.npy")
     except (OSError, ValueError) as err:
         raise PreprocessError(f"Cannot read preprocessed cache {path}: {err}. {fix}") from err
-    n = meta.get("n")
-    if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3
+    n = meta.get("n") if isinstance(meta, dict) else None
+    if (n is None or images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3
             or list(images.shape) != meta.get("shape") or labels.shape != (n,)):
         raise PreprocessError(f"Preprocessed cache {path} is inconsistent: images {images.dtype} "
                               f"{images.shape}, labels {labels.shape}, meta n={n}. {fix}")

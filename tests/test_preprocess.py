@@ -380,6 +380,13 @@ def test_open_cache_missing_folder(tmp_path):
         pp.open_cache(tmp_path / "nothing")
 
 
+def test_build_cache_checks_free_disk_space(source, tmp_path, monkeypatch):
+    monkeypatch.setattr(pp.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    with pytest.raises(PreprocessError, match="disk space"):
+        pp.build_cache(source, CACHE_CFG, cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
 def test_cache_with_worker_processes_matches_in_process(source, tmp_path):
     one = pp.open_cache(pp.build_cache(source, CACHE_CFG, cache_dir=tmp_path / "a", workers=1,
                                        progress=False))
