@@ -91,8 +91,9 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
     arrays = _check_predictions(predictions, config, where=f"write_bundle({out_dir})")
     columns = _history_columns(history)
     run = dict(run_info)
-    if not isinstance(run.get("synthetic"), bool):
+    if not isinstance(run.get("synthetic"), (bool, np.bool_)):
         raise BundleError("run_info needs 'synthetic': True/False (whether the data was generated)")
+    run["synthetic"] = bool(run["synthetic"])  # numpy bool (e.g. read from an HDF5 attribute) -> bool
     run["format_version"] = RUN_FORMAT_VERSION
     run.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _check_metrics(metrics, config, where="write_bundle")

@@ -105,9 +105,10 @@ def test_overwrite_replaces_bundle_and_leaves_no_hidden_folders(tmp_path, parts)
     runs = tmp_path / "runs"
     write(runs / "run", parts)
     (runs / "run" / "stale.txt").write_text("old")
-    write(runs / "run", parts, run_info={"synthetic": False, "note": "second"})
+    write(runs / "run", parts, run_info={"synthetic": np.bool_(False), "note": "second"})
     assert not (runs / "run" / "stale.txt").exists()
     assert load_bundle(runs / "run").run_info["note"] == "second"
+    assert load_bundle(runs / "run").is_synthetic is False
     assert [p.name for p in runs.iterdir()] == ["run"]
 
 
