@@ -660,6 +660,8 @@ def render_galaxy(label: int, size: int, rng: np.random.Generator) -> np.ndarray
 
 def image_rng(seed: int, index: int) -> np.random.Generator:
     """The generator of image `index` of a dataset with `seed` (independent of chunking)."""
+    if int(seed) < 0 or int(index) < 0:
+        raise ValueError(f"seed and index must be >= 0, got seed={seed}, index={index}.")
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
 
 
@@ -754,6 +756,8 @@ def write_synthetic_dataset(path, n: int, size: int = 256, seed: int = 0, balanc
         raise ValueError(f"size must be >= 16 pixels, got {size}.")
     if balance not in BALANCES:
         raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}.")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}.")
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise DatasetError(f"Output folder {path.parent} does not exist; create it first.")

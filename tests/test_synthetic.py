@@ -102,6 +102,10 @@ def test_render_galaxy_shapes_and_argument_checks():
         synthetic.render_galaxy(0, 8, rng)
     with pytest.raises(ValueError, match="balance"):
         synthetic.write_synthetic_dataset("unused.h5", 10, balance="skewed")
+    with pytest.raises(ValueError, match="seed"):
+        synthetic.write_synthetic_dataset("unused.h5", 10, seed=-1)
+    with pytest.raises(ValueError, match="seed"):
+        synthetic.generate_images([0], 32, seed=-1)
 
 
 def test_galaxy_is_centred_on_dark_noisy_sky(batch):
@@ -200,10 +204,14 @@ def test_morphology_is_learnable(batch):
 # --------------------------------------------------------------------------------------------
 def test_cli_writes_file_and_reports_errors(tmp_path, capsys):
     out = tmp_path / "cli.h5"
+    png = tmp_path / "montage.png"
     assert synthetic.main([str(out), "--n", "12", "--size", "32", "--seed", "2", "--balance", "uniform",
-                           "--quiet"]) == 0
+                           "--quiet", "--montage", str(png)]) == 0
     with h5py.File(out, "r") as f:
         assert f["images"].shape == (12, 32, 32, 3) and f.attrs["balance"] == "uniform"
+    import matplotlib.image
+
+    assert matplotlib.image.imread(png).shape[:2] == (10 * 32, 6 * 32)  # 10 classes x 6 images
     assert synthetic.main([str(tmp_path / "missing" / "x.h5"), "--n", "5", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
