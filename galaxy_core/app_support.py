@@ -239,8 +239,6 @@ def run_summary(run: Any) -> dict[str, Any]:
     model = (f"{cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'fine-tuned'}, {cfg.head} head), "
              f"{cfg.image_size}x{cfg.image_size} px")
     rows = [
-        ("model", model),
-        ("data", f"{dataset} ({source})"),
         ("epochs run", str(len(epochs))),
         ("best epoch", "n/a" if best is None else str(best)),
         ("training time", format_seconds(wall)),
@@ -257,6 +255,7 @@ def run_summary(run: Any) -> dict[str, Any]:
         "best_epoch_int": None if best is None else int(best),
         "training_time": format_seconds(wall),
         "table": pd.DataFrame(rows, columns=["", "value"]).set_index(""),
+        "markdown": "\n".join(f"- {name}: **{value}**" for name, value in rows),
     }
 
 
@@ -582,3 +581,34 @@ def largest_confusion(matrix: np.ndarray) -> tuple[int, int]:
         return int(i), int(j)
     i = int(np.argmax(np.diag(matrix)))
     return i, i
+
+
+# The four saliency methods of galaxy_core.explain, in display order, with their display names.
+METHODS: tuple[str, ...] = ("saliency", "smoothgrad", "gradcam", "gradcam_plus_plus")
+METHOD_NAMES = {"saliency": "Saliency", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM",
+                "gradcam_plus_plus": "Grad-CAM++"}
+
+
+def error_pairs(errors) -> dict[str, int]:
+    """`{"true → predicted": number of errors}` of an `error_table`, most frequent pair first."""
+    keys = errors["true"] + " → " + errors["predicted"]
+    counts = keys.value_counts(sort=False)
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {key: int(n) for key, n in ordered}
+
+
+def render_map(image: np.ndarray, heatmap: np.ndarray, mode: str = "overlay") -> np.ndarray:
+    """A map for display: blended over the image (`overlay`) or alone (`heatmap`). uint8 (H, W, 3)."""
+    from galaxy_core.explain.overlay import colorize, overlay
+
+    if mode == "overlay":
+        return overlay(image, heatmap, alpha=0.45)
+    return colorize(heatmap)
+
+
+def map_caption(method: str, scores: tuple[float, float] | None) -> str:
+    """Markdown caption of a map: bold name, then `del 0.12 ↓ · ins 0.56 ↑` (n/a when not computed)."""
+    name = METHOD_NAMES.get(method, method)
+    if scores is None or not np.all(np.isfinite(scores)):
+        return f"**{name}**  \n:gray[faithfulness n/a]"
+    return f"**{name}**  \n:gray[del {scores[0]:.3f} ↓ · ins {scores[1]:.3f} ↑]"

@@ -219,3 +219,63 @@ def _gradcam_overlay(path: str, stamp: float, image: np.ndarray, class_index: in
     model = load_model(path, stamp)
     heat = explain.gradcam_map(model, preprocess.rescale(image[None]), np.array([class_index]))
     return explain.overlay(image, heat[0])
+
+
+# --- explanations --------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _explanations(path: str, stamp: float):
+    from galaxy_core.explain.store import load_explanations
+
+    run = load_run(path, stamp)
+    if run.explanations_path is None:
+        return None
+    stored = load_explanations(run.explanations_path)
+    if int(stored.attrs.get("image_size", run.config.image_size)) != run.config.image_size:
+        return None
+    return {"file": stored, "positions": {int(r): i for i, r in enumerate(stored.rows["row"])}}
+
+
+def current_explanations():
+    """`{"file": Explanations, "positions": {test row: position}}` of the chosen run, or None."""
+    path = current_run_path()
+    try:
+        return _explanations(path, _stamp(path))
+    except Exception as err:  # noqa: BLE001 - a broken explanations.h5 only disables the shortcut
+        st.warning(f"explanations.h5 of this run cannot be read ({err}); maps are computed on demand.")
+        return None
+
+
+def explanation_for(row: int, target: str, class_index: int) -> dict:
+    """Maps and faithfulness of one test image: read from explanations.h5, else computed now.
+
+    Returns:
+        `{"stored": bool, "maps": {method: float32 (S, S)}, "scores": {method: (deletion, insertion)}}`.
+    """
+    stored = current_explanations()
+    if stored is not None and row in stored["positions"] and target in stored["file"].targets:
+        f, i = stored["file"], stored["positions"][row]
+        if all(m in f.methods for m in app_support.METHODS):
+            return {"stored": True,
+                    "maps": {m: f.map(m, target, i) for m in app_support.METHODS},
+                    "scores": {m: (float(f.scores[m][target]["deletion"][i]),
+                                   float(f.scores[m][target]["insertion"][i])) for m in app_support.METHODS}}
+    path = current_run_path()
+    with st.spinner("Computing saliency, SmoothGrad, Grad-CAM and Grad-CAM++ with their faithfulness..."):
+        return _compute_explanation(path, _stamp(path), int(row), int(class_index))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _compute_explanation(path: str, stamp: float, row: int, class_index: int) -> dict:
+    from galaxy_core import explain, preprocess
+
+    model = load_model(path, stamp)
+    x = preprocess.rescale(test_images(path, stamp, (row,)))  # float32 (1, S, S, 3)
+    classes = np.array([class_index])
+    maps = {m: explain.METHODS[m](model, x, classes)[0] for m in app_support.METHODS}
+    # One faithfulness call for the four maps: the image repeated once per map.
+    found = explain.faithfulness_scores(model, np.repeat(x, len(maps), axis=0),
+                                        np.stack([maps[m] for m in app_support.METHODS]),
+                                        np.repeat(classes, len(maps)))
+    scores = {m: (float(found["deletion"][i]), float(found["insertion"][i]))
+              for i, m in enumerate(app_support.METHODS)}
+    return {"stored": False, "maps": maps, "scores": scores}

@@ -44,7 +44,7 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     """
     import keras
 
-    from galaxy_core import bundle, evaluate, preprocess, synthetic
+    from galaxy_core import bundle, evaluate, explain, preprocess, synthetic
     from galaxy_core.config import Config
 
     keras.utils.set_random_seed(seed)
@@ -69,19 +69,34 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
         "best_epoch": 3,
         "wall_time_s": 12.5,
     }
-    predictions = {"indices": np.arange(len(labels)), "labels": labels, "probs": probs.astype(np.float32),
-                   "images": images}
-    return bundle.write_bundle(Path(out_dir) / name, config=cfg, model=tiny_model(image_size, c),
-                               history=history, metrics=metrics, run_info=run_info,
-                               predictions=predictions)
+    indices = np.arange(len(labels))
+    predictions = {"indices": indices, "labels": labels, "probs": probs.astype(np.float32), "images": images}
+    model = tiny_model(image_size, c)
+    # Maps stored for the 4 most confident errors (+2 correct rows); the other errors are computed
+    # on demand by the app.
+    explanations = explain.compute_explanations(model, images, labels, probs.astype(np.float32), indices,
+                                                cfg.class_names, cap=4, n_correct=2, smooth_samples=4,
+                                                steps=8, progress=False)
+    return bundle.write_bundle(Path(out_dir) / name, config=cfg, model=model, history=history,
+                               metrics=metrics, run_info=run_info, predictions=predictions,
+                               explanations=explanations)
+
+
+_TINY_RUNS: list[Path] = []  # built once per session, shared with test_e2e.py
+
+
+def shared_tiny_runs(tmp_path_factory) -> Path:
+    """A runs folder holding one tiny synthetic bundle (built once per test session; read only)."""
+    if not _TINY_RUNS:
+        runs = tmp_path_factory.mktemp("runs")
+        build_tiny_bundle(runs)
+        _TINY_RUNS.append(runs)
+    return _TINY_RUNS[0]
 
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
-    """A runs folder holding one tiny synthetic bundle (built once per test session)."""
-    runs = tmp_path_factory.mktemp("runs")
-    build_tiny_bundle(runs)
-    return runs
+    return shared_tiny_runs(tmp_path_factory)
 
 
 @pytest.fixture

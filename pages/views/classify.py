@@ -25,7 +25,7 @@ uploads = st.file_uploader("Galaxy images", type=["png", "jpg", "jpeg"], accept_
 opt1, opt2, _ = st.columns([2, 2, 3])
 k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, len(class_names)),
                 key="cls_topk")
-tta = opt2.toggle("Test-time augmentation (8 rotations/flips)", key="cls_tta",
+tta = opt2.toggle("Test-time augmentation", key="cls_tta",
                   help="Average the predictions over the 8 rotations and flips of each image (8x slower).")
 
 if not uploads:
@@ -67,6 +67,8 @@ if len(good) > MAX_SHOWN:
     st.caption(f"{len(good) - MAX_SHOWN} more image(s) are in the table below.")
 
 st.subheader("All results")
-st.dataframe(table, width="stretch", hide_index=True)
+percent = st.column_config.NumberColumn(format="percent")
+st.dataframe(table, width="stretch", hide_index=True,
+             column_config={c: percent for c in table.columns if c == "confidence" or c.startswith("p ")})
 st.download_button("Download results (CSV)", table.to_csv(index=False), file_name="classifications.csv",
                    mime="text/csv", icon=":material/download:")

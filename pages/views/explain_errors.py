@@ -1,4 +1,92 @@
+"""Explain errors: the misclassified test images and four saliency maps with their faithfulness."""
+
+from __future__ import annotations
+
+import numpy as np
 import streamlit as st
 
-st.title("explain_errors")
-st.info("This view is being written.")
+from galaxy_core import app_support
+from pages import _shared
+
+TABLE_KEY = "err_table"
+SORTS = {
+    "most confident first": ("confidence", False),
+    "least confident first": ("confidence", True),
+    "largest margin first": ("margin", False),
+    "smallest margin first": ("margin", True),
+}
+
+
+
+def clear_selection() -> None:
+    """A new filter or order makes the selected table position meaningless: select the first row."""
+    st.session_state[TABLE_KEY] = {"selection": {"rows": [], "columns": [], "cells": []}}
+
+
+run = _shared.require_run()
+class_names = list(run.config.class_names)
+labels, probs = run.predictions["labels"], run.predictions["probs"]
+
+st.title("Explain errors")
+_shared.synthetic_banner(run)
+
+errors = app_support.error_table(labels, probs, class_names)
+if errors.empty:
+    st.success("The model classifies every test image of this run correctly: nothing to explain.")
+    st.stop()
+stored = _shared.current_explanations()
+errors["precomputed"] = [stored is not None and int(r) in stored["positions"] for r in errors.index]
+
+pairs = app_support.error_pairs(errors)
+f1, f2, f3 = st.columns([3, 2, 2])
+pair = f1.selectbox("True → predicted", ["all pairs"] + list(pairs), key="err_pair",
+                    on_change=clear_selection,
+                    format_func=lambda p: f"all pairs ({len(errors)} errors)" if p == "all pairs"
+                    else f"{p} ({pairs[p]})")
+order = f2.selectbox("Sort", list(SORTS), key="err_sort", on_change=clear_selection,
+                     help="confidence: the predicted class's probability. margin: p(predicted) − p(true), "
+                          "how far the model was from the right answer.")
+target = f3.segmented_control("Explain the", ["predicted class", "true class"], default="predicted class",
+                              key="err_target") or "predicted class"
+
+shown = errors if pair == "all pairs" else errors[(errors["true"] + " → " + errors["predicted"]) == pair]
+column, ascending = SORTS[order]
+shown = shown.sort_values(column, ascending=ascending, kind="stable")
+
+st.caption(f"{len(shown)} misclassified test image(s). Click a row to explain it.")
+event = st.dataframe(
+    shown, key=TABLE_KEY, on_select="rerun", selection_mode="single-row", width="stretch",
+    height=min(320, 38 + 35 * len(shown)),
+    column_config={
+        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0,
+                                                      max_value=1),
+        "margin": st.column_config.NumberColumn("margin", format="%.2f"),
+        "p_true": st.column_config.NumberColumn("p(true)", format="%.2f"),
+        "precomputed": st.column_config.CheckboxColumn("stored", help="maps in explanations.h5"),
+    })
+selected = event.selection.rows if event is not None else []
+position = selected[0] if selected and selected[0] < len(shown) else 0
+row = int(shown.index[position])
+true_label, pred_label = int(labels[row]), int(probs[row].argmax())
+target_key = "predicted" if target == "predicted class" else "true"
+class_index = pred_label if target_key == "predicted" else true_label
+
+with st.container(border=True):
+    st.markdown(f"**Test image #{row}**: true **{class_names[true_label]}**, predicted "
+                f"**{class_names[pred_label]}** ({probs[row, pred_label]:.0%}); p(true) "
+                f"{probs[row, true_label]:.0%}")
+    image = _shared.current_test_images([row])[0]
+    result = _shared.explanation_for(row, target_key, class_index)
+    st.caption(("Maps from `explanations.h5`." if result["stored"] else "Maps computed now (not in "
+                "`explanations.h5`).") + f" Explaining **{class_names[class_index]}**.")
+    mode = st.segmented_control("Show maps", ["overlay", "heatmap"], default="overlay",
+                                key="err_mode") or "overlay"
+    cols = st.columns(5)
+    cols[0].image(image, width="stretch")
+    cols[0].markdown("**original**  \n:gray[the model's input]")
+    for col, method in zip(cols[1:], app_support.METHODS):
+        col.image(app_support.render_map(image, result["maps"][method], mode), width="stretch")
+        col.markdown(app_support.map_caption(method, result["scores"][method]))
+    st.caption("Faithfulness (Petsiuk et al. 2018): pixels are removed (deletion) or restored "
+               "(insertion) in the order the map ranks them, and the class probability is tracked. "
+               "**del ↓** lower is better, **ins ↑** higher is better.")

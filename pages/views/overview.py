@@ -24,9 +24,10 @@ cols[0].metric("Test accuracy", app_support.format_percent(test["accuracy"]),
 cols[1].metric("Balanced accuracy", app_support.format_percent(test["balanced_accuracy"]),
                help="Mean recall over the classes: rare classes count as much as common ones.")
 cols[2].metric("Macro F1", f"{test['macro_f1']:.3f}")
-cols[3].metric("Test-time aug. accuracy",
+cols[3].metric("TTA accuracy",
                app_support.format_percent((run.metrics.get("test_tta") or {}).get("accuracy")),
-               help="Mean of the predictions over the 8 rotations/flips of each test image.")
+               help="Test-time augmentation: mean of the predictions over the 8 rotations/flips of each "
+                    "test image.")
 cols[4].metric("Best epoch", summary["best_epoch"])
 cols[5].metric("Training time", summary["training_time"])
 
@@ -42,7 +43,7 @@ with right:
     st.subheader("Splits")
     st.dataframe(app_support.split_table(info, run.num_test), width="stretch")
     st.subheader("Run")
-    st.dataframe(summary["table"], width="stretch")
+    st.markdown(summary["markdown"])
 
 st.subheader("Class distribution")
 counts = app_support.class_counts(info, run.predictions["labels"], cfg.num_classes)

@@ -1,0 +1,152 @@
+"""Real-browser end-to-end test of the Streamlit explorer (Debian's chromium driven by Playwright).
+
+Starts `streamlit run streamlit_app.py` on a free local port with `GALAXY_RUNS_DIR` at the tiny
+bundle of `test_app.py`, opens every view, uploads an image in Classify and checks that a class name
+comes back. Screenshots go to `./artifacts/` (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_app import ROOT, png_bytes, shared_tiny_runs
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+# (navigation label, text that shows the view has finished drawing, screenshot name)
+VIEWS = [
+    ("Overview", "Class distribution", "01_overview"),
+    ("Preprocessing lab", "Train with these parameters", "02_preprocessing_lab"),
+    ("Classify", "Upload one or more images", "03_classify"),
+    ("Confusion matrix", "Classification report", "05_confusion_matrix"),
+    ("Explain errors", "Faithfulness (Petsiuk", "06_explain_errors"),
+    ("Get started", "Offline demo run", "07_get_started"),
+]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Streamlit server on 127.0.0.1 serving the app over the tiny bundle; yields its URL."""
+    runs = shared_tiny_runs(tmp_path_factory)
+    port = free_port()
+    env = {**os.environ, "GALAXY_RUNS_DIR": str(runs), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def settle(page, text: str, timeout_ms: int = 120_000) -> None:
+    """Wait until `text` is on the page and the script run has finished."""
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout_ms)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    page.wait_for_function(  # every image loaded (st.image is served as a separate media file)
+        "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
+        timeout=timeout_ms)
+    page.wait_for_timeout(500)  # let charts paint before the screenshot
+
+
+def open_view(page, label: str, text: str) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=label).first.click()
+    page.locator("h1", has_text=label if label != "Get started" else "Galaxy10 explorer").first.wait_for(
+        timeout=60_000)
+    settle(page, text)
+
+
+def assert_no_exception(page, view: str) -> None:
+    errors = page.locator('[data-testid="stException"]')
+    assert errors.count() == 0, f"{view}: {errors.first.inner_text()}"
+
+
+def test_every_view_in_a_real_browser(server, browser, tmp_path):
+    from galaxy_core import synthetic
+    from galaxy_core.config import CLASS_NAMES
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    upload = tmp_path / "galaxy.png"
+    upload.write_bytes(png_bytes(synthetic.render_galaxy(2, 200, np.random.default_rng(5))))
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1500})
+    page.goto(server, wait_until="domcontentloaded")
+    page.locator("h1", has_text="Overview: tiny-synthetic").wait_for(timeout=90_000)
+    for label, text, name in VIEWS:
+        if label != "Overview":
+            open_view(page, label, text)
+        else:
+            settle(page, text)
+        assert page.get_by_text("Synthetic run.").count() >= (0 if label == "Get started" else 1)
+        assert_no_exception(page, label)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+        if label == "Classify":
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(upload))
+            result = page.get_by_text(re.compile(r"predicted .+ with [\d.]+% confidence")).first
+            result.wait_for(timeout=120_000)
+            settle(page, "All results")
+            assert_no_exception(page, "Classify after upload")
+            found = re.search(r"predicted (.+) with ([\d.]+)% confidence", result.inner_text())
+            assert found and found.group(1).strip() in CLASS_NAMES, result.inner_text()
+            assert 0.0 < float(found.group(2)) <= 100.0
+            page.screenshot(path=str(ARTIFACTS / "04_classify_upload.png"), full_page=True)
+    page.close()
