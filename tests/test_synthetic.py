@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import h5py
+import matplotlib.image
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -209,8 +210,6 @@ def test_cli_writes_file_and_reports_errors(tmp_path, capsys):
                            "--quiet", "--montage", str(png)]) == 0
     with h5py.File(out, "r") as f:
         assert f["images"].shape == (12, 32, 32, 3) and f.attrs["balance"] == "uniform"
-    import matplotlib.image
-
     assert matplotlib.image.imread(png).shape[:2] == (10 * 32, 6 * 32)  # 10 classes x 6 images
     assert synthetic.main([str(tmp_path / "missing" / "x.h5"), "--n", "5", "--quiet"]) == 2
     err = capsys.readouterr().err
