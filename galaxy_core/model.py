@@ -59,6 +59,44 @@ class BackboneScaling(keras.layers.Layer):
         return config
 
 
+def small_cnn(include_top: bool = False, weights: str | None = None, input_tensor=None,
+              input_shape: tuple[int, int, int] | None = None, **kwargs) -> keras.Model:
+    """A small CNN backbone with the `keras.applications` signature ("SmallCNN"; fast on CPU).
+
+    Four blocks of Conv3x3 -> BatchNorm -> ReLU -> MaxPool2 (32, 64, 128, 128 filters) and a
+    final Conv3x3 -> BN -> ReLU "last_conv" (128). Made for the offline demo and tests; it has no
+    pretrained weights (`weights` must be None or a local file, loaded by `build_model`).
+    Expects inputs in [-1, 1] (see `scaling_for_backbone`).
+    """
+    if include_top:
+        raise ModelError("SmallCNN has no classification top; use include_top=False.")
+    if weights not in (None, "none") and not Path(str(weights)).is_file():
+        raise ModelError("SmallCNN has no pretrained weights: use --weights none or a local file.")
+    if input_tensor is None:
+        inputs = keras.Input(shape=input_shape or (None, None, 3))
+        x = inputs
+    else:
+        inputs, x = input_tensor, input_tensor
+    for i, filters in enumerate((32, 64, 128, 128)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
+        # momentum 0.9: the moving statistics settle within a few dozen steps (short CPU runs).
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{i + 1}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i + 1}_relu")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(x)
+    x = keras.layers.Conv2D(128, 3, padding="same", use_bias=False, name="last_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="last_bn")(x)
+    x = keras.layers.ReLU(name="last_relu")(x)
+    if input_tensor is not None:
+        from keras.src.ops.operation_utils import get_source_inputs
+
+        inputs = get_source_inputs(input_tensor)
+    return keras.Model(inputs, x, name="small_cnn")
+
+
+# Backbones of this project, next to the keras.applications ones (name -> constructor).
+EXTRA_BACKBONES = {"SmallCNN": small_cnn}
+
+
 def custom_objects() -> dict[str, Any]:
     """The project's custom layers, for `keras.saving.load_model`."""
     objects = {"BackboneScaling": BackboneScaling, **AUGMENT_OBJECTS}
@@ -66,13 +104,16 @@ def custom_objects() -> dict[str, Any]:
 
 
 def valid_backbones() -> list[str]:
-    """Names of the model constructors in `keras.applications` (e.g. "DenseNet201", "VGG19")."""
-    return sorted(name for name in dir(keras.applications)
-                  if name[:1].isupper() and callable(getattr(keras.applications, name)))
+    """Backbone names: `keras.applications` constructors (e.g. "DenseNet201", "VGG19") + "SmallCNN"."""
+    names = [name for name in dir(keras.applications)
+             if name[:1].isupper() and callable(getattr(keras.applications, name))]
+    return sorted(names + list(EXTRA_BACKBONES))
 
 
 def get_application(name: str):
     """The `keras.applications` constructor called `name`; ModelError listing valid names if none."""
+    if name in EXTRA_BACKBONES:
+        return EXTRA_BACKBONES[name]
     fn = getattr(keras.applications, name, None) if name[:1].isupper() else None
     if fn is None or not callable(fn):
         raise ModelError(f"Unknown backbone {name!r}. Use a keras.applications model name, one of: "
@@ -87,6 +128,8 @@ def scaling_for_backbone(name: str) -> BackboneScaling:
     (possibly with an RGB -> BGR swap), which is recovered exactly and then checked on random input.
     """
     fn = get_application(name)
+    if name in EXTRA_BACKBONES:  # the project's own backbones take [-1, 1]
+        return BackboneScaling([2.0] * 3, [-1.0] * 3, [0, 1, 2], name="backbone_scaling")
     module = sys.modules.get(fn.__module__)
     preprocess = getattr(module, "preprocess_input", None)
     if preprocess is None:
