@@ -111,17 +111,26 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.broadcast_to(c[None, :], (size, size)), np.broadcast_to(c[:, None], (size, size))
 
 
-@lru_cache(maxsize=8)
-def _freq2(size: int) -> np.ndarray:
-    """Squared spatial frequency (cycles / pixel)^2 on the rfft2 grid: float64 `(size, size//2+1)`."""
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    return fx * fx + fy * fy
+def _gauss_kernel_1d(size: int, sigma_px: float) -> np.ndarray:
+    """Sampled, unit-sum periodic Gaussian of `sigma_px` pixels: float64 `(size,)`, peak at index 0."""
+    offsets = np.fft.fftfreq(size) * size  # 0, 1, 2, ..., -2, -1
+    if sigma_px < 1e-3:
+        return (offsets == 0).astype(np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma_px) ** 2)
+    return kernel / kernel.sum()
 
 
 def _gauss_tf(size: int, sigma_px: float) -> np.ndarray:
-    """Fourier transfer function of a unit-sum Gaussian of `sigma_px` pixels on the rfft2 grid."""
-    return np.exp(-2.0 * math.pi ** 2 * sigma_px ** 2 * _freq2(size))
+    """Transfer function of a unit-sum Gaussian of `sigma_px` pixels on the rfft2 grid.
+
+    The DFT of the sampled kernel (not the continuous Gaussian's transform cut at Nyquist), so that
+    convolving a bright unresolved core gives no ringing.
+
+    Returns:
+        float64 `(size, size // 2 + 1)`.
+    """
+    kernel = _gauss_kernel_1d(size, sigma_px)
+    return np.fft.fft(kernel).real[:, None] * np.fft.rfft(kernel).real[None, :]
 
 
 def _sersic_b(n: float) -> float:
@@ -231,14 +240,15 @@ class Canvas:
             diffuse_sigma: extra Gaussian blur of the diffuse layer, frame units.
         """
         s = self.size
-        sigma_px = psf_fwhm * s / 2.3548
+        # At least 0.7 px: a real cutout downsampled to a small size is smoothed by resampling.
+        sigma_px = max(psf_fwhm * s / 2.3548, 0.7)
         psf = 0.85 * _gauss_tf(s, sigma_px) + 0.15 * _gauss_tf(s, 2.8 * sigma_px)
         diffuse_tf = psf * _gauss_tf(s, diffuse_sigma * s)
         # Correlated noise, as in resampled survey cutouts: white noise through a small kernel.
         noise_sigma_px = 0.6 * s / 256
         noise_tf = _gauss_tf(s, noise_sigma_px)
-        g1 = np.exp(-4.0 * math.pi ** 2 * noise_sigma_px ** 2 * np.fft.fftfreq(s) ** 2).mean()
-        noise_px = noise * min(1.0, s / 256) / math.sqrt(g1 * g1)
+        k1 = _gauss_kernel_1d(s, noise_sigma_px)
+        noise_px = noise * min(1.0, s / 256) / float(np.sum(k1 ** 2))  # std after the kernel = noise
         spec = (np.fft.rfft2(self.galaxy + self.stars) * psf
                 + np.fft.rfft2(self.diffuse) * diffuse_tf
                 + np.fft.rfft2(self.rng.standard_normal((3, s, s)) * noise_px) * noise_tf)
