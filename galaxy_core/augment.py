@@ -58,8 +58,8 @@ def build_augmentation(cfg: Config) -> keras.Sequential:
 
     Returns:
         A `keras.Sequential` named "augmentation" mapping float32 `(N, S, S, 3)` in [0, 1] to the
-        same shape and range (contrast output is clipped to [0, 1]). It may have no layers (all
-        factors 0, no flips): then it is the identity.
+        same shape and range (contrast output is clipped to [0, 1]). With all factors 0 and no
+        flips it holds a single `Identity` layer.
     """
     layers = []
     # Each layer gets its own seed derived from cfg.seed: same seed twice would correlate draws.
@@ -78,4 +78,6 @@ def build_augmentation(cfg: Config) -> keras.Sequential:
     if cfg.flips:
         layers.append(AugFlip("horizontal_and_vertical", seed=cfg.seed + 3,
                                               name="aug_flip"))
+    if not layers:  # an empty Sequential cannot be called
+        layers.append(keras.layers.Identity(name="aug_identity"))
     return keras.Sequential(layers, name="augmentation")
