@@ -215,3 +215,190 @@ def test_error_table_margin_and_confidence():
     assert list(table["predicted"]) == ["c", "b"] and list(table["true"]) == ["b", "a"]
     np.testing.assert_allclose(table["confidence"], [0.6, 0.5])
     np.testing.assert_allclose(table["margin"], [0.3, 0.3])
+
+
+# --- AppTest: no run at all ---------------------------------------------------------------------
+def test_no_run_shows_the_start_view_and_the_lab_works(tmp_path, monkeypatch):
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))  # does not even exist
+    at = new_app().run()
+    assert not at.exception
+    assert texts(at.title) == ["Galaxy10 explorer"]
+    assert any("No trained run yet" in t for t in texts(at.info))
+    assert any(b.label == "Build the demo run" for b in at.button)
+    assert any("python train.py --demo" in c for c in texts(at.code))
+    assert any("No valid run" in t for t in texts(at.sidebar.caption))
+    with pytest.raises(ValueError):  # views that need a run are not registered
+        at.switch_page("pages/views/overview.py")
+
+    run_view(at, "preprocessing_lab")
+    assert texts(at.title) == ["Preprocessing lab"]
+    assert at.radio(key="lab_source").options == ["Generated sample", "Upload"]
+    assert any("One generated (synthetic) galaxy per class" in t for t in texts(at.markdown))
+    (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
+    assert "--clahe-clip-limit 2.0" in command  # Config's default
+
+
+def test_invalid_bundles_are_listed_with_their_reason(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    (runs / "half-written").mkdir(parents=True)
+    (runs / "half-written" / "config.json").write_text("{}")
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app().run()
+    assert not at.exception
+    (expander,) = at.sidebar.expander
+    assert expander.label == "1 invalid run(s)"
+    (reason,) = texts(expander.markdown)
+    assert reason.startswith("**half-written**") and "missing" in reason and "Traceback" not in reason
+
+
+# --- AppTest: with the tiny bundle --------------------------------------------------------------------
+def test_sidebar_lists_the_run_with_backbone_accuracy_and_synthetic(app_with_run, tiny_runs):
+    from galaxy_core import bundle
+
+    at = app_with_run
+    assert not at.exception
+    accuracy = bundle.load_bundle(tiny_runs / "tiny-synthetic").metrics["test"]["accuracy"]
+    selector = at.sidebar.selectbox(key="run_path")
+    assert selector.options == [f"tiny-synthetic · tiny-test-cnn · {100 * accuracy:.1f}% test acc · synthetic"]
+    assert selector.value == str(tiny_runs / "tiny-synthetic")
+
+
+def test_overview_shows_the_bundles_metrics(app_with_run, tiny_runs):
+    from galaxy_core import bundle
+
+    at = app_with_run  # Overview is the default view when a run exists
+    assert texts(at.title) == ["Overview: tiny-synthetic"]
+    run = bundle.load_bundle(tiny_runs / "tiny-synthetic")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == f"{100 * run.metrics['test']['accuracy']:.1f}%"
+    assert metrics["Macro F1"] == f"{run.metrics['test']['macro_f1']:.3f}"
+    assert metrics["Best epoch"] == "3" and metrics["Training time"] == "12.5 s"
+    assert any("Synthetic run" in w for w in texts(at.warning))
+    splits = at.dataframe[0].value
+    assert list(splits["images"]) == [240, 30, 30]
+
+
+def test_preprocessing_lab_follows_the_sliders(app_with_run):
+    at = run_view(app_with_run, "preprocessing_lab")
+    assert at.radio(key="lab_source").options == ["Generated sample", "Test image of the run", "Upload"]
+    stages = at.image[:3]
+    assert [i.captions[0] for i in stages] == ["original: synthetic Disturbed (seed 0)", "CLAHE", "CLAHE + opening"]
+    before = [i.value[0] for i in stages]  # media URLs are content hashes
+    assert len(_image_captions(at)) == 3 + 10  # the three stages, then one image per class
+    at.slider(key="lab_clip").set_value(9.5)  # (at 64 px with 8x8 tiles, OpenCV rounds small limits alike)
+    at.select_slider(key="lab_ksize").set_value(7)
+    at.selectbox(key="lab_kshape").set_value("cross")
+    at.run()
+    assert not at.exception
+    (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
+    assert "--clahe-clip-limit 9.5" in command and "--opening-kernel-size 7" in command
+    assert "--opening-kernel-shape cross" in command
+    after = [i.value[0] for i in at.image[:3]]
+    assert after[0] == before[0] and after[1] != before[1] and after[2] != before[2]
+    at.radio(key="lab_source").set_value("Test image of the run").run()
+    assert not at.exception
+    assert at.image[0].captions[0] == "original: synthetic image, row 0, true class Disturbed"
+    at.button[0].click().run()  # Reset to defaults
+    (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
+    assert "--clahe-clip-limit 2.0" in command and "--opening-kernel-size 3" in command
+
+
+def test_classify_uploads_png_and_reports_a_bad_file(app_with_run):
+    from galaxy_core import synthetic
+    from galaxy_core.config import CLASS_NAMES
+
+    at = run_view(app_with_run, "classify")
+    galaxy = synthetic.render_galaxy(5, 300, np.random.default_rng(3))  # larger than the model input
+    rgba = np.dstack([galaxy, np.full(galaxy.shape[:2], 255, np.uint8)])
+    gray = galaxy.mean(axis=2).astype(np.uint8)
+    at.file_uploader(key="cls_upload").set_value([
+        ("galaxy.png", png_bytes(galaxy), "image/png"),
+        ("broken.png", b"\x89PNG but not really", "image/png"),
+        ("rgba.png", png_bytes(rgba[..., [2, 1, 0, 3]]), "image/png"),  # png_bytes flips only 3 channels
+        ("gray.png", png_bytes(gray), "image/png"),
+    ])
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = texts(at.error)
+    assert error.startswith("**broken.png**") and "Cannot decode" in error
+    headers = [t for t in texts(at.markdown) if "predicted **" in t]
+    assert [h.split("**")[1] for h in headers] == ["galaxy.png", "rgba.png", "gray.png"]
+    for h in headers:
+        assert h.split("predicted **")[1].split("**")[0] in CLASS_NAMES
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["galaxy.png", "broken.png", "rgba.png", "gray.png"]
+    assert table["predicted"].isna().tolist() == [False, True, False, False]
+    assert set(table.loc[~table["predicted"].isna(), "predicted"]) <= set(CLASS_NAMES)
+    assert table["confidence"].dropna().between(0, 1).all()
+
+    at.toggle(key="cls_cam_0_galaxy.png").set_value(True).run()  # Grad-CAM overlay on demand
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(t.startswith("Grad-CAM") for t in _image_captions(at))
+
+
+def _image_captions(at) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def test_confusion_matrix_gallery_follows_the_selected_cell(app_with_run, tiny_runs):
+    from galaxy_core import bundle
+
+    at = run_view(app_with_run, "confusion_matrix")
+    run = bundle.load_bundle(tiny_runs / "tiny-synthetic")
+    matrix = np.asarray(run.metrics["test"]["confusion_matrix"])
+    names = list(run.config.class_names)
+    table = at.dataframe(key="cm_cell").value
+    np.testing.assert_array_equal(table.to_numpy(), matrix)
+
+    def cell_text():
+        (line,) = [t for t in texts(at.markdown) if t.startswith("**True ")]
+        return line
+
+    off = matrix.copy()
+    np.fill_diagonal(off, -1)
+    i, j = np.unravel_index(np.argmax(off), off.shape)  # default: the most frequent confusion
+    assert cell_text().startswith(f"**True {names[i]} → predicted {names[j]}**: {matrix[i, j]} misclassified")
+
+    at.session_state["cm_cell"] = {"selection": {"rows": [], "columns": [], "cells": [[2, names[2]]]}}
+    at.run()
+    assert cell_text().startswith(f"**True {names[2]} → predicted {names[2]}**: {matrix[2, 2]} correct")
+    at.button_group(key="cm_mode").set_value("row shares").run()
+    assert not at.exception
+    shares = at.dataframe(key="cm_cell").value.to_numpy()
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    per_class = at.dataframe[1].value
+    assert list(per_class.index) == names
+    assert any("precision" in c and "recall" in c for c in texts(at.code))
+
+
+def test_explain_errors_uses_stored_maps_and_computes_the_others(app_with_run, tiny_runs):
+    from galaxy_core import bundle
+
+    at = run_view(app_with_run, "explain_errors")
+    run = bundle.load_bundle(tiny_runs / "tiny-synthetic")
+    labels, probs = run.predictions["labels"], run.predictions["probs"]
+    n_errors = int((probs.argmax(axis=1) != labels).sum())
+    table = at.dataframe(key="err_table").value
+    assert len(table) == n_errors
+    assert table["confidence"].is_monotonic_decreasing  # most confident first
+    assert table["precomputed"].tolist()[:4] == [True] * 4  # the fixture stored the top 4 errors
+    assert any("Maps from `explanations.h5`" in c for c in texts(at.caption))
+
+    def map_captions():
+        return [t for t in texts(at.markdown) if t.startswith("**") and " ↓ · ins " in t]
+
+    assert len(map_captions()) == 4
+
+    at.selectbox(key="err_sort").set_value("least confident first").run()  # an error not stored
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Maps computed now" in c for c in texts(at.caption))
+    assert len(map_captions()) == 4
+    at.button_group(key="err_target").set_value("true class").run()
+    assert not at.exception
+    row = int(at.dataframe(key="err_table").value.index[0])
+    assert any(f"Explaining **{run.config.class_names[labels[row]]}**" in c for c in texts(at.caption))
+
+    pair = at.selectbox(key="err_pair").options[1]
+    at.selectbox(key="err_pair").set_value(pair).run()
+    filtered = at.dataframe(key="err_table").value
+    assert len(filtered) >= 1 and set(filtered["true"] + " → " + filtered["predicted"]) == {pair.rsplit(" (", 1)[0]}

@@ -104,7 +104,7 @@ with view:
         for col, (name, stage) in zip(cols, stages.items()):
             with col:
                 st.image(stage, caption=name if name != "original" else f"original: {caption}",
-                         width="stretch")
+                         width="stretch", output_format="PNG")  # lossless: JPEG would blur the noise
         st.plotly_chart(app_support.histogram_figure(stages), width="stretch",
                         config={"displayModeBar": False})
 
