@@ -44,6 +44,7 @@ def demo_command(out_dir: str | Path) -> list[str]:
 
 
 _PERCENT = re.compile(r"(\d{1,3})%\s*\|")
+_EPOCH = re.compile(r"Epoch (\d+)/(\d+)")
 
 
 def parse_progress(text: str) -> tuple[float | None, str]:
@@ -61,6 +62,10 @@ def parse_progress(text: str) -> tuple[float | None, str]:
         match = _PERCENT.search(line)
         if match:
             fraction = min(int(match.group(1)), 100) / 100.0
+            break
+        match = _EPOCH.search(line)  # Keras: "Epoch 3/6" when an epoch starts
+        if match and int(match.group(2)) > 0:
+            fraction = min((int(match.group(1)) - 1) / int(match.group(2)), 1.0)
             break
     return fraction, (lines[-1] if lines else "")
 
@@ -139,6 +144,29 @@ def preprocess_stages(image: np.ndarray, cfg: Config) -> dict[str, np.ndarray]:
     return {"original": rgb, "CLAHE": clahe, "CLAHE + opening": opened}
 
 
+def preprocess_thumbnails(images: Sequence[np.ndarray], cfg: Config, size: int) -> list[np.ndarray]:
+    """`preprocess_image` of each image, shrunk to `size` px for display, on a few threads.
+
+    OpenCV releases the GIL, so the lab's per-class images are preprocessed in parallel (the lab
+    redraws them on every slider change).
+
+    Returns:
+        uint8 `(<= size, <= size, 3)` images, in input order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from galaxy_core.preprocess import preprocess_image
+
+    def one(image: np.ndarray) -> np.ndarray:
+        return thumbnail(preprocess_image(image, cfg), size)
+
+    workers = max(1, min(len(images), os.cpu_count() or 1, 8))
+    if workers == 1:
+        return [one(image) for image in images]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, images))
+
+
 def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     """Shrink a `uint8 (H, W, 3)` image to at most `size` px per side for display (area averaging)."""
     import cv2
@@ -164,31 +192,35 @@ def luminance_histogram(image: np.ndarray) -> np.ndarray:
 
 
 def histogram_figure(stages: Mapping[str, np.ndarray]):
-    """Plotly figure of the luminance histograms of the stages (log counts: sky pixels dominate)."""
+    """Plotly figure of the luminance histograms of the stages (log counts: sky pixels dominate).
+
+    Built from plain dicts in one `go.Figure(...)` call: `update_layout` would cost ~10x more, and
+    this figure is redrawn on every slider change of the preprocessing lab.
+    """
     import plotly.graph_objects as go
 
-    fig = go.Figure()
     levels = np.arange(256)
-    for name, image in stages.items():
-        counts = luminance_histogram(image)
-        fig.add_trace(go.Scatter(
-            x=levels, y=np.maximum(counts, 0), mode="lines", name=name,
-            line={"color": STAGE_COLOURS.get(name), "width": 1.6},
-            hovertemplate=f"{name}<br>level %{{x}}: %{{y}} px<extra></extra>",
-        ))
-    fig.update_layout(
-        height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        title={"text": "Luminance histogram (log scale)", "font": {"size": 14}},
-        xaxis={"title": "intensity", "range": [0, 255]},
-        yaxis={"title": "pixels", "type": "log", "dtick": 1},  # ticks at 1, 10, 100, ...
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-    )
-    return fig
+    traces = [
+        {"type": "scatter", "x": levels, "y": luminance_histogram(image), "mode": "lines", "name": name,
+         "line": {"color": STAGE_COLOURS.get(name), "width": 1.6},
+         "hovertemplate": f"{name}<br>level %{{x}}: %{{y}} px<extra></extra>"}
+        for name, image in stages.items()
+    ]
+    layout = {
+        "height": 260, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "title": {"text": "Luminance histogram (log scale)", "font": {"size": 14}},
+        "xaxis": {"title": {"text": "intensity"}, "range": [0, 255]},
+        "yaxis": {"title": {"text": "pixels"}, "type": "log", "dtick": 1},  # ticks at 1, 10, 100, ...
+        "legend": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+    }
+    return go.Figure(data=traces, layout=layout)
 
 
 # --- overview -----------------------------------------------------------------------------------
 def class_distribution_figure(class_names: Sequence[str], counts: Mapping[str, Sequence[int]]):
-    """Grouped bar chart of images per class and split.
+    """Grouped bar chart of the class shares of each split (hover: the image counts).
+
+    Shares, not counts, so that a 17k-image dataset and a 1.7k-image test split compare at a glance.
 
     Args:
         class_names: the C class names.
@@ -198,11 +230,14 @@ def class_distribution_figure(class_names: Sequence[str], counts: Mapping[str, S
 
     fig = go.Figure()
     for split, values in counts.items():
-        fig.add_trace(go.Bar(x=list(class_names), y=list(values), name=split,
-                             hovertemplate="%{x}<br>%{y} images<extra>" + split + "</extra>"))
-    fig.update_layout(barmode="group", height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      title={"text": "Images per class", "font": {"size": 14}},
-                      xaxis={"tickangle": -30}, yaxis={"title": "images"},
+        values = np.asarray(values, dtype=float)
+        shares = values / values.sum() if values.sum() else values
+        fig.add_trace(go.Bar(x=list(class_names), y=shares, name=f"{split} ({int(values.sum()):,})",
+                             customdata=values.astype(int),
+                             hovertemplate="%{x}<br>%{customdata} images (%{y:.1%})<extra>" + split
+                                           + "</extra>"))
+    fig.update_layout(barmode="group", height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"tickangle": -30}, yaxis={"title": "share of the split", "tickformat": ".0%"},
                       legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right",
                               "yanchor": "bottom"})
     return fig
@@ -229,8 +264,8 @@ def run_summary(run: Any) -> dict[str, Any]:
     epochs = run.history.get("epoch") or []
     wall = _first(info, "wall_time_s", "train_time_s", "wall_time", default=None)
     wall = _first(metrics, "wall_time_s", default=None) if wall is None else wall
-    rate = _first(info, "images_per_s", default=None)
-    rate = _first(metrics, "images_per_s", default=None) if rate is None else rate
+    rate = _first(info, "train_images_per_s", "images_per_s", default=None)
+    rate = _first(metrics, "train_images_per_s", "images_per_s", default=None) if rate is None else rate
     dataset = _first(info, "dataset", "dataset_path", "data_path", "source", default="n/a")
     if isinstance(dataset, Mapping):
         dataset = _first(dataset, "name", "path", "source", default=str(dataset))
@@ -284,10 +319,18 @@ def split_table(info: Mapping[str, Any], num_test: int):
         index=pd.Index(["train", "validation", "test"], name="split"))
 
 
-def class_counts(info: Mapping[str, Any], test_labels: np.ndarray, num_classes: int) -> dict[str, list[int]]:
-    """Images per class and split: run.json's `class_counts` when present, else the test split's."""
-    stored = info.get("class_counts")
+def class_counts(info: Mapping[str, Any], test_labels: np.ndarray, num_classes: int,
+                 synthetic: bool = False) -> dict[str, list[int]]:
+    """Images per class: the whole Galaxy10 DECaLS dataset (real runs with its 10 classes), run.json's
+    `class_counts` per split when present, and the run's test split (from its predictions).
+    """
     counts: dict[str, list[int]] = {}
+    if not synthetic:
+        from galaxy_core.data import CLASS_COUNTS
+
+        if len(CLASS_COUNTS) == num_classes:
+            counts["Galaxy10 DECaLS"] = [int(v) for v in CLASS_COUNTS]
+    stored = info.get("class_counts")
     if isinstance(stored, Mapping):
         for split, values in stored.items():
             if isinstance(values, Mapping):

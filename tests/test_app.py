@@ -402,3 +402,16 @@ def test_explain_errors_uses_stored_maps_and_computes_the_others(app_with_run, t
     at.selectbox(key="err_pair").set_value(pair).run()
     filtered = at.dataframe(key="err_table").value
     assert len(filtered) >= 1 and set(filtered["true"] + " → " + filtered["predicted"]) == {pair.rsplit(" (", 1)[0]}
+
+
+def test_preprocess_thumbnails_match_preprocess_image_in_order():
+    from galaxy_core import app_support, preprocess, synthetic
+    from galaxy_core.config import Config
+
+    cfg = Config(image_size=64)
+    images = [synthetic.render_galaxy(c, 96, np.random.default_rng(c)) for c in range(4)]
+    thumbs = app_support.preprocess_thumbnails(images, cfg, 32)
+    for image, thumb in zip(images, thumbs):
+        assert thumb.shape == (32, 32, 3)
+        np.testing.assert_array_equal(thumb, app_support.thumbnail(preprocess.preprocess_image(image, cfg), 32))
+    assert app_support.preprocess_thumbnails(images[:1], cfg, 128)[0].shape == (64, 64, 3)  # never enlarged

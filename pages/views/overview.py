@@ -46,7 +46,7 @@ with right:
     st.markdown(summary["markdown"])
 
 st.subheader("Class distribution")
-counts = app_support.class_counts(info, run.predictions["labels"], cfg.num_classes)
+counts = app_support.class_counts(info, run.predictions["labels"], cfg.num_classes, run.is_synthetic)
 st.plotly_chart(app_support.class_distribution_figure(cfg.class_names, counts), width="stretch",
                 config={"displayModeBar": False})
 

@@ -104,7 +104,7 @@ with view:
         for col, (name, stage) in zip(cols, stages.items()):
             with col:
                 st.image(stage, caption=name if name != "original" else f"original: {caption}",
-                         width="stretch", output_format="PNG")  # lossless: JPEG would blur the noise
+                         width="stretch")
         st.plotly_chart(app_support.histogram_figure(stages), width="stretch",
                         config={"displayModeBar": False})
 
@@ -119,8 +119,7 @@ with view:
         st.markdown("**One generated (synthetic) galaxy per class**, preprocessed with these parameters")
         present = list(range(len(class_names)))
         samples = [_shared.synthetic_sample(c, size, 0) for c in present]
-    thumbs = [app_support.thumbnail(app_support.preprocess_stages(s, cfg)["CLAHE + opening"], 160)
-              for s in samples]
+    thumbs = app_support.preprocess_thumbnails(samples, cfg, 160)
     _shared.show_images(thumbs, [class_names[c] for c in present], columns=5)
 
     st.markdown("**Train with these parameters**")
