@@ -64,7 +64,7 @@ def run_evaluate(run_dir: Path) -> int:
 
     metrics = evaluate.reevaluate_bundle(run_dir)
     bundle = load_bundle(run_dir)
-    print(evaluate.format_report(metrics, bundle.config.class_names, bool(bundle.run.get("synthetic"))))
+    print(evaluate.format_report(metrics, bundle.config.class_names, bundle.is_synthetic))
     return 0
 
 

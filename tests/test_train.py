@@ -1,0 +1,243 @@
+"""Training: class weights, best-weights early stopping, interrupted + resumed run that learns,
+MirroredStrategy on two logical CPUs, and the train.py command line."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import write_galaxy10_like
+
+from galaxy_core.config import Config
+from galaxy_core.train import BestWeightsEarlyStopping, TrainingError, train_run, work_dir_for
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
+# Small and fast: SmallCNN at 32x32, no augmentation (the classes are positions, not rotation-proof).
+CFG = Config(class_names=CLASSES, image_size=32, backbone="SmallCNN", weights="none", head="gap",
+             dense_units=32, rotation_factor=0, zoom_factor=0, contrast_factor=0, epochs=3,
+             batch_size=32, patience=10)
+
+
+def quadrant_images(labels, size=32, seed=0):
+    """Learnable images: dim noise plus a bright square in the quadrant named by the label."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, (len(labels), size, size, 3), dtype=np.uint8)
+    half = size // 2
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 2)
+        images[i, row * half + 2:(row + 1) * half - 2, col * half + 2:(col + 1) * half - 2] = 220
+    return images
+
+
+def write_quadrants(path, n=240, labels=None):
+    labels = np.arange(n) % 4 if labels is None else np.asarray(labels)
+    return write_galaxy10_like(path, n=len(labels), size=32, labels=labels,
+                               images=quadrant_images(labels))
+
+
+# --------------------------------------------------------------------------------------------
+# Early stopping with a scripted validation accuracy
+# --------------------------------------------------------------------------------------------
+class ScriptedAccuracy(keras.callbacks.Callback):
+    """Overwrites val_accuracy with a scripted sequence and records each epoch's weights."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values, self.weights = values, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.values[epoch]
+        self.weights[epoch] = self.model.get_weights()
+
+
+def _fit_scripted(values, patience, initial_epoch=0, seed_state=None):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    y = x.sum(1, keepdims=True)
+    script, stopper = ScriptedAccuracy(values), BestWeightsEarlyStopping(patience)
+    if seed_state is not None:
+        stopper.restore_state(**seed_state)
+    model.fit(x, y, epochs=len(values), initial_epoch=initial_epoch, batch_size=4, verbose=0,
+              callbacks=[script, stopper])
+    return model, script, stopper
+
+
+def _same(a, b):
+    return all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+def test_best_weights_restored_when_max_epochs_reached():
+    model, script, stopper = _fit_scripted([0.1, 0.5, 0.9, 0.3, 0.2], patience=10)
+    assert stopper.stopped_epoch == 0 and stopper.best_epoch == 2
+    assert _same(model.get_weights(), script.weights[2])
+    assert not _same(model.get_weights(), script.weights[4])
+
+
+def test_best_weights_restored_when_patience_runs_out():
+    model, script, stopper = _fit_scripted([0.2, 0.8, 0.4, 0.5, 0.6, 0.9, 0.1], patience=2)
+    assert stopper.stopped_epoch == 3  # two epochs without improvement after epoch index 1
+    assert sorted(script.weights) == [0, 1, 2, 3]
+    assert _same(model.get_weights(), script.weights[1])
+
+
+def test_resumed_stopper_keeps_best_so_far():
+    first, script, _ = _fit_scripted([0.95], patience=10)
+    best = script.weights[0]
+    model, script, stopper = _fit_scripted([None, 0.5, 0.6, 0.7], patience=10, initial_epoch=1,
+                                           seed_state=dict(best=0.95, best_epoch=0, wait=0,
+                                                           best_weights=best))
+    assert stopper.best_epoch == 0 and stopper.wait == 3
+    assert _same(model.get_weights(), best)
+
+
+# --------------------------------------------------------------------------------------------
+# Class weights reach fit
+# --------------------------------------------------------------------------------------------
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("use_weights", [True, False])
+def test_class_weights_passed_to_fit_equal_sklearn(tmp_path, monkeypatch, use_weights):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from galaxy_core.data import split_indices
+
+    labels = np.repeat([0, 1, 2, 3], [60, 30, 20, 10])
+    data = write_quadrants(tmp_path / "imbalanced.h5", labels=labels)
+    captured = {}
+
+    def fake_fit(self, *args, **kwargs):
+        captured.update(kwargs)
+        raise _Captured
+
+    monkeypatch.setattr(keras.Model, "fit", fake_fit)
+    cfg = CFG.replace(class_weights=use_weights)
+    with pytest.raises(_Captured):
+        train_run(cfg, data, tmp_path / "runs" / "cw", cache_dir=tmp_path / "cache")
+    if not use_weights:
+        assert captured["class_weight"] is None
+        return
+    train = split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.seed).train
+    expected = compute_class_weight("balanced", classes=np.arange(4), y=labels[train])
+    assert sorted(captured["class_weight"]) == [0, 1, 2, 3]
+    np.testing.assert_allclose([captured["class_weight"][c] for c in range(4)], expected)
+    assert captured["class_weight"][3] > captured["class_weight"][0]
+
+
+# --------------------------------------------------------------------------------------------
+# A real run: interrupted after epoch 1, resumed, learns, writes a valid bundle
+# --------------------------------------------------------------------------------------------
+class InterruptAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    data = write_quadrants(tmp / "quadrants.h5")
+    out = tmp / "runs" / "quadrants"
+    with pytest.raises(KeyboardInterrupt):
+        train_run(CFG, data, out, cache_dir=tmp / "cache", callbacks=[InterruptAfterEpoch(1)])
+    work = work_dir_for(out)
+    interrupted = json.loads((work / "state.json").read_text())
+    assert not out.exists() and (work / "checkpoint.keras").exists()
+    with pytest.raises(TrainingError, match="--resume"):
+        train_run(CFG, data, out, cache_dir=tmp / "cache")  # work folder in the way
+    path = train_run(CFG, data, out, resume=True, cache_dir=tmp / "cache")
+    return dict(path=path, work=work, interrupted=interrupted)
+
+
+def test_interrupted_run_checkpointed_epoch_one(resumed_run):
+    state = resumed_run["interrupted"]
+    assert state["epochs_done"] == 1 and state["history"]["epoch"] == [1]
+    assert len(state["history"]["val_accuracy"]) == 1
+
+
+def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
+    from galaxy_core.bundle import load_bundle
+
+    bundle = load_bundle(resumed_run["path"])
+    assert bundle.history["epoch"] == [1, 2, 3]
+    assert bundle.history["val_accuracy"][0] == pytest.approx(
+        resumed_run["interrupted"]["history"]["val_accuracy"][0])
+    assert not resumed_run["work"].exists()
+    run = bundle.run_info
+    assert run["synthetic"] is True and run["epochs_run"] == 3 and run["resumed"] is True
+    assert run["split_sizes"] == {"train": 192, "val": 24, "test": 24}
+    assert run["best_epoch"] == int(np.argmax(bundle.history["val_accuracy"])) + 1
+    assert bundle.metrics["best_epoch"] == run["best_epoch"]
+
+
+def test_small_model_learns_held_out_quadrants(resumed_run):
+    from galaxy_core.bundle import load_bundle
+
+    metrics = load_bundle(resumed_run["path"]).metrics
+    assert metrics["test"]["n"] == 24
+    assert metrics["test"]["accuracy"] >= 0.6  # chance is 0.25
+
+
+# --------------------------------------------------------------------------------------------
+# MirroredStrategy on two logical CPU devices (must be configured before TF starts: subprocess)
+# --------------------------------------------------------------------------------------------
+def test_mirrored_strategy_two_logical_cpus(tmp_path):
+    data = write_quadrants(tmp_path / "quadrants.h5", n=120)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        sys.path.insert(0, {str(ROOT)!r})
+        from galaxy_core.config import Config
+        from galaxy_core.train import train_run
+        cfg = Config.from_json({CFG.replace(epochs=1, strategy="mirrored").to_json()!r})
+        path = train_run(cfg, {str(data)!r}, {str(tmp_path / "runs" / "mirrored")!r},
+                         cache_dir={str(tmp_path / "cache")!r})
+        print("RUN", json.dumps(json.load(open(path / "run.json"))))
+    """)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads(proc.stdout.split("RUN ", 1)[1])
+    assert run["replicas"] == 2 and run["strategy"] == "mirrored" and run["epochs_run"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# train.py command line
+# --------------------------------------------------------------------------------------------
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_cli_help_lists_required_flags():
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    for flag in ("--preset", "--backbone", "--weights", "--image-size", "--epochs", "--batch-size",
+                 "--patience", "--no-class-weights", "--freeze-backbone", "--resume", "--strategy",
+                 "--data", "--out", "--cache-dir", "--evaluate", "--demo"):
+        assert flag in proc.stdout, flag
+
+
+def test_cli_errors_exit_2_without_traceback(tmp_path):
+    proc = _cli("--data", str(tmp_path / "missing.h5"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _cli(env={"GALAXY10_DATA_DIR": str(tmp_path)})  # no --data, no default file
+    assert proc.returncode == 2 and "python -m galaxy_core.data download" in proc.stderr
+    proc = _cli("--data", str(tmp_path / "x.h5"), "--image-size", "8")
+    assert proc.returncode == 2 and "image_size" in proc.stderr and "Traceback" not in proc.stderr
