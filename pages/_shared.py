@@ -279,3 +279,41 @@ def _compute_explanation(path: str, stamp: float, row: int, class_index: int) ->
     scores = {m: (float(found["deletion"][i]), float(found["insertion"][i]))
               for i, m in enumerate(app_support.METHODS)}
     return {"stored": False, "maps": maps, "scores": scores}
+
+
+# --- subprocess with live output ------------------------------------------------------------------
+def stream_command(command: list[str], cwd: str | Path, tail: int = 15) -> int:
+    """Run a CLI, showing a progress bar (from its text progress bars / Keras epochs) and its last
+    lines while it runs. The process is terminated if the script run is stopped (page left).
+
+    Returns:
+        The exit code.
+    """
+    import codecs
+    import subprocess
+
+    bar = st.progress(0.0, text="Starting...")
+    log = st.empty()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    output = ""
+    try:
+        while True:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            output = (output + decoder.decode(chunk))[-20_000:]  # the tail is all that is shown
+            fraction, last = app_support.parse_progress(output)
+            if fraction is not None:
+                bar.progress(fraction, text=last[:120])
+            log.code(app_support.tail_lines(output, tail), language=None)
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:  # the page was left or rerun: do not leave an orphan trainer
+            proc.terminate()
+            proc.wait()
+        proc.stdout.close()
+    if code == 0:
+        bar.progress(1.0, text="Done")
+    return code

@@ -415,3 +415,55 @@ def test_preprocess_thumbnails_match_preprocess_image_in_order():
         assert thumb.shape == (32, 32, 3)
         np.testing.assert_array_equal(thumb, app_support.thumbnail(preprocess.preprocess_image(image, cfg), 32))
     assert app_support.preprocess_thumbnails(images[:1], cfg, 128)[0].shape == (64, 64, 3)  # never enlarged
+
+
+def fake_demo(script: str):
+    """A stand-in for `train.py --demo`: a Python one-liner run instead (same streaming path)."""
+    import sys
+
+    return lambda out_dir: [sys.executable, "-c", script.replace("OUT", str(out_dir))]
+
+
+def test_start_view_streams_the_demo_and_reports_failures(tmp_path, monkeypatch):
+    from galaxy_core import app_support
+
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))
+    script = (
+        "import sys, time\n"
+        "for i in (10, 50, 100):\n"
+        "    sys.stderr.write(f'\\rdemo {i:3d}% |###  | {i}/100'); sys.stderr.flush(); time.sleep(0.05)\n"
+        "print('\\nepoch done')\n"
+    )
+    monkeypatch.setattr(app_support, "demo_command", fake_demo(script))
+    at = new_app().run()
+    at.button[0].click().run()  # "Build the demo run": exits 0 but writes no bundle
+    assert not at.exception
+    (log,) = [c for c in texts(at.code) if "epoch done" in c]
+    assert "demo 100%" in log and "demo  50%" not in log  # carriage-return redraws collapsed
+    (error,) = texts(at.error)
+    assert "finished but" in error and "is not a valid run bundle" in error
+
+    monkeypatch.setattr(app_support, "demo_command", fake_demo("import sys; print('boom'); sys.exit(3)"))
+    at.button[0].click().run()
+    (error,) = texts(at.error)
+    assert "exit code 3" in error and any(c.strip() == "boom" for c in texts(at.code))
+
+
+def test_start_view_opens_a_built_demo_run(tmp_path, monkeypatch, tiny_runs):
+    import shutil
+
+    from galaxy_core import app_support
+
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))
+    source = tiny_runs / "tiny-synthetic"
+    copy = f"import shutil; shutil.copytree({str(source)!r}, r'OUT'); print('written')"
+    monkeypatch.setattr(app_support, "demo_command", fake_demo(copy))
+    at = new_app().run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert any(s.startswith("Demo run written to") for s in texts(at.success))
+    at.button(key="open_demo").click().run()
+    assert not at.exception
+    assert texts(at.title)[0].startswith("Overview: demo-")
+    assert at.sidebar.selectbox(key="run_path").value.startswith(str(tmp_path / "runs" / "demo-"))
+    shutil.rmtree(tmp_path / "runs")

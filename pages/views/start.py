@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -42,35 +40,20 @@ with left:
     st.code(f"python train.py --demo --out {root / 'demo-<date>-<time>'}", language="bash")
     if st.button("Build the demo run", type="primary", icon=":material/play_arrow:"):
         out_dir = root / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-        command = app_support.demo_command(out_dir)
-        bar = st.progress(0.0, text="Starting...")
-        log = st.empty()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        output = ""
-        try:
-            while True:
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                output += chunk.decode("utf-8", errors="replace")
-                fraction, last = app_support.parse_progress(output)
-                if fraction is not None:
-                    bar.progress(fraction, text=last[:120])
-                log.code(app_support.tail_lines(output, 15), language=None)
-            code = proc.wait()
-        finally:
-            if proc.poll() is None:  # the page was left or rerun: do not leave an orphan trainer
-                proc.terminate()
-        if code == 0:
-            bar.progress(1.0, text="Done")
+        code = _shared.stream_command(app_support.demo_command(out_dir), cwd=ROOT)
+        problem = None if code == 0 else f"`train.py --demo` stopped with exit code {code}; its last lines are above."
+        if problem is None:
+            try:
+                _shared.load_run(str(out_dir), _shared._stamp(out_dir))
+            except Exception as err:  # noqa: BLE001 - say what is wrong with the result, no traceback
+                problem = f"`train.py --demo` finished but `{out_dir}` is not a valid run bundle: {err}"
+        if problem is None:
             _shared.list_runs.clear()
             st.session_state[_shared.PENDING_KEY] = out_dir.name  # the sidebar selects it next
             st.success(f"Demo run written to `{out_dir}`.")
             st.button("Open the demo run", type="primary", key="open_demo")
         else:
-            st.error(f"`train.py --demo` stopped with exit code {code}; its last lines are above.")
+            st.error(problem)
 
 with right:
     st.subheader("Train on Galaxy10 DECaLS")
