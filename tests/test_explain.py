@@ -201,6 +201,22 @@ def test_augmentation_sequential_is_allowed_and_inputs_are_checked():
         explain.gradcam_map(model, images, [0, 1], layer="nope")
 
 
+def test_cache_does_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from galaxy_core.explain import _engine
+
+    model = tiny_conv()
+    model = keras.Model(model.inputs, keras.layers.Dense(3, activation="softmax")(model.output))
+    explain.gradcam_map(model, np.zeros((1, SIZE, SIZE, 3), np.float32), [1])
+    assert model in _engine._CACHE
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_constant_map_normalises_to_zeros():
     maps = np.stack([np.full((4, 4), 3.0), np.arange(16.0).reshape(4, 4), np.full((4, 4), np.nan)])
     out = explain.normalize_maps(maps)

@@ -188,7 +188,9 @@ class ModelFunctions:
     """
 
     def __init__(self, model: keras.Model):
-        self.model = model
+        # A weak reference: the cache must not keep the model alive (it is keyed weakly by it).
+        # The functions below close over new Model objects that share its layers, not over it.
+        self._model = weakref.ref(model)
         self._lock = threading.RLock()
         head = output_layer(model)
         # Pre-softmax tensor of the head: the input of the Dense (whose logits we recompute with
@@ -201,6 +203,13 @@ class ModelFunctions:
         self._cam_fns: dict[str, Any] = {}
         self._probs_fn = None
         self._visualizers = None
+
+    @property
+    def model(self) -> keras.Model:
+        model = self._model()
+        if model is None:
+            raise ExplainError("The model of these cached functions no longer exists.")
+        return model
 
     # -- class score -----------------------------------------------------------------------------
     def _logits(self, head_input):
@@ -256,7 +265,7 @@ class ModelFunctions:
         """tf.function x (N,S,S,3) -> probabilities float32 (N, C)."""
         with self._lock:
             if self._probs_fn is None:
-                model = self.model
+                model = keras.Model(self.model.inputs, self.model.outputs)
 
                 @tf.function(input_signature=self._spec[:1])
                 def probabilities(x):

@@ -69,20 +69,24 @@ def faithfulness_curves(model, images, heatmaps, class_indices, steps: int = 20,
         raise ExplainError(f"steps must be >= 1; got {steps}.")
     if batch_size < 1:
         raise ExplainError(f"batch_size must be >= 1; got {batch_size}.")
+    probs_fn = model_functions(model).probs_fn()  # model checks first
     x = check_images(model, images)
     classes = check_classes(model, class_indices, len(x))
     n, size = len(x), x.shape[1:3]
     heatmaps = np.asarray(heatmaps, np.float32)
     if heatmaps.ndim != 3 or len(heatmaps) != n:
         raise ExplainError(f"heatmaps must be (N, H, W) with N = {n}; got shape {heatmaps.shape}.")
-    fill = np.broadcast_to(np.asarray(baseline, np.float32), x.shape[1:])
+    try:
+        fill = np.broadcast_to(np.asarray(baseline, np.float32), x.shape[1:])
+    except ValueError:
+        raise ExplainError(f"baseline must be a float or broadcastable to {x.shape[1:]}; "
+                           f"got shape {np.shape(baseline)}.") from None
     ranks = np.stack([pixel_ranks(_fit(h, size)) for h in heatmaps]) if n else np.zeros((0, 1), np.int64)
     counts = np.rint(np.arange(steps + 1) * (size[0] * size[1]) / steps).astype(np.int64)
 
     # Job j = (image, step, mode): mode 0 deletion, 1 insertion; (steps + 1) jobs per image and mode.
     jobs = np.stack(np.meshgrid(np.arange(n), np.arange(steps + 1), mode_ids, indexing="ij"),
                     axis=-1).reshape(-1, 3)
-    probs_fn = model_functions(model).probs_fn()
     out = np.empty(len(jobs), np.float32)
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]

@@ -3,6 +3,12 @@
 Reference: Selvaraju et al. 2017 (arXiv:1610.02391). Same definition as tf-keras-vis 0.8.7
 `Gradcam` (linear class score, mean gradient per channel, ReLU, bilinear `scipy.ndimage.zoom`
 to the input size, per-image min-max normalisation).
+
+Caveat (measured on a synthetic task): with a Flatten head and evidence that is coded by
+*position* (class = which quadrant a blob is in), the spatially averaged gradients of the
+channels that fire on the blob come out negative and the ReLU leaves an all-zero map; Grad-CAM++
+(positive gradients only) and saliency still localise there. When the class is decided by *what*
+is in a region (the usual case, and the test of this module), Grad-CAM peaks on it with both heads.
 """
 
 from __future__ import annotations
