@@ -269,6 +269,8 @@ def run_summary(run: Any) -> dict[str, Any]:
     dataset = _first(info, "dataset", "dataset_path", "data_path", "source", default="n/a")
     if isinstance(dataset, Mapping):
         dataset = _first(dataset, "name", "path", "source", default=str(dataset))
+    if "dataset" not in info and isinstance(dataset, str) and dataset != "n/a":
+        dataset = Path(dataset).name  # a path: its file name is enough here (run.json has it all)
     source = "synthetic" if bundle_is_synthetic(run) else "real"
     created = str(info.get("created", "n/a")).replace("T", " ").replace("+00:00", " UTC")
     model = (f"{cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'fine-tuned'}, {cfg.head} head), "
@@ -456,14 +458,6 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], normalized:
     return fig
 
 
-def confusion_table(matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False):
-    """The confusion matrix as a pandas DataFrame (index = true, columns = predicted)."""
-    import pandas as pd
-
-    values = normalize_rows(matrix) if normalized else np.asarray(matrix, dtype=np.int64)
-    return pd.DataFrame(values, index=list(class_names), columns=list(class_names))
-
-
 def per_class_table(per_class: Any, class_names: Sequence[str]):
     """Per-class precision / recall / F1 / support as a DataFrame, one row per class.
 
@@ -611,21 +605,6 @@ def results_table(results: Sequence[Mapping[str, Any]], class_names: Sequence[st
     return table[first + [c for c in table.columns if c not in first + ["error"]] + ["error"]]
 
 
-def largest_confusion(matrix: np.ndarray) -> tuple[int, int]:
-    """`(true, predicted)` of the largest off-diagonal cell (the most frequent confusion).
-
-    With no error at all, the largest diagonal cell.
-    """
-    matrix = np.asarray(matrix, dtype=np.int64)
-    off = matrix.copy()
-    np.fill_diagonal(off, -1)
-    if off.max() > 0:
-        i, j = np.unravel_index(int(np.argmax(off)), off.shape)
-        return int(i), int(j)
-    i = int(np.argmax(np.diag(matrix)))
-    return i, i
-
-
 # The four saliency methods of galaxy_core.explain, in display order, with their display names.
 METHODS: tuple[str, ...] = ("saliency", "smoothgrad", "gradcam", "gradcam_plus_plus")
 METHOD_NAMES = {"saliency": "Saliency", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM",
@@ -655,3 +634,27 @@ def map_caption(method: str, scores: tuple[float, float] | None) -> str:
     if scores is None or not np.all(np.isfinite(scores)):
         return f"**{name}**  \n:gray[faithfulness n/a]"
     return f"**{name}**  \n:gray[del {scores[0]:.3f} ↓ · ins {scores[1]:.3f} ↑]"
+
+
+def cell_table(matrix: np.ndarray, class_names: Sequence[str]):
+    """The non-empty cells of a confusion matrix as a list: errors first, then correct cells.
+
+    Each group is sorted by image count (largest first), so the first row is the most frequent
+    confusion. Columns: `true_index`, `pred_index` (ints), `true`, `predicted`, `images`, `share`
+    (of the true class).
+    """
+    import pandas as pd
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    shares = normalize_rows(counts)
+    rows = [(i != j, int(counts[i, j]), i, j) for i in range(len(counts)) for j in range(len(counts))
+            if counts[i, j] > 0]
+    rows.sort(key=lambda r: (not r[0], -r[1], r[2], r[3]))
+    return pd.DataFrame({
+        "true_index": [r[2] for r in rows],
+        "pred_index": [r[3] for r in rows],
+        "true": [class_names[r[2]] for r in rows],
+        "predicted": [class_names[r[3]] for r in rows],
+        "images": [r[1] for r in rows],
+        "share": [float(shares[r[2], r[3]]) for r in rows],
+    })

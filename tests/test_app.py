@@ -200,8 +200,10 @@ def test_confusion_helpers():
     matrix = np.array([[5, 1, 0], [4, 2, 0], [0, 0, 0]])
     shares = app_support.normalize_rows(matrix)
     np.testing.assert_allclose(shares.sum(axis=1), [1, 1, 0])
-    assert app_support.largest_confusion(matrix) == (1, 0)
-    assert app_support.largest_confusion(np.diag([1, 3, 2])) == (1, 1)
+    cells = app_support.cell_table(matrix, ["a", "b", "c"])
+    assert list(zip(cells["true"], cells["predicted"], cells["images"])) == [
+        ("b", "a", 4), ("a", "b", 1), ("a", "a", 5), ("b", "b", 2)]  # errors first, largest first
+    np.testing.assert_allclose(cells["share"], [4 / 6, 1 / 6, 5 / 6, 2 / 6])
     y_true, y_pred = np.array([0, 1, 1, 2]), np.array([0, 0, 0, 2])
     np.testing.assert_array_equal(app_support.cell_indices(y_true, y_pred, 1, 0), [1, 2])
 
@@ -347,8 +349,10 @@ def test_confusion_matrix_gallery_follows_the_selected_cell(app_with_run, tiny_r
     run = bundle.load_bundle(tiny_runs / "tiny-synthetic")
     matrix = np.asarray(run.metrics["test"]["confusion_matrix"])
     names = list(run.config.class_names)
-    table = at.dataframe(key="cm_cell").value
-    np.testing.assert_array_equal(table.to_numpy(), matrix)
+    cells = at.dataframe(key="cm_cell").value
+    assert cells["images"].sum() == matrix.sum() == run.num_test
+    for t, p, n in zip(cells["true_index"], cells["pred_index"], cells["images"]):
+        assert matrix[t, p] == n > 0
 
     def cell_text():
         (line,) = [t for t in texts(at.markdown) if t.startswith("**True ")]
@@ -356,18 +360,22 @@ def test_confusion_matrix_gallery_follows_the_selected_cell(app_with_run, tiny_r
 
     off = matrix.copy()
     np.fill_diagonal(off, -1)
-    i, j = np.unravel_index(np.argmax(off), off.shape)  # default: the most frequent confusion
+    assert off.max() == cells["images"].iloc[0]  # default: the most frequent confusion
+    i, j = int(cells["true_index"].iloc[0]), int(cells["pred_index"].iloc[0])
     assert cell_text().startswith(f"**True {names[i]} → predicted {names[j]}**: {matrix[i, j]} misclassified")
+    assert len(_image_captions(at)) == matrix[i, j]
 
-    at.session_state["cm_cell"] = {"selection": {"rows": [], "columns": [], "cells": [[2, names[2]]]}}
+    diagonal = int(np.flatnonzero(cells["true_index"] == cells["pred_index"])[0])
+    at.session_state["cm_cell"] = {"selection": {"rows": [diagonal], "columns": [], "cells": []}}
     at.run()
-    assert cell_text().startswith(f"**True {names[2]} → predicted {names[2]}**: {matrix[2, 2]} correct")
+    k = int(cells["true_index"].iloc[diagonal])
+    assert cell_text().startswith(f"**True {names[k]} → predicted {names[k]}**: {matrix[k, k]} correct")
+    assert len(_image_captions(at)) == matrix[k, k]
     at.button_group(key="cm_mode").set_value("row shares").run()
     assert not at.exception
-    shares = at.dataframe(key="cm_cell").value.to_numpy()
-    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
     per_class = at.dataframe[1].value
     assert list(per_class.index) == names
+    np.testing.assert_allclose(per_class["recall"], np.diag(matrix) / matrix.sum(axis=1))
     assert any("precision" in c and "recall" in c for c in texts(at.code))
 
 

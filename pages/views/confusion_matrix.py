@@ -30,32 +30,36 @@ matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
 
 st.plotly_chart(app_support.confusion_figure(matrix, class_names, normalized), width="stretch",
                 config={"displayModeBar": False})
+st.caption("Rows: true class; columns: predicted class. Hover a cell for its count and share.")
 
 st.subheader("Images of one cell")
-st.caption("Click a cell of this table (rows: true class, columns: predicted class) to see its test "
-           "images. Without a selection the most frequent confusion is shown.")
-table = app_support.confusion_table(matrix, class_names, normalized)
-event = st.dataframe(table.style.format("{:.0%}" if normalized else "{:d}"), key=CELL_KEY,
-                     on_select="rerun", selection_mode="single-cell", width="stretch")
-cells = event.selection.cells if event is not None else []
-if cells:
-    row, column = cells[0]
-    true_label, pred_label = int(row), class_names.index(column)
-else:
-    true_label, pred_label = app_support.largest_confusion(matrix)
+cells = app_support.cell_table(matrix, class_names)
+st.session_state.setdefault(CELL_KEY, {"selection": {"rows": [0], "columns": [], "cells": []}})
+pick, gallery = st.columns([2, 3], gap="large")
+with pick:
+    st.caption("Errors first, most frequent first. Click a row to see its test images.")
+    event = st.dataframe(
+        cells, key=CELL_KEY, on_select="rerun", selection_mode="single-row", width="stretch",
+        hide_index=True, height=min(420, 38 + 35 * len(cells)),
+        column_order=["true", "predicted", "images", "share"],
+        column_config={"share": st.column_config.NumberColumn("share of true class", format="percent")})
+selected = event.selection.rows if event is not None else []
+position = selected[0] if selected and selected[0] < len(cells) else 0
+true_label, pred_label = int(cells["true_index"].iloc[position]), int(cells["pred_index"].iloc[position])
 
 rows = app_support.cell_indices(labels, preds, true_label, pred_label)
 kind = "correct" if true_label == pred_label else "misclassified"
-st.markdown(f"**True {class_names[true_label]} → predicted {class_names[pred_label]}**: "
-            f"{rows.size} {kind} test image(s)" + (f", the {GALLERY_MAX} most confident shown"
-                                                   if rows.size > GALLERY_MAX else ""))
-if rows.size:
-    rows = rows[np.argsort(-probs[rows, pred_label], kind="stable")][:GALLERY_MAX]
-    images = _shared.current_test_images(rows)
-    captions = [f"#{r}: p({class_names[pred_label]}) {probs[r, pred_label]:.0%}"
-                + ("" if true_label == pred_label else f", p(true) {probs[r, true_label]:.0%}")
-                for r in rows]
-    _shared.show_images(images, captions, columns=6)
+with gallery:
+    st.markdown(f"**True {class_names[true_label]} → predicted {class_names[pred_label]}**: "
+                f"{rows.size} {kind} test image(s)" + (f", the {GALLERY_MAX} most confident shown"
+                                                       if rows.size > GALLERY_MAX else ""))
+    if rows.size:
+        rows = rows[np.argsort(-probs[rows, pred_label], kind="stable")][:GALLERY_MAX]
+        images = _shared.current_test_images(rows)
+        captions = [f"#{r}: p(pred) {probs[r, pred_label]:.0%}"
+                    + ("" if true_label == pred_label else f", p(true) {probs[r, true_label]:.0%}")
+                    for r in rows]
+        _shared.show_images(images, captions, columns=4)
 
 left, right = st.columns([3, 2], gap="large")
 with left:

@@ -20,7 +20,7 @@ SORTS = {
 
 def clear_selection() -> None:
     """A new filter or order makes the selected table position meaningless: select the first row."""
-    st.session_state[TABLE_KEY] = {"selection": {"rows": [], "columns": [], "cells": []}}
+    st.session_state[TABLE_KEY] = {"selection": {"rows": [0], "columns": [], "cells": []}}
 
 
 run = _shared.require_run()
@@ -54,6 +54,8 @@ column, ascending = SORTS[order]
 shown = shown.sort_values(column, ascending=ascending, kind="stable")
 
 st.caption(f"{len(shown)} misclassified test image(s). Click a row to explain it.")
+if TABLE_KEY not in st.session_state:
+    clear_selection()
 event = st.dataframe(
     shown, key=TABLE_KEY, on_select="rerun", selection_mode="single-row", width="stretch",
     height=min(320, 38 + 35 * len(shown)),
