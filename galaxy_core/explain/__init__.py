@@ -8,33 +8,45 @@ Every map function takes `(model, images float32 [0, 1] or uint8 (N, S, S, 3), c
 and returns float32 `(N, S, S)` in [0, 1] (each map scaled on its own; a constant map is zeros).
 The model must be flat (see `check_model`); otherwise ExplainError is raised before any work.
 Compiled gradient functions are cached per model (see `_engine`); `engine="tf-keras-vis"` runs
-tf-keras-vis 0.8.7 itself instead.
+tf-keras-vis 0.8.7 itself instead. `METHODS` maps method names to the four map functions.
+The TensorFlow-based functions are imported on first use, so reading `explanations.h5`, the
+error-analysis helpers and `overlay` do not import TensorFlow.
 """
 
-from galaxy_core.explain._engine import (ENGINES, check_model, clear_cache, find_feature_layer,
-                                         normalize_maps)
+import importlib
+
+# TensorFlow-free parts, imported eagerly (the app can read files and draw overlays without TF).
 from galaxy_core.explain.analysis import (TARGETS, errors_by_pair, margins, misclassified,
                                           most_ambiguous, target_classes)
-from galaxy_core.explain.faithfulness import (DEFAULT_BASELINE, deletion_score, faithfulness_curves,
-                                              faithfulness_scores, insertion_score)
-from galaxy_core.explain.gradcam import gradcam_map
-from galaxy_core.explain.gradcam_plus_plus import gradcam_plus_plus_map
 from galaxy_core.explain.overlay import colorize, overlay
-from galaxy_core.explain.saliency import saliency_map, smoothgrad_map
 from galaxy_core.explain.store import (ALL_METHODS, Explanations, compute_explanations,
                                        load_explanations, save_explanations, select_rows)
 
-METHODS = {
-    "saliency": saliency_map,
-    "smoothgrad": smoothgrad_map,
-    "gradcam": gradcam_map,
-    "gradcam_plus_plus": gradcam_plus_plus_map,
+# Parts that import TensorFlow, loaded on first use (PEP 562).
+_LAZY = {
+    "ENGINES": "_engine", "check_model": "_engine", "clear_cache": "_engine",
+    "find_feature_layer": "_engine", "normalize_maps": "_engine",
+    "DEFAULT_BASELINE": "faithfulness", "deletion_score": "faithfulness",
+    "faithfulness_curves": "faithfulness", "faithfulness_scores": "faithfulness",
+    "insertion_score": "faithfulness",
+    "gradcam_map": "gradcam", "gradcam_plus_plus_map": "gradcam_plus_plus",
+    "saliency_map": "saliency", "smoothgrad_map": "saliency",
 }
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"galaxy_core.explain.{_LAZY[name]}"), name)
+    if name == "METHODS":
+        return {"saliency": __getattr__("saliency_map"), "smoothgrad": __getattr__("smoothgrad_map"),
+                "gradcam": __getattr__("gradcam_map"),
+                "gradcam_plus_plus": __getattr__("gradcam_plus_plus_map")}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def last_conv_layer_name(model) -> str:
     """Name of the Grad-CAM feature-map layer `find_feature_layer` picks."""
-    return find_feature_layer(model).name
+    return __getattr__("find_feature_layer")(model).name
 
 
 __all__ = [
