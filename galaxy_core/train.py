@@ -289,9 +289,10 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
             log(f"note: resuming with the interrupted run's config (ignoring changes to {changed})")
         cfg = saved
     else:
-        if work.exists():
+        if (work / STATE).exists():
             raise TrainingError(f"{work} holds the checkpoint of an interrupted run for {out_dir}. "
                                 f"Continue it with --resume, or delete that folder to start over.")
+        shutil.rmtree(work, ignore_errors=True)  # a run that failed before its first epoch ended
         work.mkdir(parents=True)
         cfg.to_json(work / CONFIG)
 
