@@ -81,7 +81,7 @@ def tail_lines(text: str, n: int = 25) -> str:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """`3725.2` -> `'1 h 02 min'`, `95` -> `'1 min 35 s'`, `4.2` -> `'4.2 s'`; None -> `'n/a'`."""
+    """`3725.2` -> `'1h 02m'`, `95` -> `'1m 35s'`, `4.2` -> `'4.2 s'`; None -> `'n/a'` (fits a metric tile)."""
     if seconds is None or not np.isfinite(seconds):
         return "n/a"
     seconds = float(seconds)
@@ -89,9 +89,9 @@ def format_seconds(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
+        return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return f"{hours}h {minutes:02d}m"
 
 
 def format_percent(value: float | None) -> str:
@@ -236,7 +236,7 @@ def class_distribution_figure(class_names: Sequence[str], counts: Mapping[str, S
                              customdata=values.astype(int),
                              hovertemplate="%{x}<br>%{customdata} images (%{y:.1%})<extra>" + split
                                            + "</extra>"))
-    fig.update_layout(barmode="group", height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    fig.update_layout(barmode="group", height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=True,
                       xaxis={"tickangle": -30}, yaxis={"title": "share of the split", "tickformat": ".0%"},
                       legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right",
                               "yanchor": "bottom"})

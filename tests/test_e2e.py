@@ -104,6 +104,11 @@ def settle(page, text: str, timeout_ms: int = 120_000) -> None:
     page.wait_for_function(  # every image loaded (st.image is served as a separate media file)
         "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
         timeout=timeout_ms)
+    page.wait_for_function(  # lazily loaded elements (charts, tables) replaced their placeholders
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms)
+    page.wait_for_function(  # every plotly chart drawn (they render after the script run ends)
+        "() => Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
+        ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
     page.wait_for_timeout(500)  # let charts paint before the screenshot
 
 

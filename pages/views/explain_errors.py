@@ -35,7 +35,8 @@ if errors.empty:
     st.success("The model classifies every test image of this run correctly: nothing to explain.")
     st.stop()
 stored = _shared.current_explanations()
-errors["precomputed"] = [stored is not None and int(r) in stored["positions"] for r in errors.index]
+if stored is not None:  # which errors have their maps in explanations.h5
+    errors["precomputed"] = [int(r) in stored["positions"] for r in errors.index]
 
 pairs = app_support.error_pairs(errors)
 f1, f2, f3 = st.columns([3, 2, 2])
