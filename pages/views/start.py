@@ -37,7 +37,7 @@ with left:
         "synthetic) so that every view works on a CPU without the 2.5 GB dataset. It takes a few "
         "minutes; keep this page open while it runs."
     )
-    st.code(f"python train.py --demo --out {root / 'demo-<date>-<time>'}", language="bash")
+    st.code(f"python train.py --demo --out {root / 'demo-<date>-<time>'}", language="bash", wrap_lines=True)
     if st.button("Build the demo run", type="primary", icon=":material/play_arrow:"):
         out_dir = root / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
         code = _shared.stream_command(app_support.demo_command(out_dir), cwd=ROOT)
