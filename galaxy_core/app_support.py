@@ -631,7 +631,9 @@ def render_map(image: np.ndarray, heatmap: np.ndarray, mode: str = "overlay") ->
 def map_caption(method: str, scores: tuple[float, float] | None) -> str:
     """Markdown caption of a map: bold name, then `del 0.12 ↓ · ins 0.56 ↑` (n/a when not computed)."""
     name = METHOD_NAMES.get(method, method)
-    if scores is None or not np.all(np.isfinite(scores)):
+    if scores is None:
+        return f"**{name}**  \n:gray[faithfulness: computing...]"
+    if not np.all(np.isfinite(scores)):
         return f"**{name}**  \n:gray[faithfulness n/a]"
     return f"**{name}**  \n:gray[del {scores[0]:.3f} ↓ · ins {scores[1]:.3f} ↑]"
 

@@ -245,40 +245,61 @@ def current_explanations():
         return None
 
 
-def explanation_for(row: int, target: str, class_index: int) -> dict:
-    """Maps and faithfulness of one test image: read from explanations.h5, else computed now.
+FAITHFULNESS_STEPS = 10  # deletion/insertion steps computed on demand (2 x 11 forward passes per map)
+
+
+def stored_explanation(row: int, target: str) -> dict | None:
+    """Maps and faithfulness of one test image from explanations.h5, or None if not stored.
 
     Returns:
-        `{"stored": bool, "maps": {method: float32 (S, S)}, "scores": {method: (deletion, insertion)}}`.
+        `{"maps": {method: float32 (S, S)}, "scores": {method: (deletion, insertion)}}`.
     """
     stored = current_explanations()
-    if stored is not None and row in stored["positions"] and target in stored["file"].targets:
-        f, i = stored["file"], stored["positions"][row]
-        if all(m in f.methods for m in app_support.METHODS):
-            return {"stored": True,
-                    "maps": {m: f.map(m, target, i) for m in app_support.METHODS},
-                    "scores": {m: (float(f.scores[m][target]["deletion"][i]),
-                                   float(f.scores[m][target]["insertion"][i])) for m in app_support.METHODS}}
+    if stored is None or row not in stored["positions"] or target not in stored["file"].targets:
+        return None
+    f, i = stored["file"], stored["positions"][row]
+    if not all(m in f.methods for m in app_support.METHODS):
+        return None
+    return {"maps": {m: f.map(m, target, i) for m in app_support.METHODS},
+            "scores": {m: (float(f.scores[m][target]["deletion"][i]),
+                           float(f.scores[m][target]["insertion"][i])) for m in app_support.METHODS}}
+
+
+def computed_maps(row: int, class_index: int) -> dict:
+    """The four maps of one test image for one class, computed now (cached): `{method: (S, S)}`."""
     path = current_run_path()
-    with st.spinner("Computing saliency, SmoothGrad, Grad-CAM and Grad-CAM++ with their faithfulness..."):
-        return _compute_explanation(path, _stamp(path), int(row), int(class_index))
+    return _compute_maps(path, _stamp(path), int(row), int(class_index))
+
+
+def computed_scores(row: int, class_index: int) -> dict:
+    """Deletion/insertion areas of the four computed maps (cached): `{method: (deletion, insertion)}`."""
+    path = current_run_path()
+    return _compute_scores(path, _stamp(path), int(row), int(class_index))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _compute_explanation(path: str, stamp: float, row: int, class_index: int) -> dict:
+def _compute_maps(path: str, stamp: float, row: int, class_index: int) -> dict:
     from galaxy_core import explain, preprocess
 
     model = load_model(path, stamp)
     x = preprocess.rescale(test_images(path, stamp, (row,)))  # float32 (1, S, S, 3)
-    classes = np.array([class_index])
-    maps = {m: explain.METHODS[m](model, x, classes)[0] for m in app_support.METHODS}
+    return {m: explain.METHODS[m](model, x, np.array([class_index]))[0] for m in app_support.METHODS}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _compute_scores(path: str, stamp: float, row: int, class_index: int) -> dict:
+    from galaxy_core import explain, preprocess
+
+    model = load_model(path, stamp)
+    maps = _compute_maps(path, stamp, row, class_index)
+    x = preprocess.rescale(test_images(path, stamp, (row,)))
+    n = len(app_support.METHODS)
     # One faithfulness call for the four maps: the image repeated once per map.
-    found = explain.faithfulness_scores(model, np.repeat(x, len(maps), axis=0),
+    found = explain.faithfulness_scores(model, np.repeat(x, n, axis=0),
                                         np.stack([maps[m] for m in app_support.METHODS]),
-                                        np.repeat(classes, len(maps)))
-    scores = {m: (float(found["deletion"][i]), float(found["insertion"][i]))
-              for i, m in enumerate(app_support.METHODS)}
-    return {"stored": False, "maps": maps, "scores": scores}
+                                        np.full(n, class_index), steps=FAITHFULNESS_STEPS)
+    return {m: (float(found["deletion"][i]), float(found["insertion"][i]))
+            for i, m in enumerate(app_support.METHODS)}
 
 
 # --- subprocess with live output ------------------------------------------------------------------

@@ -79,17 +79,30 @@ with st.container(border=True):
                 f"**{class_names[pred_label]}** ({probs[row, pred_label]:.0%}); p(true) "
                 f"{probs[row, true_label]:.0%}")
     image = _shared.current_test_images([row])[0]
-    result = _shared.explanation_for(row, target_key, class_index)
-    st.caption(("Maps from `explanations.h5`." if result["stored"] else "Maps computed now (not in "
-                "`explanations.h5`).") + f" Explaining **{class_names[class_index]}**.")
+    result = _shared.stored_explanation(row, target_key)
+    st.caption(("Maps from `explanations.h5`." if result else "Maps computed now (not in "
+                f"`explanations.h5`; faithfulness with {_shared.FAITHFULNESS_STEPS} steps).")
+               + f" Explaining **{class_names[class_index]}**.")
     mode = st.segmented_control("Show maps", ["overlay", "heatmap"], default="overlay",
                                 key="err_mode") or "overlay"
+    if result is None:
+        with st.spinner("Computing saliency, SmoothGrad, Grad-CAM and Grad-CAM++..."):
+            result = {"maps": _shared.computed_maps(row, class_index), "scores": None}
     cols = st.columns(5)
     cols[0].image(image, width="stretch")
     cols[0].markdown("**original**  \n:gray[the model's input]")
+    captions = {}
     for col, method in zip(cols[1:], app_support.METHODS):
         col.image(app_support.render_map(image, result["maps"][method], mode), width="stretch")
-        col.markdown(app_support.map_caption(method, result["scores"][method]))
+        captions[method] = col.empty()
+        captions[method].markdown(app_support.map_caption(method, None if result["scores"] is None
+                                                          else result["scores"][method]))
+    if result["scores"] is None:  # maps first, faithfulness next (many forward passes)
+        with st.spinner(f"Scoring faithfulness ({2 * (_shared.FAITHFULNESS_STEPS + 1)} forward passes "
+                        "per map)..."):
+            scores = _shared.computed_scores(row, class_index)
+        for method in app_support.METHODS:
+            captions[method].markdown(app_support.map_caption(method, scores[method]))
     st.caption("Faithfulness (Petsiuk et al. 2018): pixels are removed (deletion) or restored "
                "(insertion) in the order the map ranks them, and the class probability is tracked. "
                "**del ↓** lower is better, **ins ↑** higher is better.")
