@@ -80,7 +80,12 @@ def current_run():
     path = current_run_path()
     if not path:
         return None
-    return load_run(path, _stamp(path))
+    try:
+        return load_run(path, _stamp(path))
+    except Exception as err:  # noqa: BLE001 - e.g. deleted or rewritten since it was listed
+        list_runs.clear()
+        st.error(f"Cannot load the run `{path}`: {app_support.describe_error(err)}")
+        st.stop()
 
 
 def current_model():

@@ -475,3 +475,19 @@ def test_start_view_opens_a_built_demo_run(tmp_path, monkeypatch, tiny_runs):
     assert texts(at.title)[0].startswith("Overview: demo-")
     assert at.sidebar.selectbox(key="run_path").value.startswith(str(tmp_path / "runs" / "demo-"))
     shutil.rmtree(tmp_path / "runs")
+
+
+def test_a_run_deleted_after_listing_gives_a_message_not_a_traceback(tmp_path, monkeypatch, tiny_runs):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_runs / "tiny-synthetic", runs / "copy")
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app().run()
+    assert texts(at.title) == ["Overview: copy"]
+    (runs / "copy" / "metrics.json").unlink()  # broken while the session holds it
+    os.utime(runs / "copy", (1, 1))  # a new folder mtime: the cached bundle is not reused
+    at.run()
+    assert not at.exception
+    (error,) = texts(at.error)
+    assert error.startswith("Cannot load the run") and "metrics.json" in error
