@@ -61,6 +61,43 @@ def test_images(path: str, stamp: float, rows: tuple[int, ...]) -> np.ndarray:
     return np.asarray(load_run(path, stamp).read_test_images(np.asarray(rows, dtype=np.int64)))
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _dataset(path: str, stamp: float):
+    from galaxy_core.data import open_dataset
+
+    return open_dataset(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _original_images(path: str, stamp: float, rows: tuple[int, ...]) -> np.ndarray | None:
+    run = load_run(path, stamp)
+    source = run.run_info.get("dataset_path")
+    if not source or not Path(source).is_file():
+        return None
+    try:
+        dataset = _dataset(str(source), _stamp(source))
+        indices = run.predictions["indices"][list(rows)]
+        if indices.size and (indices.max() >= dataset.n or not np.array_equal(
+                dataset.labels[indices], run.predictions["labels"][list(rows)])):
+            return None  # another file now lives at that path
+        return dataset.read_images(indices)
+    except Exception:  # noqa: BLE001 - an unreadable dataset only means "no originals"
+        return None
+
+
+def original_test_images(rows) -> np.ndarray | None:
+    """The chosen run's test images as they are in the dataset (before preprocessing), or None.
+
+    Bundles store test images after the run's preprocessing; the originals are read from the
+    dataset file named in run.json when it is on this machine (and its labels match).
+
+    Returns:
+        uint8 `(k, H, W, 3)`, or None when the dataset is not available.
+    """
+    path = current_run_path()
+    return _original_images(path, _stamp(path), tuple(int(r) for r in rows))
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def synthetic_sample(label: int, size: int, seed: int) -> np.ndarray:
     """A generated (synthetic) galaxy of class `label`: uint8 `(size, size, 3)`."""

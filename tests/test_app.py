@@ -62,9 +62,15 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
                "val_loss": [2.2, 2.1, 2.0], "val_accuracy": [0.15, 0.2, 0.25]}
     test = {"plain": evaluate.compute_metrics(labels, probs, cfg.class_names), "tta": None}
     metrics = evaluate.assemble_metrics(test, None, best_epoch=3, wall_time_s=12.5, images_per_s=40.0)
+    # The "dataset": the raw images, in Galaxy10 format, beside the bundle (run.json points to it).
+    from conftest import write_galaxy10_like
+
+    dataset = write_galaxy10_like(Path(out_dir) / f"{name}-dataset.h5", n=len(labels), size=image_size,
+                                  labels=labels, images=raw)
     run_info = {
         "synthetic": True,
         "dataset": "synthetic galaxies (test fixture, random probabilities)",
+        "dataset_path": str(dataset),
         "split_sizes": {"train": 8 * len(labels), "val": len(labels), "test": len(labels)},
         "best_epoch": 3,
         "wall_time_s": 12.5,
@@ -299,7 +305,8 @@ def test_preprocessing_lab_follows_the_sliders(app_with_run):
     assert after[0] == before[0] and after[1] != before[1] and after[2] != before[2]
     at.radio(key="lab_source").set_value("Test image of the run").run()
     assert not at.exception
-    assert at.image[0].captions[0] == "original: synthetic image, row 0, true class Disturbed"
+    assert at.image[0].captions[0] == "original: synthetic image #0, Disturbed"  # from the dataset file
+    assert any("One test image per class" in t for t in texts(at.markdown))
     at.button[0].click().run()  # Reset to defaults
     (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
     assert "--clahe-clip-limit 2.0" in command and "--opening-kernel-size 3" in command
@@ -491,3 +498,22 @@ def test_a_run_deleted_after_listing_gives_a_message_not_a_traceback(tmp_path, m
     assert not at.exception
     (error,) = texts(at.error)
     assert error.startswith("Cannot load the run") and "metrics.json" in error
+
+
+def test_lab_without_the_runs_dataset_says_test_images_are_already_preprocessed(tmp_path, monkeypatch,
+                                                                                 tiny_runs):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_runs / "tiny-synthetic", runs / "moved")
+    info_path = runs / "moved" / "run.json"
+    info = json.loads(info_path.read_text())
+    info["dataset_path"] = str(tmp_path / "elsewhere.h5")  # e.g. a bundle copied to a laptop
+    info_path.write_text(json.dumps(info))
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "preprocessing_lab")
+    assert any("One generated (synthetic) galaxy per class" in t for t in texts(at.markdown))
+    at.radio(key="lab_source").set_value("Test image of the run").run()
+    assert not at.exception
+    assert at.image[0].captions[0] == "original: synthetic image #0, Disturbed, already preprocessed"
+    assert any("a second time" in w for w in texts(at.warning))

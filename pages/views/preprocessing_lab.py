@@ -65,9 +65,17 @@ with controls:
             k = st.number_input(f"Image (of {rows.size})", min_value=1, max_value=int(rows.size), value=1,
                                 key="lab_test_k")
             row = int(rows[k - 1])
-            image = _shared.current_test_images([row])[0]
             kind = "synthetic" if run.is_synthetic else "test"
-            caption = f"{kind} image, row {row}, true class {class_names[label]}"
+            originals = _shared.original_test_images([row])
+            if originals is not None:
+                image = originals[0]
+                caption = f"{kind} image #{row}, {class_names[label]}"
+            else:
+                image = _shared.current_test_images([row])[0]
+                caption = f"{kind} image #{row}, {class_names[label]}, already preprocessed"
+                st.warning("The run's dataset file is not on this machine, and bundles keep test images "
+                           "after the run's preprocessing: this image gets CLAHE and opening a second "
+                           "time.", icon=":material/warning:")
         else:
             st.info(f"The run's test split has no {class_names[label]} image.")
     else:
@@ -108,13 +116,16 @@ with view:
         st.plotly_chart(app_support.histogram_figure(stages), width="stretch",
                         config={"displayModeBar": False})
 
-    if run is not None:
-        st.markdown(f"**One test image per class** (run `{run.name}`"
-                    + (", synthetic)" if run.is_synthetic else ")") + ", preprocessed with these parameters")
+    originals = None
+    if run is not None:  # the first test image of each class, from the run's dataset file
         labels = run.predictions["labels"]
         per_class = [np.flatnonzero(labels == c) for c in range(len(class_names))]
         present = [c for c, rows in enumerate(per_class) if rows.size]
-        samples = list(_shared.current_test_images([per_class[c][0] for c in present]))
+        originals = _shared.original_test_images([per_class[c][0] for c in present])
+    if originals is not None:
+        st.markdown(f"**One test image per class** (run `{run.name}`"
+                    + (", synthetic)" if run.is_synthetic else ")") + ", preprocessed with these parameters")
+        samples = list(originals)
     else:
         st.markdown("**One generated (synthetic) galaxy per class**, preprocessed with these parameters")
         present = list(range(len(class_names)))
