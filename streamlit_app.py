@@ -21,7 +21,8 @@ st.set_page_config(page_title="Galaxy10 explorer", page_icon=":material/blur_on:
 
 run = _shared.sidebar_run_selector()
 
-start = st.Page("pages/views/start.py", title="Get started", icon=":material/rocket_launch:", default=run is None)
+start = st.Page("pages/views/start.py", title="Get started", icon=":material/rocket_launch:",
+                default=run is None)
 lab = st.Page("pages/views/preprocessing_lab.py", title="Preprocessing lab", icon=":material/tune:")
 if run is None:
     views = [start, lab]

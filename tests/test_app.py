@@ -6,7 +6,6 @@ test images; probabilities drawn at random with a known confusion pattern), so n
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -290,7 +289,8 @@ def test_preprocessing_lab_follows_the_sliders(app_with_run):
     at = run_view(app_with_run, "preprocessing_lab")
     assert at.radio(key="lab_source").options == ["Generated sample", "Test image of the run", "Upload"]
     stages = at.image[:3]
-    assert [i.captions[0] for i in stages] == ["original: synthetic Disturbed (seed 0)", "CLAHE", "CLAHE + opening"]
+    assert [i.captions[0] for i in stages] == ["original: synthetic Disturbed (seed 0)", "CLAHE",
+                                               "CLAHE + opening"]
     before = [i.value[0] for i in stages]  # media URLs are content hashes
     assert len(_image_captions(at)) == 3 + 10  # the three stages, then one image per class
     at.slider(key="lab_clip").set_value(9.5)  # (at 64 px with 8x8 tiles, OpenCV rounds small limits alike)
@@ -416,7 +416,8 @@ def test_explain_errors_uses_stored_maps_and_computes_the_others(app_with_run, t
     pair = at.selectbox(key="err_pair").options[1]
     at.selectbox(key="err_pair").set_value(pair).run()
     filtered = at.dataframe(key="err_table").value
-    assert len(filtered) >= 1 and set(filtered["true"] + " → " + filtered["predicted"]) == {pair.rsplit(" (", 1)[0]}
+    assert len(filtered) >= 1
+    assert set(filtered["true"] + " → " + filtered["predicted"]) == {pair.rsplit(" (", 1)[0]}
 
 
 def test_preprocess_thumbnails_match_preprocess_image_in_order():

@@ -20,7 +20,8 @@ st.title("Confusion matrix")
 _shared.synthetic_banner(run)
 
 o1, o2, _ = st.columns([2, 2, 3])
-normalized = o1.segmented_control("Show", ["counts", "row shares"], default="counts", key="cm_mode") == "row shares"
+mode = o1.segmented_control("Show", ["counts", "row shares"], default="counts", key="cm_mode")
+normalized = mode == "row shares"
 use_tta = o2.toggle("Test-time augmentation", key="cm_tta", disabled=not has_tta,
                     help="Predictions averaged over 8 rotations/flips (only if the run stored them).")
 probs = run.predictions["probs_tta" if use_tta and has_tta else "probs"]

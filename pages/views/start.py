@@ -41,7 +41,8 @@ with left:
     if st.button("Build the demo run", type="primary", icon=":material/play_arrow:"):
         out_dir = root / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
         code = _shared.stream_command(app_support.demo_command(out_dir), cwd=ROOT)
-        problem = None if code == 0 else f"`train.py --demo` stopped with exit code {code}; its last lines are above."
+        problem = (None if code == 0
+                   else f"`train.py --demo` stopped with exit code {code}; its last lines are above.")
         if problem is None:
             try:
                 _shared.load_run(str(out_dir), _shared._stamp(out_dir))
