@@ -1,8 +1,12 @@
 """Galaxy10 explorer: the Streamlit app's entry point (`streamlit run streamlit_app.py`).
 
 A router: page config, the shared sidebar run selector, and `st.navigation` over the views in
-`pages/`. Views read run bundles from `runs/` (or `$GALAXY_RUNS_DIR`) and user uploads only; all
-computation lives in `galaxy_core/`.
+`pages/views/` (helpers shared by the views: `pages/_shared.py`). Views read run bundles from `runs/`
+(or `$GALAXY_RUNS_DIR`) and user uploads only; all computation lives in `galaxy_core/`.
+
+The views sit one level below `pages/` on purpose: Streamlit treats the top-level `pages/*.py` of an
+app folder as legacy auto-pages on a fresh server's first run (and in every AppTest run), which would
+run a view without this router.
 """
 
 import sys

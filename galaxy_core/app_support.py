@@ -251,13 +251,11 @@ def _first(mapping: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
 
 
 def run_summary(run: Any) -> dict[str, Any]:
-    """Headline facts of a `RunBundle` for the Overview: strings ready to show, and a table.
+    """Headline facts of a `RunBundle` for the Overview: strings ready to show, and a Markdown list.
 
     Reads `run.json` and `metrics.json` keys written by `galaxy_core.train` (missing ones show as
     "n/a").
     """
-    import pandas as pd
-
     info, metrics, cfg = run.run_info, run.metrics, run.config
     best = _first(metrics, "best_epoch", default=None)
     best = _first(info, "best_epoch", default=None) if best is None else best
@@ -291,7 +289,6 @@ def run_summary(run: Any) -> dict[str, Any]:
         "best_epoch": "n/a" if best is None else str(best),
         "best_epoch_int": None if best is None else int(best),
         "training_time": format_seconds(wall),
-        "table": pd.DataFrame(rows, columns=["", "value"]).set_index(""),
         "markdown": "\n".join(f"- {name}: **{value}**" for name, value in rows),
     }
 

@@ -125,11 +125,6 @@ def current_run():
         st.stop()
 
 
-def current_model():
-    path = current_run_path()
-    return None if not path else load_model(path, _stamp(path))
-
-
 def current_test_images(rows) -> np.ndarray:
     path = current_run_path()
     return test_images(path, _stamp(path), tuple(int(r) for r in rows))
