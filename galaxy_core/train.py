@@ -227,10 +227,9 @@ def save_checkpoint(work: Path, model: keras.Model, stopper: BestWeightsEarlySto
 
 
 def plain_copy(model: keras.Model, cfg: Config) -> keras.Model:
-    """The same model rebuilt outside any distribution strategy, float32, with `model`'s weights."""
+    """`model` rebuilt outside any distribution strategy, float32, uncompiled, same weights."""
     copy = build_model(cfg, weights=None)  # uses the current global policy (float32 here)
     copy.set_weights(model.get_weights())
-    copy.compile(loss="categorical_crossentropy", metrics=["accuracy"])
     return copy
 
 
@@ -365,10 +364,10 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         fit_time = time.perf_counter() - fit_started
     finally:
         keras.mixed_precision.set_global_policy(old_policy)
-    if cfg.strategy != "default" or (cfg.mixed_precision and gpus):
-        # Evaluate and save a plain float32 copy: Keras's predict_on_batch under a multi-replica
-        # strategy returns per-replica rows, and the app runs on CPUs where float16 is slow.
-        model = plain_copy(model, cfg)
+    # Evaluate and save a plain float32 copy without optimizer state: Keras's predict_on_batch
+    # under a multi-replica strategy returns per-replica rows, the app runs on CPUs where float16
+    # is slow, and Adam's slots would triple the size of the bundle's model.keras.
+    model = plain_copy(model, cfg)
 
     epochs_run = len(history["epoch"])
     best_epoch = int(np.nanargmax(history[MONITOR])) + 1 if history.get(MONITOR) else None

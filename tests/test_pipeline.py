@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from galaxy_core.config import Config
-from galaxy_core.pipeline import batch_index_lists, make_dataset
+from galaxy_core.pipeline import make_dataset
 from galaxy_core.preprocess import rescale
 
 
@@ -55,14 +55,6 @@ def test_training_shuffles_each_epoch_and_covers_every_row_once(cache):
         assert sorted(rows) == indices.tolist()
         np.testing.assert_array_equal(y.argmax(1), labels[rows])
     assert not np.array_equal(epochs[0][0], epochs[1][0])  # reshuffled
-
-
-def test_batch_index_lists_sorted_within_batches():
-    rng = np.random.default_rng(0)
-    batches = batch_index_lists(np.arange(100), 32, rng)
-    assert [len(b) for b in batches] == [32, 32, 32, 4]
-    assert all(np.all(np.diff(b) > 0) for b in batches)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(100))
 
 
 def test_rejects_wrong_image_size(cache):
