@@ -190,11 +190,13 @@ def sidebar_run_selector():
 
 
 def show_images(images, captions, columns: int, width: Any = "stretch") -> None:
-    """Images in a grid of `columns` columns, with captions."""
-    cols = st.columns(columns)
-    for i, (image, caption) in enumerate(zip(images, captions)):
-        with cols[i % columns]:
-            st.image(image, caption=caption, width=width)
+    """Images in a grid of `columns` columns, with captions (one `st.columns` per row, so rows
+    stay aligned when captions wrap)."""
+    images, captions = list(images), list(captions)
+    for start in range(0, len(images), columns):
+        for col, image, caption in zip(st.columns(columns), images[start:start + columns],
+                                       captions[start:start + columns]):
+            col.image(image, caption=caption, width=width)
 
 
 def read_upload(upload) -> np.ndarray:

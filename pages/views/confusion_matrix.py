@@ -36,17 +36,17 @@ st.caption("Rows: true class; columns: predicted class. Hover a cell for its cou
 st.subheader("Images of one cell")
 cells = app_support.cell_table(matrix, class_names)
 st.session_state.setdefault(CELL_KEY, {"selection": {"rows": [0], "columns": [], "cells": []}})
-pick, gallery = st.columns([1, 1], gap="large")
+pick, gallery = st.columns([3, 2], gap="medium")
 with pick:
     st.caption("Errors first, most frequent first. Click a row to see its test images.")
     event = st.dataframe(
         cells, key=CELL_KEY, on_select="rerun", selection_mode="single-row", width="stretch",
         hide_index=True, height=min(420, 38 + 35 * len(cells)),
         column_order=["true", "predicted", "images", "share"],
-        column_config={"true": st.column_config.TextColumn("true", width="medium"),
-                       "predicted": st.column_config.TextColumn("predicted", width="medium"),
-                       "images": st.column_config.NumberColumn("images", width="small"),
-                       "share": st.column_config.NumberColumn("of true", format="percent", width="small",
+        column_config={"true": st.column_config.TextColumn("true", width=170),
+                       "predicted": st.column_config.TextColumn("predicted", width=170),
+                       "images": st.column_config.NumberColumn("images", width=60),
+                       "share": st.column_config.NumberColumn("of true", format="percent", width=70,
                                                               help="share of the true class")})
 selected = event.selection.rows if event is not None else []
 position = selected[0] if selected and selected[0] < len(cells) else 0
