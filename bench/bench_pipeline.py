@@ -58,6 +58,20 @@ def bench_pipeline(n: int, size: int, batch_size: int, epochs: int) -> None:
             best = max(rates[1:]) if len(rates) > 1 else rates[0]
             print(f"pipeline {'train' if training else 'val  '} {n} images {size}x{size} batch "
                   f"{batch_size}: {best:,.0f} images/s (epochs: {', '.join(f'{r:,.0f}' for r in rates)})")
+        # References: the two halves of the work, one thread, no tf.data.
+        from galaxy_core.preprocess import rescale
+
+        rng = np.random.default_rng(0)
+        batches = [np.sort(rng.choice(n, batch_size, replace=False)) for _ in range(n // batch_size)]
+        start = time.perf_counter()
+        read = [images[rows] for rows in batches]
+        read_rate = n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for batch in read:
+            rescale(batch)
+        rescale_rate = n / (time.perf_counter() - start)
+        print(f"reference, one thread: memmap batch reads {read_rate:,.0f} images/s; "
+              f"numpy rescale (uint8 -> float32 / 255) {rescale_rate:,.0f} images/s")
 
 
 def bench_training(size: int, batch_size: int, steps: int, backbone: str) -> None:
