@@ -518,3 +518,18 @@ def test_lab_without_the_runs_dataset_says_test_images_are_already_preprocessed(
     assert not at.exception
     assert at.image[0].captions[0] == "original: synthetic image #0, Disturbed, already preprocessed"
     assert any("a second time" in w for w in texts(at.warning))
+
+
+def test_overview_helpers_class_counts_splits_and_durations():
+    from galaxy_core import app_support
+    from galaxy_core.data import CLASS_COUNTS
+
+    labels = np.array([0, 0, 2, 9])
+    synthetic = app_support.class_counts({}, labels, 10, synthetic=True)
+    assert synthetic == {"test": [2, 0, 1, 0, 0, 0, 0, 0, 0, 1]}
+    real = app_support.class_counts({"class_counts": {"train": list(range(10))}}, labels, 10, synthetic=False)
+    assert list(real) == ["Galaxy10 DECaLS", "train", "test"] and real["Galaxy10 DECaLS"] == list(CLASS_COUNTS)
+    table = app_support.split_table({"split_sizes": {"train": 80, "val": 10, "test": 10}}, num_test=10)
+    assert list(table["images"]) == [80, 10, 10] and list(table["share"]) == ["80%", "10%", "10%"]
+    assert app_support.split_sizes({}, num_test=7) == {"train": None, "val": None, "test": 7}
+    assert [app_support.format_seconds(s) for s in (4.25, 95, 3725, None)] == ["4.2 s", "1m 35s", "1h 02m", "n/a"]
