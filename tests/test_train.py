@@ -241,3 +241,14 @@ def test_cli_errors_exit_2_without_traceback(tmp_path):
     assert proc.returncode == 2 and "python -m galaxy_core.data download" in proc.stderr
     proc = _cli("--data", str(tmp_path / "x.h5"), "--image-size", "8")
     assert proc.returncode == 2 and "image_size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
+    path = resumed_run["path"]
+    before = json.loads((path / "metrics.json").read_text())
+    proc = _cli("--evaluate", str(path), env={"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SYNTHETIC" in proc.stdout
+    after = json.loads((path / "metrics.json").read_text())
+    assert "reevaluated_at" in after and "reevaluated_at" not in before
+    assert after["test"]["accuracy"] == pytest.approx(before["test"]["accuracy"])
