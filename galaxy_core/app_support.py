@@ -417,7 +417,8 @@ def topk_figure(probs: np.ndarray, class_names: Sequence[str], k: int = 5, true_
         hovertemplate="%{y}: %{x:.2%}<extra></extra>",
     ))
     fig.update_layout(height=40 + 28 * len(pairs), margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      xaxis={"range": [0, 1], "tickformat": ".0%"}, showlegend=False)
+                      xaxis={"range": [0, 1.02], "tickformat": ".0%", "tickvals": [0, 0.25, 0.5, 0.75, 1]},
+                      showlegend=False)
     return fig
 
 

@@ -533,3 +533,20 @@ def test_overview_helpers_class_counts_splits_and_durations():
     assert list(table["images"]) == [80, 10, 10] and list(table["share"]) == ["80%", "10%", "10%"]
     assert app_support.split_sizes({}, num_test=7) == {"train": None, "val": None, "test": 7}
     assert [app_support.format_seconds(s) for s in (4.25, 95, 3725, None)] == ["4.2 s", "1m 35s", "1h 02m", "n/a"]
+
+
+def test_lab_accepts_an_uploaded_grayscale_png_and_rejects_garbage(tmp_path, monkeypatch):
+    from galaxy_core import synthetic
+
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))
+    at = run_view(new_app().run(), "preprocessing_lab")
+    at.radio(key="lab_source").set_value("Upload").run()
+    assert any("Choose an image" in t for t in texts(at.info))
+    gray = synthetic.render_galaxy(7, 120, np.random.default_rng(2)).mean(axis=2).astype(np.uint8)
+    at.file_uploader(key="lab_upload").set_value(("spiral.png", png_bytes(gray), "image/png")).run()
+    assert not at.exception
+    assert [i.captions[0] for i in at.image[:3]] == ["original: spiral.png", "CLAHE", "CLAHE + opening"]
+    at.file_uploader(key="lab_upload").set_value(("notes.png", b"hello", "image/png")).run()
+    assert not at.exception
+    (error,) = texts(at.error)
+    assert error.startswith("Cannot read notes.png") and "decode" in error
