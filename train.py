@@ -23,8 +23,8 @@ from galaxy_core.config import DEFAULT_PRESET, PRESETS, ConfigError, add_config_
 from galaxy_core.errors import GalaxyError
 
 EXIT_ERROR = 2
-# The offline demo: synthetic images, a small CNN, a few epochs (an estimated 3 minutes on 2 idle CPU
-# cores; 10.5 min measured for 3000 images x 6 epochs on 2 cores shared with other work).
+# The offline demo: synthetic images, a small CNN, a few epochs (3.5 min measured end to end on 2 CPU
+# cores shared with other work; see BENCHMARKS.md).
 DEMO_IMAGES = 2500
 DEMO_OVERRIDES = dict(backbone="SmallCNN", weights="none", image_size=64, head="gap", dense_units=128,
                       epochs=5, batch_size=64, patience=5, learning_rate=2e-3)

@@ -167,10 +167,10 @@ class WorkCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, work: Path, stopper: BestWeightsEarlyStopping, history: dict[str, list],
-                 n_train: int, total_epochs: int, verbose: bool = True):
+                 n_train: int, total_epochs: int, log: Callable[[str], None] | None = print):
         super().__init__()
         self.work, self.stopper, self.history = work, stopper, history
-        self.n_train, self.total_epochs, self.verbose = n_train, total_epochs, verbose
+        self.n_train, self.total_epochs, self.log = n_train, total_epochs, log
         self._epoch_start = self._val_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -187,19 +187,18 @@ class WorkCheckpoint(keras.callbacks.Callback):
         row = {k: float(v) for k, v in (logs or {}).items()}
         row["epoch_time_s"] = epoch_time
         row["images_per_s"] = self.n_train / train_time if train_time > 0 else float("nan")
-        for key in set(self.history) | set(row):
-            self.history.setdefault(key, [float("nan")] * (len(self.history.get("epoch", []))))
-        for key in self.history:
-            if key != "epoch":
-                self.history[key].append(row.get(key, float("nan")))
-        self.history["epoch"].append(epoch + 1)
+        done = len(self.history["epoch"])
+        for key in row:  # a key first seen now: NaN for the earlier epochs
+            self.history.setdefault(key, [float("nan")] * done)
+        for key, values in self.history.items():
+            values.append(epoch + 1 if key == "epoch" else row.get(key, float("nan")))
         save_checkpoint(self.work, self.model, self.stopper, self.history, epoch + 1)
-        if self.verbose:
+        if self.log is not None:
             best = self.stopper.best
-            print(f"epoch {epoch + 1}/{self.total_epochs}: {epoch_time:.1f} s, "
+            self.log(f"epoch {epoch + 1}/{self.total_epochs}: {epoch_time:.1f} s, "
                   f"{row['images_per_s']:,.0f} train images/s, {MONITOR} {row.get(MONITOR, float('nan')):.4f}"
                   f" (best {best if best is not None else float('nan'):.4f} at epoch "
-                  f"{self.stopper.best_epoch + 1})", flush=True)
+                  f"{self.stopper.best_epoch + 1})")
 
 
 def save_checkpoint(work: Path, model: keras.Model, stopper: BestWeightsEarlyStopping,
@@ -347,7 +346,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
             initial_epoch = int(state["epochs_done"])
             stopper.restore_state(state["best"], state["best_epoch"], state["wait"],
                                   load_best_weights(work))
-        checkpoint = WorkCheckpoint(work, stopper, history, sizes["train"], cfg.epochs)
+        checkpoint = WorkCheckpoint(work, stopper, history, sizes["train"], cfg.epochs, log=log)
         done = state is not None and (state["stopped"] or initial_epoch >= cfg.epochs)
         fit_started = time.perf_counter()
         if not done:

@@ -16,6 +16,7 @@ def _nested_models(model):
     return [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
 
 
+@pytest.mark.slow
 def test_densenet201_paper_head_at_256():
     """One DenseNet201 build (weights=None): the recipe's head, flat graph, parameter counts."""
     cfg = Config()  # DenseNet201, 256x256, flatten head, 1024 units, dropout 0.3, 10 classes

@@ -161,12 +161,14 @@ def resumed_run(tmp_path_factory):
     return dict(path=path, work=work, interrupted=interrupted)
 
 
+@pytest.mark.slow
 def test_interrupted_run_checkpointed_epoch_one(resumed_run):
     state = resumed_run["interrupted"]
     assert state["epochs_done"] == 1 and state["history"]["epoch"] == [1]
     assert len(state["history"]["val_accuracy"]) == 1
 
 
+@pytest.mark.slow
 def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
     from galaxy_core.bundle import load_bundle
 
@@ -182,6 +184,7 @@ def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
     assert bundle.metrics["best_epoch"] == run["best_epoch"]
 
 
+@pytest.mark.slow
 def test_small_model_learns_held_out_quadrants(resumed_run):
     from galaxy_core.bundle import load_bundle
 
@@ -193,6 +196,7 @@ def test_small_model_learns_held_out_quadrants(resumed_run):
 # --------------------------------------------------------------------------------------------
 # MirroredStrategy on two logical CPU devices (must be configured before TF starts: subprocess)
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_mirrored_strategy_two_logical_cpus(tmp_path):
     data = write_quadrants(tmp_path / "quadrants.h5", n=120)
     script = textwrap.dedent(f"""
@@ -243,6 +247,7 @@ def test_cli_errors_exit_2_without_traceback(tmp_path):
     assert proc.returncode == 2 and "image_size" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
     path = resumed_run["path"]
     before = json.loads((path / "metrics.json").read_text())
