@@ -106,3 +106,14 @@ def test_unknown_backbone_lists_valid_names():
     with pytest.raises(ModelError, match="DenseNet201.*VGG19|VGG19.*DenseNet201"):
         build_model(Config(backbone="DenseNet999", image_size=32))
     assert "SmallCNN" in valid_backbones() and "MobileNetV3Small" in valid_backbones()
+
+
+def test_imagenet_download_failure_says_how_to_work_offline(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(ModelError, match="--weights none"):
+        build_model(Config(backbone="VGG19", image_size=32, dense_units=8), weights="imagenet")
