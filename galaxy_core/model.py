@@ -260,22 +260,21 @@ def load_backbone_weights(model: keras.Model, backbone: str, shape: tuple[int, i
 
 
 def last_conv_layer_name(model: keras.Model) -> str:
-    """Name of the last layer with a 4D output `(N, h, w, c)` before the head (Grad-CAM's target).
+    """Name of Grad-CAM's feature-map layer: the last 4D, non-pooling layer after the last conv.
 
-    Works for the flat models of `build_model` (DenseNet, VGG, MobileNet, ResNet, EfficientNet...).
+    One rule for the whole project (`galaxy_core.explain.find_feature_layer`): DenseNet `relu`,
+    VGG19 `block5_conv4` (its pool skipped), MobileNetV2 `out_relu`, a small CNN's last conv block.
+
+    Raises:
+        ModelError: the model has no convolution layer.
     """
-    for layer in reversed(model.layers):
-        if isinstance(layer, keras.layers.InputLayer) or isinstance(layer, BackboneScaling):
-            continue
-        if layer.name.startswith("aug_"):
-            continue
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):
-            continue
-        if len(shape) == 4:
-            return layer.name
-    raise ModelError(f"Model {model.name!r} has no layer with a 4D (N, h, w, c) output.")
+    from galaxy_core.errors import ExplainError
+    from galaxy_core.explain._engine import find_feature_layer
+
+    try:
+        return find_feature_layer(model).name
+    except ExplainError as err:
+        raise ModelError(str(err)) from err
 
 
 def load_model(path: str | Path, compile: bool = True) -> keras.Model:

@@ -98,7 +98,7 @@ def test_frozen_backbone_and_gap_head():
 def test_vgg19_flat_and_last_conv_layer():
     model = build_model(Config(backbone="VGG19", image_size=32, dense_units=8, freeze_backbone=True))
     assert _nested_models(model) == []
-    assert last_conv_layer_name(model) == "block5_pool"
+    assert last_conv_layer_name(model) == "block5_conv4"
     assert not model.get_layer("block1_conv1").trainable
 
 
