@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help=f"offline demo: generate {DEMO_IMAGES} SYNTHETIC images, train a small CNN "
                              "on CPU and write runs/demo (a few minutes)")
+    parser.add_argument("--demo-images", type=int, default=DEMO_IMAGES, metavar="N",
+                        help=f"number of SYNTHETIC images the demo generates (default {DEMO_IMAGES})")
     add_config_arguments(parser)
     return parser
 
@@ -73,13 +75,16 @@ def run_demo(args: argparse.Namespace) -> int:
     from galaxy_core.synthetic import write_synthetic_dataset
     from galaxy_core.train import train_run
 
-    cfg = config_from_args(args, args.preset).replace(**DEMO_OVERRIDES)
+    # The demo's settings replace the preset's; flags given on the command line still win.
+    cfg = config_from_args(args, args.preset).replace(**{
+        name: value for name, value in DEMO_OVERRIDES.items() if getattr(args, name, None) is None})
     data_dir = Path(os.environ.get("GALAXY10_DATA_DIR") or "data")
-    data_path = args.data or data_dir / f"synthetic-demo-{DEMO_IMAGES}-{cfg.image_size}.h5"
+    n_images = args.demo_images
+    data_path = args.data or data_dir / f"synthetic-demo-{n_images}-{cfg.image_size}-seed{cfg.seed}.h5"
     if not data_path.exists():
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"generating {DEMO_IMAGES} SYNTHETIC Galaxy10-format images into {data_path}")
-        write_synthetic_dataset(data_path, DEMO_IMAGES, size=cfg.image_size, seed=cfg.seed)
+        print(f"generating {n_images} SYNTHETIC Galaxy10-format images into {data_path}")
+        write_synthetic_dataset(data_path, n_images, size=cfg.image_size, seed=cfg.seed)
     out = args.out or Path("runs") / "demo"
     train_run(cfg, data_path, out, resume=args.resume, cache_dir=args.cache_dir,
               run_info_extra={"command": sys.argv, "demo": True})

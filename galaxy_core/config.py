@@ -98,6 +98,17 @@ class Config:
     strategy: str = field(
         default="default", metadata={"help": "distribution strategy", "choices": STRATEGIES}
     )
+    # --- explanations written into the bundle (galaxy_core.explain) ------------------------------
+    explain_errors: int = field(
+        default=300, metadata={"help": "explain the N most confident test errors (0 = none)"}
+    )
+    explain_correct: int = field(
+        default=30, metadata={"help": "also explain a seeded sample of N correct test images"}
+    )
+    smooth_samples: int = field(default=20, metadata={"help": "SmoothGrad noise samples"})
+    faithfulness_steps: int = field(
+        default=20, metadata={"help": "deletion/insertion steps per map (0 = no scores)"}
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -190,6 +201,10 @@ def validate_config(cfg: Config) -> None:
         (cfg.learning_rate > 0, "learning_rate", "must be > 0"),
         (cfg.patience >= 0, "patience", "must be >= 0"),
         (cfg.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}"),
+        (cfg.explain_errors >= 0, "explain_errors", "must be >= 0"),
+        (cfg.explain_correct >= 0, "explain_correct", "must be >= 0"),
+        (cfg.smooth_samples >= 1, "smooth_samples", "must be >= 1"),
+        (cfg.faithfulness_steps >= 0, "faithfulness_steps", "must be >= 0 (0 = no scores)"),
     ]
     for ok, name, rule in checks:
         if not ok:

@@ -417,11 +417,35 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
     }
     predictions = {"indices": split.test, "labels": test_labels, "probs": test_result["probs"],
                    "probs_tta": test_result["probs_tta"], "images": test_images}
+    explanations = explain_test_set(model, cfg, predictions, log)
     path = bundle.write_bundle(out_dir, config=cfg, model=model, history=history, metrics=metrics,
-                               run_info=run_info, predictions=predictions)
+                               run_info=run_info, predictions=predictions, explanations=explanations)
     shutil.rmtree(work, ignore_errors=True)  # only now: the bundle is in place
     log(f"bundle written: {path}")
     return path
+
+
+def explain_test_set(model: keras.Model, cfg: Config, predictions: Mapping[str, np.ndarray],
+                     log: Callable[[str], None]) -> dict | None:
+    """Maps and faithfulness scores for the test errors (+ a sample of correct ones), or None.
+
+    Sizes come from `cfg.explain_errors`, `cfg.explain_correct`, `cfg.smooth_samples` and
+    `cfg.faithfulness_steps`; the result goes into the bundle as `explanations.h5`.
+    """
+    from galaxy_core.explain import compute_explanations
+
+    if cfg.explain_errors == 0 and cfg.explain_correct == 0:
+        log("explanations: skipped (explain_errors = explain_correct = 0)")
+        return None
+    log(f"explanations: saliency, SmoothGrad, Grad-CAM, Grad-CAM++ for up to {cfg.explain_errors} "
+        f"test errors and {cfg.explain_correct} correct images"
+        f"{'' if cfg.faithfulness_steps else ' (no faithfulness scores)'}")
+    return compute_explanations(
+        model, predictions["images"], predictions["labels"], predictions["probs"],
+        predictions["indices"], cfg.class_names, cap=cfg.explain_errors,
+        n_correct=cfg.explain_correct, smooth_samples=cfg.smooth_samples,
+        steps=max(cfg.faithfulness_steps, 1), faithfulness=cfg.faithfulness_steps > 0,
+        seed=cfg.seed)
 
 
 def _sha256_or_none(path: Path) -> str | None:

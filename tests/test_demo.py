@@ -1,0 +1,43 @@
+"""The offline demo end to end at a reduced size: `python train.py --demo` on synthetic galaxies."""
+
+import h5py
+import numpy as np
+import pytest
+
+import train
+from galaxy_core.bundle import load_bundle
+from galaxy_core.explain import load_explanations
+
+
+@pytest.mark.slow
+def test_demo_writes_a_synthetic_bundle_with_explanations(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GALAXY10_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "runs" / "demo"
+    code = train.main(["--demo", "--demo-images", "300", "--epochs", "2", "--out", str(out),
+                       "--cache-dir", str(tmp_path / "cache"), "--explain-errors", "8",
+                       "--explain-correct", "4", "--smooth-samples", "4", "--faithfulness-steps", "5"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "SYNTHETIC" in printed
+
+    # The generated data file is Galaxy10-format and says it is synthetic.
+    (data_file,) = (tmp_path / "data").glob("synthetic-demo-300-*.h5")
+    with h5py.File(data_file) as f:
+        assert bool(f.attrs["synthetic"]) and f["images"].shape == (300, 64, 64, 3)
+
+    bundle = load_bundle(out)
+    assert bundle.is_synthetic
+    assert bundle.config.backbone == "SmallCNN" and bundle.config.epochs == 2
+    assert bundle.run_info["demo"] is True
+    n_test = len(bundle.predictions["labels"])
+    assert n_test == bundle.run_info["split_sizes"]["test"] == 30
+    assert np.allclose(bundle.predictions["probs"].sum(axis=1), 1, atol=1e-4)
+    assert 0 <= bundle.metrics["test"]["accuracy"] <= 1
+
+    # Explanations: the errors (at most 8) and 4 correct images, every method, scored.
+    assert bundle.has_explanations
+    found = load_explanations(bundle.explanations_path)
+    n_errors = int((bundle.predictions["probs"].argmax(1) != bundle.predictions["labels"]).sum())
+    assert len(found.rows["row"]) == min(n_errors, 8) + min(4, n_test - n_errors)
+    heat = found.map("gradcam", "predicted", 0)
+    assert heat.shape == (64, 64)
