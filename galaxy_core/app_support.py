@@ -636,6 +636,25 @@ def map_caption(method: str, scores: tuple[float, float] | None) -> str:
     return f"**{name}**  \n:gray[del {scores[0]:.3f} ↓ · ins {scores[1]:.3f} ↑]"
 
 
+def most_faithful(scores: Mapping[str, tuple[float, float]] | None) -> str | None:
+    """One line naming the map that explains this prediction best, or None without scores.
+
+    "Best" = the largest insertion - deletion difference: its top pixels both carry the class
+    (insertion high) and take it away when removed (deletion low).
+    """
+    if not scores:
+        return None
+    gaps = {m: float(s[1]) - float(s[0]) for m, s in scores.items() if np.all(np.isfinite(s))}
+    if not gaps:
+        return None
+    ranked = sorted(gaps, key=gaps.get, reverse=True)
+    best = ranked[0]
+    runner_up = (f"; next {METHOD_NAMES.get(ranked[1], ranked[1])} ({gaps[ranked[1]]:+.3f})"
+                 if len(ranked) > 1 else "")
+    return (f"Most faithful map for this image: **{METHOD_NAMES.get(best, best)}** "
+            f"(insertion - deletion {gaps[best]:+.3f}{runner_up}).")
+
+
 def cell_table(matrix: np.ndarray, class_names: Sequence[str]):
     """The non-empty cells of a confusion matrix as a list: errors first, then correct cells.
 

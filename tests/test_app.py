@@ -550,3 +550,13 @@ def test_lab_accepts_an_uploaded_grayscale_png_and_rejects_garbage(tmp_path, mon
     assert not at.exception
     (error,) = texts(at.error)
     assert error.startswith("Cannot read notes.png") and "decode" in error
+
+
+def test_most_faithful_names_the_map_with_the_largest_insertion_minus_deletion():
+    from galaxy_core import app_support
+
+    scores = {"saliency": (0.30, 0.40), "gradcam": (0.10, 0.70), "smoothgrad": (float("nan"), 0.9)}
+    line = app_support.most_faithful(scores)
+    assert "**Grad-CAM**" in line and "+0.600" in line and "Saliency" in line
+    assert app_support.most_faithful(None) is None
+    assert app_support.most_faithful({"gradcam": (float("nan"), float("nan"))}) is None

@@ -102,6 +102,10 @@ with st.container(border=True):
             scores = _shared.computed_scores(row, class_index)
         for method in app_support.METHODS:
             captions[method].markdown(app_support.map_caption(method, scores[method]))
+        result["scores"] = scores
+    verdict = app_support.most_faithful(result["scores"])
+    if verdict:
+        st.markdown(verdict)
     st.caption("Faithfulness (Petsiuk et al. 2018): pixels are removed (deletion) or restored "
                "(insertion) in the order the map ranks them, and the class probability is tracked. "
                "**del ↓** lower is better, **ins ↑** higher is better.")
