@@ -339,3 +339,27 @@ def normalize_maps(maps: np.ndarray) -> np.ndarray:
 def check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise ExplainError(f"engine must be one of {ENGINES}; got {engine!r}.")
+
+
+def run_tf_keras_vis(visualizer, x: np.ndarray, classes: np.ndarray, batch_size: int,
+                     **kwargs: Any) -> np.ndarray:
+    """Call a tf-keras-vis visualizer batch by batch with a CategoricalScore per image.
+
+    Args:
+        visualizer: a tf-keras-vis Saliency, Gradcam or GradcamPlusPlus instance.
+        x: float32 (N, S, S, 3) in [0, 1]. classes: int (N,) target classes.
+        batch_size: images per call. kwargs: the visualizer's own options.
+
+    Returns:
+        float32 (N, S, S) maps, each normalised to [0, 1].
+    """
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    maps = []
+    for start in range(0, len(x), batch_size):
+        part = slice(start, start + batch_size)
+        score = CategoricalScore([int(c) for c in classes[part]])
+        with warnings.catch_warnings():  # Keras warns about the list input tf-keras-vis passes
+            warnings.simplefilter("ignore", UserWarning)
+            maps.append(visualizer(score, x[part], **kwargs))
+    return normalize_maps(np.concatenate(maps))

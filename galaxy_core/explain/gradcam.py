@@ -13,14 +13,12 @@ is in a region (the usual case, and the test of this module), Grad-CAM peaks on 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
 from galaxy_core.explain._engine import (check_classes, check_engine, check_images, model_functions,
-                                         normalize_maps, resolve_feature_layer)
+                                         normalize_maps, resolve_feature_layer, run_tf_keras_vis)
 
 
 def gradcam_map(model, images, class_indices, layer: str | None = None, *, batch_size: int = 16,
@@ -72,16 +70,7 @@ def _cam(model, images, class_indices, layer, batch_size, engine, combine, metho
 
 
 def _tfkv_cam(functions, method, feature_layer, x, classes, batch_size):
-    from tf_keras_vis.utils.scores import CategoricalScore
-
-    visualizer = functions.visualizers()[method]
-    maps = []
-    for start in range(0, len(x), batch_size):
-        part = slice(start, start + batch_size)
-        score = CategoricalScore([int(c) for c in classes[part]])
-        # The layer is named (not sought): tf-keras-vis would otherwise step back to a Conv2D.
-        with warnings.catch_warnings():  # Keras warns about the list input tf-keras-vis passes
-            warnings.simplefilter("ignore", UserWarning)
-            maps.append(visualizer(score, x[part], penultimate_layer=feature_layer.name,
-                                   seek_penultimate_conv_layer=False, normalize_cam=False))
-    return normalize_maps(np.concatenate(maps))
+    # The layer is named (not sought): tf-keras-vis would otherwise step back to a Conv2D.
+    return run_tf_keras_vis(functions.visualizers()[method], x, classes, batch_size,
+                            penultimate_layer=feature_layer.name,
+                            seek_penultimate_conv_layer=False, normalize_cam=False)

@@ -8,13 +8,11 @@ linear class score, max over channels, per-image min-max normalisation; SmoothGr
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import tensorflow as tf
 
 from galaxy_core.explain._engine import (check_classes, check_engine, check_images, model_functions,
-                                         normalize_maps, run_batched)
+                                         normalize_maps, run_batched, run_tf_keras_vis)
 from galaxy_core.errors import ExplainError
 
 
@@ -83,15 +81,5 @@ def smoothgrad_map(model, images, class_indices, samples: int = 20, noise: float
 
 
 def _tfkv_saliency(functions, x, classes, batch_size, samples=0, noise=0.2):
-    from tf_keras_vis.utils.scores import CategoricalScore
-
-    saliency = functions.visualizers()["saliency"]
-    maps = []
-    for start in range(0, len(x), batch_size):
-        part = slice(start, start + batch_size)
-        score = CategoricalScore([int(c) for c in classes[part]])
-        with warnings.catch_warnings():  # Keras warns about the list input tf-keras-vis passes
-            warnings.simplefilter("ignore", UserWarning)
-            maps.append(saliency(score, x[part], smooth_samples=samples, smooth_noise=noise,
-                                 normalize_map=False))
-    return normalize_maps(np.concatenate(maps))
+    return run_tf_keras_vis(functions.visualizers()["saliency"], x, classes, batch_size,
+                            smooth_samples=samples, smooth_noise=noise, normalize_map=False)
