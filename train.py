@@ -85,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
         data_path.parent.mkdir(parents=True, exist_ok=True)
         print(f"generating {n_images} SYNTHETIC Galaxy10-format images into {data_path}")
         write_synthetic_dataset(data_path, n_images, size=cfg.image_size, seed=cfg.seed)
-    out = args.out or Path("runs") / "demo"
+    out = args.out = args.out or Path("runs") / "demo"
     train_run(cfg, data_path, out, resume=args.resume, cache_dir=args.cache_dir,
               run_info_extra={"command": sys.argv, "demo": True})
     print("note: the demo model is trained on SYNTHETIC images; its metrics say nothing about real galaxies")
@@ -93,7 +93,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.demo_images < 10:
+        parser.error(f"--demo-images must be at least 10 (one image per class); got {args.demo_images}")
     try:
         if args.evaluate is not None:
             return run_evaluate(args.evaluate)
@@ -125,9 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     except (GalaxyError, ConfigError) as err:
         return fail(str(err))
     except KeyboardInterrupt:
-        print("\ninterrupted: the last finished epoch is checkpointed; continue with "
-              f"`python train.py --out {args.out} --resume`", file=sys.stderr)
+        print(f"\ninterrupted: {resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """What to type to continue an interrupted run (or that nothing was checkpointed yet)."""
+    from galaxy_core.train import STATE, work_dir_for
+
+    if args.out is None or not (work_dir_for(Path(args.out)) / STATE).exists():
+        return "no epoch had finished, so there is nothing to resume; start the run again."
+    words = ["python", "train.py"] + (["--demo"] if args.demo else [])
+    for flag, value in (("--data", args.data), ("--out", args.out), ("--cache-dir", args.cache_dir)):
+        if value is not None:
+            words += [flag, str(value)]
+    return f"the last finished epoch is checkpointed; continue with `{' '.join(words)} --resume`"
 
 
 if __name__ == "__main__":

@@ -59,6 +59,19 @@ def default_runs_dir() -> Path:
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
+def check_bundle_name(out_dir: str | Path) -> Path:
+    """`out_dir` as a Path, if its name can be a bundle (hidden names are the writers' temporaries).
+
+    Raises:
+        BundleError: an empty name or one that starts with '.'.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.name or out_dir.name.startswith("."):
+        raise BundleError(f"Bundle folder name {out_dir.name!r} must be non-empty and not start with "
+                          f"'.' (such names are kept for temporary folders); choose e.g. runs/my-run.")
+    return out_dir
+
+
 def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping[str, Sequence[float]],
                  metrics: Mapping[str, Any], run_info: Mapping[str, Any], predictions: Mapping[str, Any],
                  explanations: Mapping[str, Any] | None = None) -> Path:
@@ -83,9 +96,7 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
     Raises:
         BundleError: an argument does not fit the bundle format (nothing is written).
     """
-    out_dir = Path(out_dir)
-    if not out_dir.name or out_dir.name.startswith("."):
-        raise BundleError(f"Bundle folder name {out_dir.name!r} must be non-empty and not start with '.'")
+    out_dir = check_bundle_name(out_dir)
     if not isinstance(config, Config):
         raise BundleError(f"config must be a galaxy_core.config.Config, got {type(config).__name__}")
     arrays = _check_predictions(predictions, config, where=f"write_bundle({out_dir})")

@@ -35,6 +35,7 @@ from galaxy_core.pipeline import make_dataset
 CHECKPOINT = "checkpoint.keras"
 BEST_WEIGHTS = "best_weights.npz"
 STATE = "state.json"
+DATASET = "dataset.json"
 SPLIT = "split.npz"
 CONFIG = "config.json"
 MONITOR = "val_accuracy"
@@ -219,10 +220,33 @@ def save_checkpoint(work: Path, model: keras.Model, stopper: BestWeightsEarlySto
         "best": None if stopper.best is None else float(stopper.best),
         "best_epoch": int(stopper.best_epoch),  # 0-based, like Keras
         "wait": int(stopper.wait),
+        "policy": keras.mixed_precision.global_policy().name,  # resume must load under the same
         "history": history,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     _atomic_write_text(work / STATE, json.dumps(_json_ready(state), indent=1))
+
+
+def dataset_identity(data_path: Path) -> dict[str, Any]:
+    """What a resumed run checks about its dataset: resolved path, size and image count."""
+    from galaxy_core.data import open_dataset
+
+    with open_dataset(data_path) as source:
+        n_images = source.n
+    return {"path": str(data_path.resolve()), "size": data_path.stat().st_size, "n": n_images}
+
+
+def check_same_dataset(work: Path, data_path: Path) -> None:
+    """Raise TrainingError unless `data_path` is the dataset the interrupted run started on."""
+    if not (work / DATASET).exists():  # a work folder from before this check existed
+        return
+    started = json.loads((work / DATASET).read_text())
+    now = dataset_identity(data_path)
+    if (started["size"], started["n"]) != (now["size"], now["n"]):
+        raise TrainingError(f"The interrupted run in {work} was trained on {started['path']} "
+                            f"({started['n']} images, {started['size']:,} bytes), not on "
+                            f"{now['path']} ({now['n']} images, {now['size']:,} bytes). Resume with "
+                            f"--data {started['path']}.")
 
 
 def plain_copy(model: keras.Model, cfg: Config) -> keras.Model:
@@ -272,7 +296,11 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
 
     log = on_log or (lambda text: print(text, flush=True))
     started = time.perf_counter()
-    out_dir, data_path = Path(out_dir), Path(data_path)
+    out_dir, data_path = bundle.check_bundle_name(out_dir), Path(data_path)
+    if resume and cfg.strategy == "multiworker":
+        raise TrainingError("--resume is not supported with --strategy multiworker: the workers "
+                            "keep no shared checkpoint. Start the run again, or resume it with "
+                            "--strategy mirrored on one machine.")
     work = work_dir_for(out_dir)
     chief = is_chief()
     if not chief:  # other workers checkpoint into a private folder and write no bundle
@@ -281,6 +309,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         if not (work / STATE).exists():
             raise TrainingError(f"Nothing to resume: no checkpoint in {work}. Start the run without "
                                 f"--resume.")
+        check_same_dataset(work, data_path)
         saved = Config.from_json(work / CONFIG)
         if saved != cfg:
             changed = sorted(k for k, v in saved.to_dict().items() if cfg.to_dict().get(k) != v)
@@ -293,6 +322,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         shutil.rmtree(work, ignore_errors=True)  # a run that failed before its first epoch ended
         work.mkdir(parents=True)
         cfg.to_json(work / CONFIG)
+        _atomic_write_text(work / DATASET, json.dumps(dataset_identity(data_path)))
 
     # --- data, split, class weights -----------------------------------------------------------
     with data.open_dataset(data_path) as source:
@@ -323,6 +353,12 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         log(f"devices: {len(gpus)} GPU(s), strategy {cfg.strategy} ({strategy.num_replicas_in_sync} "
             f"replica(s)), policy {keras.mixed_precision.global_policy().name}")
         state = json.loads((work / STATE).read_text()) if resume and (work / STATE).exists() else None
+        policy = keras.mixed_precision.global_policy().name
+        if state is not None and state.get("policy", policy) != policy:
+            raise TrainingError(f"The checkpoint was saved under the {state['policy']} policy but "
+                                f"this machine runs {policy} ({len(gpus)} GPU(s)); the optimizer "
+                                f"state would not load. Resume on a machine like the one that "
+                                f"started the run.")
         with strategy.scope():
             if state is not None:
                 model = load_model(work / CHECKPOINT, compile=True)

@@ -21,7 +21,8 @@ CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
 # Small and fast: SmallCNN at 32x32, no augmentation (the classes are positions, not rotation-proof).
 CFG = Config(class_names=CLASSES, image_size=32, backbone="SmallCNN", weights="none", head="gap",
              dense_units=32, rotation_factor=0, zoom_factor=0, contrast_factor=0, epochs=3,
-             batch_size=32, patience=10)
+             batch_size=32, patience=10, explain_errors=4, explain_correct=2, smooth_samples=2,
+             faithfulness_steps=3)
 
 
 def quadrant_images(labels, size=32, seed=0):
@@ -157,6 +158,9 @@ def resumed_run(tmp_path_factory):
     assert not out.exists() and (work / "checkpoint.keras").exists()
     with pytest.raises(TrainingError, match="--resume"):
         train_run(CFG, data, out, cache_dir=tmp / "cache")  # work folder in the way
+    other = write_quadrants(tmp / "other.h5", n=200)
+    with pytest.raises(TrainingError, match="was trained on .*quadrants.h5"):
+        train_run(CFG, other, out, resume=True, cache_dir=tmp / "cache")  # not the run's dataset
     path = train_run(CFG, data, out, resume=True, cache_dir=tmp / "cache")
     return dict(path=path, work=work, interrupted=interrupted)
 
@@ -165,6 +169,7 @@ def resumed_run(tmp_path_factory):
 def test_interrupted_run_checkpointed_epoch_one(resumed_run):
     state = resumed_run["interrupted"]
     assert state["epochs_done"] == 1 and state["history"]["epoch"] == [1]
+    assert state["policy"] == "float32"  # a resume must load under the same dtype policy
     assert len(state["history"]["val_accuracy"]) == 1
 
 
@@ -182,6 +187,29 @@ def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
     assert run["split_sizes"] == {"train": 192, "val": 24, "test": 24}
     assert run["best_epoch"] == int(np.argmax(bundle.history["val_accuracy"])) + 1
     assert bundle.metrics["best_epoch"] == run["best_epoch"]
+
+
+@pytest.mark.slow
+def test_bundle_has_explanations_of_the_test_errors(resumed_run):
+    from galaxy_core.bundle import load_bundle
+    from galaxy_core.explain import load_explanations
+
+    bundle = load_bundle(resumed_run["path"])
+    stored = load_explanations(bundle.explanations_path)
+    n_errors = int((bundle.predictions["probs"].argmax(1) != bundle.predictions["labels"]).sum())
+    assert len(stored.rows["row"]) == min(n_errors, 4) + min(2, 24 - n_errors)
+    assert set(stored.methods) == {"saliency", "smoothgrad", "gradcam", "gradcam_plus_plus"}
+
+
+def test_bad_runs_are_refused_before_any_work(tmp_path):
+    from galaxy_core.errors import BundleError
+
+    data = write_quadrants(tmp_path / "q.h5", n=40)
+    with pytest.raises(BundleError, match="must be non-empty and not start with"):
+        train_run(CFG, data, tmp_path / "runs" / ".hidden")
+    with pytest.raises(TrainingError, match="multiworker"):
+        train_run(CFG.replace(strategy="multiworker"), data, tmp_path / "runs" / "mw", resume=True)
+    assert not (tmp_path / "runs").exists()  # no work folder, no cache, nothing trained
 
 
 @pytest.mark.slow
@@ -245,6 +273,22 @@ def test_cli_errors_exit_2_without_traceback(tmp_path):
     assert proc.returncode == 2 and "python -m galaxy_core.data download" in proc.stderr
     proc = _cli("--data", str(tmp_path / "x.h5"), "--image-size", "8")
     assert proc.returncode == 2 and "image_size" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _cli("--demo", "--demo-images", "0")
+    assert proc.returncode == 2 and "--demo-images must be at least 10" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_interrupt_hint_names_the_flags_to_resume_with(tmp_path):
+    import train as cli
+
+    args = cli.build_parser().parse_args(["--demo", "--out", str(tmp_path / "demo"),
+                                          "--cache-dir", str(tmp_path / "c")])
+    assert "nothing to resume" in cli.resume_hint(args)
+    work = work_dir_for(tmp_path / "demo")
+    work.mkdir()
+    (work / "state.json").write_text("{}")
+    hint = cli.resume_hint(args)
+    assert f"python train.py --demo --out {tmp_path / 'demo'} --cache-dir {tmp_path / 'c'} --resume" in hint
 
 
 @pytest.mark.slow
