@@ -34,8 +34,12 @@ STAGE_COLOURS = {"original": "#9ca3af", "CLAHE": "#38bdf8", "CLAHE + opening": "
 
 # --- runs -----------------------------------------------------------------------------------------
 def runs_dir() -> Path:
-    """The folder the app lists run bundles from: `$GALAXY_RUNS_DIR`, else `./runs`."""
-    return Path(os.environ.get("GALAXY_RUNS_DIR") or "runs")
+    """The folder the app lists run bundles from: `$GALAXY_RUNS_DIR`, else `./runs`, made absolute.
+
+    Absolute, because the demo build runs `train.py` in the app's folder, which need not be the
+    folder `streamlit run` was started from.
+    """
+    return Path(os.environ.get("GALAXY_RUNS_DIR") or "runs").expanduser().resolve()
 
 
 def demo_command(out_dir: str | Path) -> list[str]:
@@ -634,6 +638,13 @@ def map_caption(method: str, scores: tuple[float, float] | None) -> str:
     if not np.all(np.isfinite(scores)):
         return f"**{name}**  \n:gray[faithfulness n/a]"
     return f"**{name}**  \n:gray[del {scores[0]:.3f} ↓ · ins {scores[1]:.3f} ↑]"
+
+
+def cell_position(cells, true_index: int, pred_index: int) -> int:
+    """Row position of the (true, predicted) cell in a `cell_table`, or 0 if it is not listed."""
+    match = np.flatnonzero((cells["true_index"].to_numpy() == true_index)
+                           & (cells["pred_index"].to_numpy() == pred_index))
+    return int(match[0]) if match.size else 0
 
 
 def most_faithful(scores: Mapping[str, tuple[float, float]] | None) -> str | None:

@@ -31,6 +31,34 @@ SYNTHETIC_WARNING = ("WARNING: this model was trained on SYNTHETIC data (generat
                      "DECaLS); its predictions say nothing about real galaxies.")
 
 
+# Largest image accepted (width x height): 40 Mpx, e.g. 6,300 x 6,300. A small, highly compressed
+# PNG can declare 16,000 x 16,000 pixels and take a gigabyte to decode, so the size is read from
+# the header first.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def check_pixel_count(data: np.ndarray, what: str) -> None:
+    """Raise PreprocessError if the encoded image in `data` (uint8 bytes) declares too many pixels.
+
+    Reads only the header (Pillow, lazily); formats Pillow cannot parse are left to OpenCV.
+    """
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as header:
+            width, height = header.size
+    except Image.DecompressionBombError:
+        width = height = MAX_IMAGE_PIXELS  # Pillow's own bomb check fired: far too large
+    except Exception:  # noqa: BLE001 - not parsable here; OpenCV decides below
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise PreprocessError(f"{what} is {width} x {height} pixels, more than the "
+                              f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx accepted; downsize it first "
+                              f"(the model sees it at a few hundred pixels anyway).")
+
+
 def read_image_file(source: str | os.PathLike | bytes | bytearray | memoryview) -> np.ndarray:
     """Decode an image file to RGB uint8.
 
@@ -59,6 +87,7 @@ def read_image_file(source: str | os.PathLike | bytes | bytearray | memoryview) 
             raise PreprocessError(f"Cannot read {what}: {err.strerror or err}") from err
     if data.size == 0:
         raise PreprocessError(f"Cannot decode {what}: it is empty")
+    check_pixel_count(data, what)
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as err:

@@ -299,6 +299,11 @@ def stored_explanation(row: int, target: str) -> dict | None:
     f, i = stored["file"], stored["positions"][row]
     if not all(m in f.methods for m in app_support.METHODS):
         return None
+    path = current_run_path()
+    run = load_run(path, _stamp(path))
+    if (int(f.rows["pred"][i]) != int(run.predictions["probs"][row].argmax())
+            or int(f.rows["label"][i]) != int(run.predictions["labels"][row])):
+        return None  # stored for other predictions (e.g. re-evaluated since): compute anew
     return {"maps": {m: f.map(m, target, i) for m in app_support.METHODS},
             "scores": {m: (float(f.scores[m][target]["deletion"][i]),
                            float(f.scores[m][target]["insertion"][i])) for m in app_support.METHODS}}
@@ -322,7 +327,11 @@ def _compute_maps(path: str, stamp: float, row: int, class_index: int) -> dict:
 
     model = load_model(path, stamp)
     x = preprocess.rescale(test_images(path, stamp, (row,)))  # float32 (1, S, S, 3)
-    return {m: explain.METHODS[m](model, x, np.array([class_index]))[0] for m in app_support.METHODS}
+    run = load_run(path, stamp)
+    # SmoothGrad as the stored maps were made: the run's noise samples and seed.
+    options = {"smoothgrad": {"samples": run.config.smooth_samples, "seed": run.config.seed}}
+    return {m: explain.METHODS[m](model, x, np.array([class_index]), **options.get(m, {}))[0]
+            for m in app_support.METHODS}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -560,3 +560,16 @@ def test_most_faithful_names_the_map_with_the_largest_insertion_minus_deletion()
     assert "**Grad-CAM**" in line and "+0.600" in line and "Saliency" in line
     assert app_support.most_faithful(None) is None
     assert app_support.most_faithful({"gradcam": (float("nan"), float("nan"))}) is None
+
+
+def test_cell_position_finds_the_same_cell_in_a_reordered_table():
+    from galaxy_core import app_support
+
+    names = [f"c{i}" for i in range(3)]
+    before = app_support.cell_table(np.array([[5, 2, 0], [1, 4, 0], [0, 3, 6]]), names)
+    after = app_support.cell_table(np.array([[5, 1, 0], [1, 4, 0], [0, 0, 9]]), names)
+    position = app_support.cell_position(before, 2, 1)  # the (true 2, predicted 1) cell
+    assert (before["true_index"].iloc[position], before["pred_index"].iloc[position]) == (2, 1)
+    assert app_support.cell_position(after, 2, 1) == 0  # gone from the new table: first row
+    moved = app_support.cell_position(after, 0, 1)
+    assert (after["true_index"].iloc[moved], after["pred_index"].iloc[moved]) == (0, 1)

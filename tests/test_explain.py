@@ -308,3 +308,16 @@ def test_compute_save_load_round_trip(blob_task, tmp_path):
         explain.load_explanations(tmp_path / "other.h5")
     with pytest.raises(BundleError):
         explain.load_explanations(tmp_path / "missing.h5")
+
+
+def test_pixel_ranks_break_ties_out_of_raster_order():
+    from galaxy_core.explain.faithfulness import pixel_ranks
+
+    heat = np.zeros((16, 16), np.float32)
+    heat[5, 7] = 1.0
+    ranks = pixel_ranks(heat)
+    assert ranks[5 * 16 + 7] == 0  # the salient pixel first
+    assert sorted(ranks.tolist()) == list(range(256))
+    top_rows = ranks.reshape(16, 16)[:4]  # with raster order these would be ranks 1..64
+    assert top_rows.max() > 128
+    np.testing.assert_array_equal(ranks, pixel_ranks(heat))  # repeatable

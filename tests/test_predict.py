@@ -157,3 +157,16 @@ def test_cli_errors_exit_2(tmp_path, files):
 def test_format_rows_rejects_unknown_format():
     with pytest.raises(ValueError, match="format"):
         format_rows([], ["a", "b"], fmt="xml")
+
+
+def test_huge_declared_image_is_refused_before_decoding(tmp_path):
+    import cv2
+
+    from galaxy_core.errors import PreprocessError
+    from galaxy_core.predict import MAX_IMAGE_PIXELS, read_image_file
+
+    side = int(MAX_IMAGE_PIXELS ** 0.5) + 100  # just over the cap, compresses to a small PNG
+    ok, png = cv2.imencode(".png", np.zeros((side, side), np.uint8))
+    assert ok and len(png) < 2_000_000
+    with pytest.raises(PreprocessError, match="Mpx accepted"):
+        read_image_file(png.tobytes())

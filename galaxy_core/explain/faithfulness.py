@@ -28,8 +28,15 @@ DEFAULT_BASELINE = 0.0  # black in [0, 1] input space: see the module docstring
 
 
 def pixel_ranks(heatmap: np.ndarray) -> np.ndarray:
-    """Rank of every pixel of a (H, W) map, 0 = most salient; ties in raster order. int64 (H*W,)."""
-    order = np.argsort(-np.asarray(heatmap, np.float32).ravel(), kind="stable")
+    """Rank of every pixel of a (H, W) map, 0 = most salient. int64 (H*W,).
+
+    Ties (e.g. the zero areas of Grad-CAM maps after the ReLU) are broken in a fixed pseudo-random
+    order, not in raster order, which would remove the top rows of the image first and bias the
+    scores by where the galaxy sits. The order depends only on the map's size: repeatable.
+    """
+    values = np.asarray(heatmap, np.float32).ravel()
+    tie_break = np.random.default_rng(values.size).permutation(values.size)
+    order = np.lexsort((tie_break, -values))  # by value (descending), then by the fixed shuffle
     ranks = np.empty_like(order)
     ranks[order] = np.arange(order.size)
     return ranks

@@ -70,5 +70,8 @@ st.subheader("All results")
 percent = st.column_config.NumberColumn(format="percent")
 st.dataframe(table, width="stretch", hide_index=True,
              column_config={c: percent for c in table.columns if c == "confidence" or c.startswith("p ")})
-st.download_button("Download results (CSV)", table.to_csv(index=False), file_name="classifications.csv",
+# The file leaves the app: it says which run made it and whether that run saw real data.
+download = table.assign(run=run.name, trained_on="SYNTHETIC galaxies" if run.is_synthetic
+                        else "Galaxy10 DECaLS")
+st.download_button("Download results (CSV)", download.to_csv(index=False), file_name="classifications.csv",
                    mime="text/csv", icon=":material/download:")

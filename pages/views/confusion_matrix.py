@@ -10,6 +10,7 @@ from pages import _shared
 
 GALLERY_MAX = 30
 CELL_KEY = "cm_cell"
+CHOSEN_KEY = "cm_cell_chosen"  # {"table": (run, tta), "cell": (true, predicted)}
 
 run = _shared.require_run()
 class_names = list(run.config.class_names)
@@ -35,6 +36,13 @@ st.caption("Rows: true class; columns: predicted class. Hover a cell for its cou
 
 st.subheader("Images of one cell")
 cells = app_support.cell_table(matrix, class_names)
+# The table's rows change with the TTA switch and the run: keep the (true, predicted) cell the user
+# chose, not its position in the old table.
+table_id = (str(run.path), bool(use_tta and has_tta))
+chosen = st.session_state.get(CHOSEN_KEY)
+if chosen is not None and chosen["table"] != table_id:
+    position = app_support.cell_position(cells, *chosen["cell"])
+    st.session_state[CELL_KEY] = {"selection": {"rows": [position], "columns": [], "cells": []}}
 st.session_state.setdefault(CELL_KEY, {"selection": {"rows": [0], "columns": [], "cells": []}})
 pick, gallery = st.columns([3, 2], gap="medium")
 with pick:
@@ -51,6 +59,7 @@ with pick:
 selected = event.selection.rows if event is not None else []
 position = selected[0] if selected and selected[0] < len(cells) else 0
 true_label, pred_label = int(cells["true_index"].iloc[position]), int(cells["pred_index"].iloc[position])
+st.session_state[CHOSEN_KEY] = {"table": table_id, "cell": (true_label, pred_label)}
 
 rows = app_support.cell_indices(labels, preds, true_label, pred_label)
 kind = "correct" if true_label == pred_label else "misclassified"
