@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help=f"offline demo: generate {DEMO_IMAGES} SYNTHETIC images, train a small CNN "
                              "on CPU and write runs/demo (a few minutes)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the bundle at --out if one is there (default: refuse)")
     parser.add_argument("--demo-images", type=int, default=DEMO_IMAGES, metavar="N",
                         help=f"number of SYNTHETIC images the demo generates (default {DEMO_IMAGES})")
     add_config_arguments(parser)
@@ -86,6 +88,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"generating {n_images} SYNTHETIC Galaxy10-format images into {data_path}")
         write_synthetic_dataset(data_path, n_images, size=cfg.image_size, seed=cfg.seed)
     out = args.out = args.out or Path("runs") / "demo"
+    if (problem := out_in_the_way(args)) is not None:
+        return fail(problem)
     train_run(cfg, data_path, out, resume=args.resume, cache_dir=args.cache_dir,
               run_info_extra={"command": sys.argv, "demo": True})
     print("note: the demo model is trained on SYNTHETIC images; its metrics say nothing about real galaxies")
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"dataset file {data_path} not found (get it with `python -m galaxy_core.data "
                         f"download`)")
 
+        if (problem := out_in_the_way(args)) is not None:
+            return fail(problem)
         from galaxy_core.train import train_run
 
         train_run(cfg, data_path, args.out, resume=args.resume, cache_dir=args.cache_dir,
@@ -130,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: {resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def out_in_the_way(args: argparse.Namespace) -> str | None:
+    """Why `--out` cannot be written (a finished bundle is there), or None."""
+    out = Path(args.out)
+    if args.resume or args.overwrite or not out.exists():
+        return None
+    return (f"{out} already exists (a finished run?). Choose another --out, add --overwrite to "
+            f"replace it when the new run finishes, or delete it.")
 
 
 def resume_hint(args: argparse.Namespace) -> str:

@@ -273,6 +273,9 @@ def test_cli_errors_exit_2_without_traceback(tmp_path):
     assert proc.returncode == 2 and "python -m galaxy_core.data download" in proc.stderr
     proc = _cli("--data", str(tmp_path / "x.h5"), "--image-size", "8")
     assert proc.returncode == 2 and "image_size" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "runs" / "done").mkdir(parents=True)
+    proc = _cli("--demo", "--out", str(tmp_path / "runs" / "done"))
+    assert proc.returncode == 2 and "already exists" in proc.stderr and "--overwrite" in proc.stderr
     proc = _cli("--demo", "--demo-images", "0")
     assert proc.returncode == 2 and "--demo-images must be at least 10" in proc.stderr
     assert "Traceback" not in proc.stderr
