@@ -2,8 +2,9 @@
 
 `train_run` is everything `train.py` does. While it trains, a hidden work folder next to the bundle,
 `<out_dir.parent>/.<name>.work/`, holds after EVERY epoch: the model with its optimizer state
-(`checkpoint.keras`), the best weights so far (`best_weights.npz`), the split (`split.npz`), the
-config and `state.json` (epochs done, history so far, early-stopping state). `resume=True` continues
+(`checkpoint-<epoch>.keras`), the best weights so far (`best_weights-<epoch>.npz`), the split
+(`split.npz`), the config, the dataset's identity and `state.json` (epochs done, history so far,
+early-stopping state, and the names of the checkpoint files that belong to it). `resume=True` continues
 from there. The work folder is removed only once the bundle is in place.
 
 Early stopping follows the recipe (val accuracy, mode max, patience `cfg.patience`, restore best
@@ -32,7 +33,7 @@ from galaxy_core.errors import GalaxyError
 from galaxy_core.model import build_model, load_model
 from galaxy_core.pipeline import make_dataset
 
-CHECKPOINT = "checkpoint.keras"
+CHECKPOINT = "checkpoint.keras"  # names used by work folders from before state.json named its files
 BEST_WEIGHTS = "best_weights.npz"
 STATE = "state.json"
 DATASET = "dataset.json"
@@ -204,18 +205,24 @@ class WorkCheckpoint(keras.callbacks.Callback):
 
 def save_checkpoint(work: Path, model: keras.Model, stopper: BestWeightsEarlyStopping,
                     history: dict[str, list], epochs_done: int) -> None:
-    """Write model + optimizer, best weights (when improved) and state, each file atomically."""
-    tmp = work / ("tmp-" + CHECKPOINT)
-    model.save(tmp)
-    os.replace(tmp, work / CHECKPOINT)
-    if stopper.improved or not (work / BEST_WEIGHTS).exists():
+    """Write model + optimizer, best weights (when improved) and state, crash-consistently.
+
+    The model and best weights go to files named by epoch; `state.json`, written last and
+    atomically, names the pair that belongs to it; only then are older files deleted. A crash at
+    any point leaves a state whose files exist and match it.
+    """
+    previous = _read_state(work)
+    checkpoint = f"checkpoint-{epochs_done:04d}.keras"
+    _atomic_save(work / checkpoint, model.save)
+    best = previous.get("best_weights") if previous else None
+    if stopper.improved or best is None or not (work / best).exists():
+        best = f"best_weights-{epochs_done:04d}.npz"
         weights = stopper.best_weights if stopper.best_weights is not None else model.get_weights()
-        tmp = work / ("tmp-" + BEST_WEIGHTS)
-        with open(tmp, "wb") as f:
-            np.savez(f, *weights)
-        os.replace(tmp, work / BEST_WEIGHTS)
+        _atomic_save(work / best, lambda path: _save_weights(path, weights))
     state = {
         "epochs_done": epochs_done,
+        "checkpoint": checkpoint,
+        "best_weights": best,
         "stopped": bool(model.stop_training),
         "best": None if stopper.best is None else float(stopper.best),
         "best_epoch": int(stopper.best_epoch),  # 0-based, like Keras
@@ -225,6 +232,24 @@ def save_checkpoint(work: Path, model: keras.Model, stopper: BestWeightsEarlySto
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     _atomic_write_text(work / STATE, json.dumps(_json_ready(state), indent=1))
+    for old in [*work.glob("checkpoint-*.keras"), *work.glob("best_weights-*.npz")]:
+        if old.name not in (checkpoint, best):
+            old.unlink(missing_ok=True)
+
+
+def _atomic_save(path: Path, save: Callable[[Path], None]) -> None:
+    tmp = path.with_name("tmp-" + path.name)
+    save(tmp)
+    os.replace(tmp, path)
+
+
+def _save_weights(path: Path, weights: Sequence[np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, *weights)
+
+
+def _read_state(work: Path) -> dict[str, Any] | None:
+    return json.loads((work / STATE).read_text()) if (work / STATE).exists() else None
 
 
 def dataset_identity(data_path: Path) -> dict[str, Any]:
@@ -257,7 +282,11 @@ def plain_copy(model: keras.Model, cfg: Config) -> keras.Model:
 
 
 def load_best_weights(work: Path) -> list[np.ndarray] | None:
-    path = work / BEST_WEIGHTS
+    """The best weights named by the work folder's state, or None before the first checkpoint."""
+    state = _read_state(work)
+    if state is None:
+        return None
+    path = work / state.get("best_weights", BEST_WEIGHTS)
     if not path.exists():
         return None
     with np.load(path, allow_pickle=False) as data:
@@ -361,8 +390,9 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
                                 f"started the run.")
         with strategy.scope():
             if state is not None:
-                model = load_model(work / CHECKPOINT, compile=True)
-                log(f"resuming after epoch {state['epochs_done']} from {work / CHECKPOINT}")
+                checkpoint = work / state.get("checkpoint", CHECKPOINT)
+                model = load_model(checkpoint, compile=True)
+                log(f"resuming after epoch {state['epochs_done']} from {checkpoint}")
             else:
                 model = build_model(cfg, weights=cfg.weights)
                 model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),

@@ -155,7 +155,9 @@ def resumed_run(tmp_path_factory):
         train_run(CFG, data, out, cache_dir=tmp / "cache", callbacks=[InterruptAfterEpoch(1)])
     work = work_dir_for(out)
     interrupted = json.loads((work / "state.json").read_text())
-    assert not out.exists() and (work / "checkpoint.keras").exists()
+    assert not out.exists()
+    assert interrupted["checkpoint"] == "checkpoint-0001.keras" and (work / interrupted["checkpoint"]).exists()
+    assert (work / interrupted["best_weights"]).exists()
     with pytest.raises(TrainingError, match="--resume"):
         train_run(CFG, data, out, cache_dir=tmp / "cache")  # work folder in the way
     other = write_quadrants(tmp / "other.h5", n=200)
