@@ -87,7 +87,7 @@ def bench_pipeline(n: int, size: int, batch_size: int, epochs: int) -> None:
             rescale(batch)
         rescale_rate = n / (time.perf_counter() - start)
         print(f"reference, one thread: memmap batch reads {read_rate:,.0f} images/s; "
-              f"numpy rescale (uint8 -> float32 / 255) {rescale_rate:,.0f} images/s")
+              f"numpy rescale (uint8 -> float32 * (1/255)) {rescale_rate:,.0f} images/s")
 
 
 def bench_training(size: int, batch_size: int, steps: int, backbone: str) -> None:

@@ -53,17 +53,14 @@ EPS = 1e-7
 def rescale(images: np.ndarray) -> np.ndarray:
     """uint8 images -> float32 in [0, 1] (float input is passed through as float32).
 
-    Uses `galaxy_core.preprocess.rescale` when that module is importable, so the mapping lives in
-    one place; the fallback is the same math.
+    uint8 goes through `galaxy_core.preprocess.rescale`, the one uint8 -> [0, 1] mapping.
     """
+    from galaxy_core.preprocess import rescale as rescale_uint8
+
     images = np.asarray(images)
     if images.dtype != np.uint8:
         return images.astype(np.float32, copy=False)
-    try:
-        from galaxy_core.preprocess import rescale as _rescale
-    except ImportError:  # preprocess.py not available: identical math
-        return images.astype(np.float32) / np.float32(255.0)
-    return np.asarray(_rescale(images), dtype=np.float32)
+    return rescale_uint8(images)
 
 
 def dihedral_transforms(images: np.ndarray) -> list[np.ndarray]:

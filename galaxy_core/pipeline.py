@@ -2,7 +2,7 @@
 
 Shuffled int64 row indices are batched, then each batch is read from the memmap with one sorted
 fancy-index read (`tf.numpy_function`, in parallel; sorted rows = near-sequential page-cache reads,
-no per-image Python work), then tf.data casts uint8 -> float32 / 255 and one-hot encodes the labels
+no per-image Python work), then tf.data casts uint8 -> float32 * (1/255) and one-hot encodes the labels
 in parallel and prefetches. (Measured faster than `Dataset.from_generator`, whose op also lowers
 glibc's trim threshold for the whole process: see BENCHMARKS.md.) Augmentation is
 not done here: it lives in the model graph (galaxy_core.augment) and runs on the accelerator.
@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from galaxy_core.config import Config
+from galaxy_core.preprocess import INVERSE_255
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, indices, cfg: Config,
@@ -60,8 +61,8 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, indices, cfg: Config,
 
     def read(rows):
         x, y = tf.numpy_function(read_batch, [rows], (tf.uint8, tf.int64), stateful=False)
-        # Same math as galaxy_core.preprocess.rescale: float32(x) / 255 (correctly rounded).
-        x = tf.cast(x, tf.float32) / tf.constant(255.0, tf.float32)
+        # Same math as galaxy_core.preprocess.rescale: float32(x) * float32(1/255), bit for bit.
+        x = tf.cast(x, tf.float32) * tf.constant(INVERSE_255, tf.float32)
         x.set_shape((None, size, size, 3))
         y.set_shape((None,))  # numpy_function outputs have unknown shapes; Keras needs the ranks
         return x, tf.one_hot(y, num_classes, dtype=tf.float32)

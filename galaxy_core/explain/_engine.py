@@ -156,10 +156,8 @@ def check_images(model: keras.Model, images: Any) -> np.ndarray:
 
 
 def _rescale(images: np.ndarray) -> np.ndarray:
-    try:
-        from galaxy_core.preprocess import rescale
-    except ImportError:  # preprocess not importable: same mapping, written here as a fallback
-        return images.astype(np.float32) / np.float32(255.0)
+    from galaxy_core.preprocess import rescale
+
     return rescale(images)
 
 
