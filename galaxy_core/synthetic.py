@@ -234,7 +234,7 @@ class Canvas:
         Args:
             psf_fwhm: seeing FWHM in frame units.
             noise: sky noise std per band in scaled flux units at 256 px (lower when smaller,
-                as for a downsampled cutout).
+                as for a downsampled cutout, by (size / 256) ** 0.6).
             softening: `m` of the sdss_rgb stretch (sets the sky's grey level).
             q_stretch: `Q` of the asinh stretch.
             diffuse_sigma: extra Gaussian blur of the diffuse layer, frame units.
@@ -248,7 +248,9 @@ class Canvas:
         noise_sigma_px = 0.6 * s / 256
         noise_tf = _gauss_tf(s, noise_sigma_px)
         k1 = _gauss_kernel_1d(s, noise_sigma_px)
-        noise_px = noise * min(1.0, s / 256) / float(np.sum(k1 ** 2))  # std after the kernel = noise
+        # Below 256 px the noise falls more slowly than a plain 1/size: survey noise is correlated
+        # and the stretch is applied before a real cutout is downsampled, so its speckle survives.
+        noise_px = noise * min(1.0, s / 256) ** 0.6 / float(np.sum(k1 ** 2))  # std after the kernel
         spec = (np.fft.rfft2(self.galaxy + self.stars) * psf
                 + np.fft.rfft2(self.diffuse) * diffuse_tf
                 + np.fft.rfft2(self.rng.standard_normal((3, s, s)) * noise_px) * noise_tf)
@@ -360,14 +362,14 @@ def _flux(rng, lo=0.4, hi=2.5) -> float:
     return _loguniform(rng, lo, hi) * 1e-2
 
 
-def _smooth(cv: Canvas, pal: _Palette, q_range, n_range, re_range) -> None:
+def _smooth(cv: Canvas, pal: _Palette, q_range, n_range, re_range, flux_range=(0.6, 3.0)) -> None:
     rng = cv.rng
     x0, y0 = _centre(rng)
     pa = rng.uniform(0, math.pi)
     q = rng.uniform(*q_range)
     n = rng.uniform(*n_range)
     re = _loguniform(rng, *re_range)
-    flux = _flux(rng, 0.6, 3.0)
+    flux = _flux(rng, *flux_range)
     colour = pal.old()
     if rng.random() < 0.5:  # a second, shallower component (as in S0 / cD envelopes)
         f_in = rng.uniform(0.35, 0.7)
@@ -380,24 +382,26 @@ def _smooth(cv: Canvas, pal: _Palette, q_range, n_range, re_range) -> None:
         cv.add(cv.galaxy, cv.sersic(x0, y0, re, n, q, pa, flux), colour)
 
 
+# Real smooth galaxies in Galaxy10 DECaLS are compact (a few % of the cutout); cigars are small, short
+# and faint, not the long thin disks of the edge-on classes (which differ by length, lanes, bulges).
 def _round_smooth(cv, pal):
-    _smooth(cv, pal, (0.82, 1.0), (2.5, 5.5), (0.025, 0.09))
+    _smooth(cv, pal, (0.82, 1.0), (2.5, 5.5), (0.015, 0.06))
 
 
 def _inbetween_smooth(cv, pal):
-    _smooth(cv, pal, (0.45, 0.72), (1.5, 4.5), (0.025, 0.085))
+    _smooth(cv, pal, (0.45, 0.72), (1.5, 4.5), (0.016, 0.055))
 
 
 def _cigar(cv, pal):
-    _smooth(cv, pal, (0.2, 0.36), (1.0, 3.0), (0.03, 0.085))
+    _smooth(cv, pal, (0.14, 0.3), (0.7, 2.0), (0.025, 0.05), flux_range=(0.5, 2.0))
 
 
 def _edge_on(cv: Canvas, pal: _Palette, bulge: bool) -> None:
     rng = cv.rng
     x0, y0 = _centre(rng)
     pa = rng.uniform(0, math.pi)
-    h = _loguniform(rng, 0.04, 0.09)
-    flux = _flux(rng, 0.6, 3.0)
+    h = _loguniform(rng, 0.06, 0.13)  # real edge-on disks span most of the cutout
+    flux = _flux(rng, 0.6, 3.0) * h / 0.075
     q_disk = rng.uniform(0.06, 0.13)
     n_disk = rng.uniform(0.6, 1.1)
     b_frac = rng.uniform(0.35, 0.65) if bulge else 0.0
@@ -437,8 +441,8 @@ def _spiral(cv: Canvas, pal: _Palette, kind: str) -> None:
     pa = rng.uniform(0, math.pi)
     incl = math.acos(rng.uniform(0.45, 1.0))  # face-on to ~63 degrees
     disk = _Disk(cv, x0, y0, pa, incl)
-    h = _loguniform(rng, 0.045, 0.1)
-    flux = _flux(rng, 0.8, 4.0)
+    h = _loguniform(rng, 0.055, 0.13)  # real spirals fill much of the cutout
+    flux = _flux(rng, 0.8, 4.0) * h / 0.075
     phase = rng.uniform(0, 2 * math.pi)
     if kind == "tight":
         b_frac, re_b = rng.uniform(0.12, 0.35), h * rng.uniform(0.2, 0.35)
@@ -611,14 +615,19 @@ _RENDERERS: tuple[Callable[[Canvas, _Palette], None], ...] = (
 # Field: stars and background galaxies
 # --------------------------------------------------------------------------------------------
 def _add_field(cv: Canvas, pal: _Palette) -> None:
+    """Foreground stars and background galaxies, drawn the same way for every class.
+
+    DECaLS cutouts hold a dense field of small point sources of strong, varied colour (blue
+    turn-off stars, orange K and red M dwarfs) and several faint, small background galaxies.
+    """
     rng = cv.rng
-    # Foreground stars: many faint, few bright (power law), colours from blue to M-dwarf red.
-    k = int(rng.poisson(rng.uniform(5, 25)))
+    # Foreground stars: many faint, few bright (power law), most above the noise at full size.
+    k = int(rng.poisson(rng.uniform(25, 80)))
     if k:
-        fl = 1e-6 * (rng.pareto(0.8, k) + 1.0)
+        fl = 5e-6 * (rng.pareto(0.9, k) + 1.0)
         fl = np.minimum(fl, 2e-3)
-        gr = rng.uniform(-0.1, 1.5, k)
-        cols = band_colour(gr, 0.2 + 0.55 * gr + rng.normal(0, 0.1, k))
+        gr = np.where(rng.random(k) < 0.25, rng.uniform(-0.3, 0.5, k), rng.uniform(0.5, 1.8, k))
+        cols = band_colour(gr, 0.15 + 0.75 * gr + rng.normal(0, 0.2, k))
         xs, ys = rng.uniform(-0.5, 0.5, k), rng.uniform(-0.5, 0.5, k)
         cv.points(cv.stars, xs, ys, fl, cols)
     # Sometimes a bright unrelated neighbour near the edge (in every class, so that a second galaxy
@@ -628,12 +637,13 @@ def _add_field(cv: Canvas, pal: _Palette) -> None:
         cv.add(cv.stars, cv.sersic(r * math.cos(a), r * math.sin(a), _loguniform(rng, 0.01, 0.03),
                                    rng.uniform(1, 4), rng.uniform(0.3, 1.0), rng.uniform(0, math.pi),
                                    _loguniform(rng, 3e-4, 3e-3)), pal.random_galaxy())
-    # Faint background galaxies, kept away from the centre.
-    for _ in range(int(rng.poisson(rng.uniform(1, 6)))):
+    # Faint, small background galaxies (blue to red), kept away from the centre.
+    for _ in range(int(rng.poisson(rng.uniform(2, 9)))):
         r, a = rng.uniform(0.15, 0.7), rng.uniform(0, 2 * math.pi)
-        cv.add(cv.stars, cv.sersic(r * math.cos(a), r * math.sin(a), _loguniform(rng, 0.003, 0.015),
+        cv.add(cv.stars, cv.sersic(r * math.cos(a), r * math.sin(a), _loguniform(rng, 0.003, 0.012),
                                    rng.uniform(0.8, 4), rng.uniform(0.3, 1.0), rng.uniform(0, math.pi),
-                                   _loguniform(rng, 1e-5, 3e-4)), pal.random_galaxy())
+                                   _loguniform(rng, 1.5e-5, 4e-4)),
+               band_colour(rng.uniform(0.3, 1.6), rng.uniform(0.2, 1.0)))
 
 
 # --------------------------------------------------------------------------------------------

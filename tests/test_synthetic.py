@@ -176,6 +176,32 @@ def test_elongated_classes_have_lower_axis_ratio_than_round_smooth(batch):
         assert np.nanpercentile(q[labels == k], 90) < np.nanpercentile(q[labels == 2], 10), k
 
 
+def major_axis(image):
+    """RMS extent (pixels) along the major axis of the central object, as in `axis_ratio`."""
+    grey = image.astype(np.float64).mean(axis=-1)
+    sky = np.median(grey)
+    sigma = 1.4826 * np.median(np.abs(grey - sky))
+    labels, _ = ndimage.label(ndimage.binary_opening(grey > sky + 3 * sigma))
+    c = grey.shape[0] // 2
+    ids = labels[c - 2:c + 3, c - 2:c + 3]
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return np.nan
+    yy, xx = np.nonzero(labels == np.bincount(ids).argmax())
+    cov = np.cov(np.stack([xx, yy]), aweights=grey[yy, xx] - sky)
+    return float(np.sqrt(np.linalg.eigvalsh(cov)[1]))
+
+
+def test_cigars_are_short_and_disks_are_large(batch):
+    """As in Galaxy10 DECaLS: cigars are small and short (not long thin edge-on disks), and
+    spirals fill more of the cutout than compact round smooth galaxies."""
+    images, labels = batch
+    a = np.array([major_axis(image) for image in images])
+    median = {k: np.nanmedian(a[labels == k]) for k in range(10)}
+    assert median[4] < 0.6 * min(median[8], median[9]), median
+    assert min(median[5], median[6], median[7]) > 1.4 * median[2], median
+
+
 def test_mean_colour_alone_does_not_decide_the_class(batch):
     """A classifier on per-image mean RGB must stay far from perfect (chance is 10%).
 
