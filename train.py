@@ -75,7 +75,7 @@ def run_evaluate(run_dir: Path) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from galaxy_core.synthetic import write_synthetic_dataset
+    from galaxy_core.synthetic import GENERATOR_VERSION, write_synthetic_dataset
     from galaxy_core.train import train_run
 
     # The demo's settings replace the preset's; flags given on the command line still win.
@@ -83,7 +83,8 @@ def run_demo(args: argparse.Namespace) -> int:
         name: value for name, value in DEMO_OVERRIDES.items() if getattr(args, name, None) is None})
     data_dir = Path(os.environ.get("GALAXY10_DATA_DIR") or "data")
     n_images = args.demo_images
-    data_path = args.data or data_dir / f"synthetic-demo-{n_images}-{cfg.image_size}-seed{cfg.seed}.h5"
+    data_path = args.data or data_dir / (f"synthetic-demo-{n_images}-{cfg.image_size}-seed{cfg.seed}"
+                                         f"-v{GENERATOR_VERSION}.h5")
     if not data_path.exists():
         data_path.parent.mkdir(parents=True, exist_ok=True)
         print(f"generating {n_images} SYNTHETIC Galaxy10-format images into {data_path}")

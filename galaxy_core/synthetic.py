@@ -42,6 +42,9 @@ NUM_CLASSES = len(CLASS_NAMES)
 BALANCES = ("real", "uniform")
 PXSCALE_ARCSEC = 0.262  # DECaLS pixel scale written to `pxscale` (arcsec / pixel)
 GENERATOR_NAME = "galaxy_core.synthetic"
+# Raised whenever the rendering changes, so files made by an older generator are not reused
+# (the demo's data file name includes it).
+GENERATOR_VERSION = 2
 SYNTHETIC_NOTE = ("SYNTHETIC data: mock galaxies rendered by galaxy_core.synthetic (Sersic bulges, "
                   "disks, spiral arms, bars, mergers, PSF, noise). Not survey images; ra, dec and "
                   "redshift are random placeholders.")
@@ -797,6 +800,7 @@ def write_synthetic_dataset(path, n: int, size: int = 256, seed: int = 0, balanc
                 f.create_dataset(key, data=value)
             f.attrs["synthetic"] = True
             f.attrs["generator"] = GENERATOR_NAME
+            f.attrs["generator_version"] = GENERATOR_VERSION
             f.attrs["seed"] = seed
             f.attrs["balance"] = balance
             f.attrs["note"] = SYNTHETIC_NOTE
