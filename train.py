@@ -23,9 +23,8 @@ from galaxy_core.config import DEFAULT_PRESET, PRESETS, ConfigError, add_config_
 from galaxy_core.errors import GalaxyError
 
 EXIT_ERROR = 2
-# The offline demo: synthetic images, a small CNN, a few epochs (3 min 41 s measured end to end on 2
-# CPU cores, explanations included; see BENCHMARKS.md). 8 epochs at 1e-3 reached 0.784 test accuracy
-# on synthetic data where 5 epochs at 2e-3 reached 0.632.
+# The offline demo: synthetic images, a small CNN, a few epochs (3 min 01 s measured end to end on 2
+# CPU cores, explanations included; see BENCHMARKS.md).
 DEMO_IMAGES = 2500
 DEMO_OVERRIDES = dict(backbone="SmallCNN", weights="none", image_size=64, head="gap", dense_units=128,
                       epochs=8, batch_size=64, patience=8, learning_rate=1e-3)
