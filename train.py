@@ -19,6 +19,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+# Hide TensorFlow's info/warning start-up lines (CPU features etc.) so the run's own messages stand
+# out; a few absl lines printed before TF's logging starts remain. TF_CPP_MIN_LOG_LEVEL=0 shows all.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from galaxy_core.config import DEFAULT_PRESET, PRESETS, ConfigError, add_config_arguments, config_from_args
 from galaxy_core.errors import GalaxyError
 
