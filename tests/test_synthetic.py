@@ -30,11 +30,11 @@ def batch():
 # --------------------------------------------------------------------------------------------
 # Helpers: measurements made the way one would on a real cutout
 # --------------------------------------------------------------------------------------------
-def axis_ratio(image):
-    """Axis ratio b/a of the central object from flux-weighted second moments.
+def central_moments(image):
+    """Eigenvalues (low, high) of the flux-weighted second moments of the central object.
 
     The central object is the connected component (3-sigma above the sky, opened once) that
-    touches the central 5x5 pixels; NaN if there is none.
+    touches the central 5x5 pixels; (NaN, NaN) if there is none.
     """
     grey = image.astype(np.float64).mean(axis=-1)
     sky = np.median(grey)
@@ -44,10 +44,16 @@ def axis_ratio(image):
     ids = labels[c - 2:c + 3, c - 2:c + 3]
     ids = ids[ids > 0]
     if ids.size == 0:
-        return np.nan
+        return np.nan, np.nan
     yy, xx = np.nonzero(labels == np.bincount(ids).argmax())
     cov = np.cov(np.stack([xx, yy]), aweights=grey[yy, xx] - sky)
     low, high = np.linalg.eigvalsh(cov)
+    return low, high
+
+
+def axis_ratio(image):
+    """Axis ratio b/a of the central object (see `central_moments`)."""
+    low, high = central_moments(image)
     return float(np.sqrt(low / high))
 
 
@@ -177,19 +183,8 @@ def test_elongated_classes_have_lower_axis_ratio_than_round_smooth(batch):
 
 
 def major_axis(image):
-    """RMS extent (pixels) along the major axis of the central object, as in `axis_ratio`."""
-    grey = image.astype(np.float64).mean(axis=-1)
-    sky = np.median(grey)
-    sigma = 1.4826 * np.median(np.abs(grey - sky))
-    labels, _ = ndimage.label(ndimage.binary_opening(grey > sky + 3 * sigma))
-    c = grey.shape[0] // 2
-    ids = labels[c - 2:c + 3, c - 2:c + 3]
-    ids = ids[ids > 0]
-    if ids.size == 0:
-        return np.nan
-    yy, xx = np.nonzero(labels == np.bincount(ids).argmax())
-    cov = np.cov(np.stack([xx, yy]), aweights=grey[yy, xx] - sky)
-    return float(np.sqrt(np.linalg.eigvalsh(cov)[1]))
+    """RMS extent (pixels) along the major axis of the central object (see `central_moments`)."""
+    return float(np.sqrt(central_moments(image)[1]))
 
 
 def test_cigars_are_short_and_disks_are_large(batch):
