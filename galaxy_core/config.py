@@ -37,6 +37,26 @@ CHANNEL_MODES = ("luminance", "per_channel")
 HEADS = ("flatten", "gap")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
+# The preprocessing chain's parameters, in the order the chain applies them (CLAHE, then opening):
+# the preprocessed cache key, the preprocessing lab and `preprocess_image` all use this one list.
+PREPROCESS_FIELDS: tuple[str, ...] = (
+    "clahe_clip_limit",
+    "clahe_tile_grid",
+    "channel_mode",
+    "opening_kernel_shape",
+    "opening_kernel_size",
+    "opening_iterations",
+)
+
+# Inclusive ranges of the numeric preprocessing fields: `validate_config` enforces them and the
+# preprocessing lab's sliders span them, so the two can never disagree.
+FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "clahe_clip_limit": (0.1, 40.0),
+    "clahe_tile_grid": (1, 64),
+    "opening_kernel_size": (1, 31),
+    "opening_iterations": (0, 10),
+}
+
 
 class ConfigError(GalaxyError, ValueError):
     """A configuration value is invalid; the message says which field and how to fix it."""
@@ -125,9 +145,7 @@ class Config:
     @property
     def preprocess_key(self) -> dict[str, Any]:
         """The fields that change preprocessed pixels (the preprocessed cache is keyed by these)."""
-        names = ("image_size", "clahe_clip_limit", "clahe_tile_grid", "channel_mode",
-                 "opening_kernel_shape", "opening_kernel_size", "opening_iterations")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in ("image_size", *PREPROCESS_FIELDS)}
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed (validated again)."""
@@ -180,13 +198,10 @@ def validate_config(cfg: Config) -> None:
     checks = [
         (cfg.image_size >= 32, "image_size", "must be >= 32"),
         (len(cfg.class_names) >= 2, "class_names", "needs at least 2 classes"),
-        (cfg.clahe_clip_limit > 0, "clahe_clip_limit", "must be > 0"),
-        (1 <= cfg.clahe_tile_grid <= 64, "clahe_tile_grid", "must be in 1..64"),
+        *(_in_range(cfg, name) for name in FIELD_RANGES),
         (cfg.channel_mode in CHANNEL_MODES, "channel_mode", f"must be one of {CHANNEL_MODES}"),
         (cfg.opening_kernel_shape in KERNEL_SHAPES, "opening_kernel_shape", f"must be one of {KERNEL_SHAPES}"),
-        (cfg.opening_kernel_size >= 1 and cfg.opening_kernel_size % 2 == 1, "opening_kernel_size",
-         "must be an odd number >= 1"),
-        (0 <= cfg.opening_iterations <= 10, "opening_iterations", "must be in 0..10"),
+        (cfg.opening_kernel_size % 2 == 1, "opening_kernel_size", "must be an odd number"),
         (0 < cfg.val_fraction < 1, "val_fraction", "must be in (0, 1)"),
         (0 < cfg.test_fraction < 1, "test_fraction", "must be in (0, 1)"),
         (cfg.val_fraction + cfg.test_fraction < 1, "val_fraction", "val + test fractions must be < 1"),
@@ -209,6 +224,11 @@ def validate_config(cfg: Config) -> None:
     for ok, name, rule in checks:
         if not ok:
             raise ConfigError(f"Invalid config: {name}={getattr(cfg, name)!r} {rule}.")
+
+
+def _in_range(cfg: Config, name: str) -> tuple[bool, str, str]:
+    lo, hi = FIELD_RANGES[name]
+    return lo <= getattr(cfg, name) <= hi, name, f"must be in {lo:g}..{hi:g}"
 
 
 def field_names() -> list[str]:
