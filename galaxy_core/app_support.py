@@ -19,14 +19,7 @@ import numpy as np
 from galaxy_core.config import Config
 
 # The Config fields the preprocessing lab controls, in the order they are shown and printed.
-PREPROCESS_FIELDS: tuple[str, ...] = (
-    "clahe_clip_limit",
-    "clahe_tile_grid",
-    "channel_mode",
-    "opening_kernel_shape",
-    "opening_kernel_size",
-    "opening_iterations",
-)
+from galaxy_core.config import PREPROCESS_FIELDS  # noqa: E402  (re-exported for the lab)
 
 # Colours of the three preprocessing stages in histograms (readable on a dark background).
 STAGE_COLOURS = {"original": "#9ca3af", "CLAHE": "#38bdf8", "CLAHE + opening": "#f0a030"}
@@ -129,23 +122,10 @@ def train_command(params: Mapping[str, Any]) -> str:
 
 
 def preprocess_stages(image: np.ndarray, cfg: Config) -> dict[str, np.ndarray]:
-    """The three stages the lab shows, computed exactly as `preprocess_image` does.
-
-    Args:
-        image: any image `to_rgb_uint8` accepts (grayscale, RGB, RGBA, 16-bit, float).
-        cfg: the parameters (image size, CLAHE, opening).
-
-    Returns:
-        `{"original": resized RGB, "CLAHE": after CLAHE, "CLAHE + opening": the model's input}`,
-        each `uint8 (S, S, 3)` with `S = cfg.image_size`.
-    """
+    """The three stages the lab shows: `galaxy_core.preprocess.preprocess_stages`."""
     from galaxy_core import preprocess
 
-    rgb = preprocess.resize_image(preprocess.to_rgb_uint8(image), cfg.image_size)
-    clahe = preprocess.apply_clahe(rgb, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
-    opened = preprocess.apply_opening(clahe, cfg.opening_kernel_shape, cfg.opening_kernel_size,
-                                      cfg.opening_iterations)
-    return {"original": rgb, "CLAHE": clahe, "CLAHE + opening": opened}
+    return preprocess.preprocess_stages(image, cfg)
 
 
 def preprocess_thumbnails(images: Sequence[np.ndarray], cfg: Config, size: int) -> list[np.ndarray]:

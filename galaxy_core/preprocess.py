@@ -172,21 +172,43 @@ def apply_opening(image: np.ndarray, kernel_shape: str = _DEFAULTS.opening_kerne
     return cv2.morphologyEx(image, cv2.MORPH_OPEN, _kernel(kernel_shape, kernel_size), iterations=iterations)
 
 
+STAGES: tuple[str, ...] = ("original", "CLAHE", "CLAHE + opening")
+
+
+def preprocess_stages(image: np.ndarray, cfg: Config = _DEFAULTS) -> dict[str, np.ndarray]:
+    """The preprocessing chain, stage by stage: the one definition `preprocess_image` and the lab use.
+
+    Args:
+        image: any layout `to_rgb_uint8` accepts, e.g. uint8 `(H, W, 3)`.
+        cfg: uses `image_size` and the `config.PREPROCESS_FIELDS` (CLAHE, then opening).
+
+    Returns:
+        `{"original": resized RGB, "CLAHE": after CLAHE, "CLAHE + opening": the model's input}`
+        (keys in `STAGES` order), each uint8 `(S, S, 3)` with `S = cfg.image_size`.
+
+    Example:
+        >>> out = preprocess_stages(np.zeros((40, 60, 3), np.uint8), Config(image_size=32))
+        >>> list(out), out["CLAHE + opening"].shape
+        (['original', 'CLAHE', 'CLAHE + opening'], (32, 32, 3))
+    """
+    _check_config(cfg)
+    rgb = resize_image(to_rgb_uint8(image), cfg.image_size)
+    clahe = apply_clahe(rgb, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
+    opened = apply_opening(clahe, cfg.opening_kernel_shape, cfg.opening_kernel_size, cfg.opening_iterations)
+    return dict(zip(STAGES, (rgb, clahe, opened)))
+
+
 def preprocess_image(image: np.ndarray, cfg: Config = _DEFAULTS) -> np.ndarray:
     """The full preprocessing of one image: to RGB uint8 -> resize -> CLAHE -> opening.
 
     Args:
         image: any layout `to_rgb_uint8` accepts, e.g. uint8 `(H, W, 3)`.
-        cfg: uses `image_size`, `clahe_clip_limit`, `clahe_tile_grid`, `channel_mode`,
-            `opening_kernel_shape`, `opening_kernel_size`, `opening_iterations`.
+        cfg: uses `image_size` and the `config.PREPROCESS_FIELDS`.
 
     Returns:
-        uint8 `(S, S, 3)` with `S = cfg.image_size`.
+        uint8 `(S, S, 3)` with `S = cfg.image_size` (the last of `preprocess_stages`).
     """
-    _check_config(cfg)
-    image = resize_image(to_rgb_uint8(image), cfg.image_size)
-    image = apply_clahe(image, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
-    return apply_opening(image, cfg.opening_kernel_shape, cfg.opening_kernel_size, cfg.opening_iterations)
+    return preprocess_stages(image, cfg)[STAGES[-1]]
 
 
 def preprocess_batch(images: np.ndarray | Sequence[np.ndarray], cfg: Config = _DEFAULTS,
