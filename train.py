@@ -68,12 +68,12 @@ def fail(message: str) -> int:
 
 
 def run_evaluate(run_dir: Path) -> int:
-    from galaxy_core import evaluate
+    from galaxy_core import evaluate, metrics as metrics_mod
     from galaxy_core.bundle import load_bundle
 
     metrics = evaluate.reevaluate_bundle(run_dir)
     bundle = load_bundle(run_dir)
-    print(evaluate.format_report(metrics, bundle.config.class_names, bundle.is_synthetic))
+    print(metrics_mod.format_report(metrics, bundle.config.class_names, bundle.is_synthetic))
     return 0
 
 

@@ -381,7 +381,7 @@ def curves_figure(history: Any, best_epoch: int | None = None):
 # --- classify -------------------------------------------------------------------------------------
 def top_k(probs: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
     """The k most probable classes of one probability vector `(C,)`, most probable first."""
-    from galaxy_core.predict import top_k as _top_k
+    from galaxy_core.inference import top_k as _top_k
 
     return _top_k(probs, class_names, max(1, min(int(k), len(probs))))
 

@@ -321,7 +321,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         TrainingError: a work folder is in the way (without resume) or missing (with resume).
         GalaxyError subclasses from data, preprocessing, model and bundle modules.
     """
-    from galaxy_core import bundle, data, evaluate, preprocess
+    from galaxy_core import bundle, data, metrics as metrics_mod, preprocess
 
     log = on_log or (lambda text: print(text, flush=True))
     started = time.perf_counter()
@@ -448,15 +448,15 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
     test_labels = labels[split.test]
     log(f"evaluating on {len(split.test)} test images (plain + 8-fold TTA) and "
         f"{len(split.val)} validation images")
-    test_result = evaluate.evaluate_split(model, test_images, test_labels, cfg.class_names,
-                                          batch_size=cfg.batch_size, tta=True)
-    val_result = evaluate.evaluate_split(model, np.asarray(cache.images[split.val]),
-                                         labels[split.val], cfg.class_names,
-                                         batch_size=cfg.batch_size, tta=False)
+    test_result = metrics_mod.evaluate_split(model, test_images, test_labels, cfg.class_names,
+                                             batch_size=cfg.batch_size, tta=True)
+    val_result = metrics_mod.evaluate_split(model, np.asarray(cache.images[split.val]),
+                                            labels[split.val], cfg.class_names,
+                                            batch_size=cfg.batch_size, tta=False)
     wall_time = time.perf_counter() - started
-    metrics = evaluate.assemble_metrics(test_result, val_result, best_epoch=best_epoch,
-                                        wall_time_s=wall_time, train_images_per_s=train_rate,
-                                        epochs_run=epochs_run)
+    metrics = metrics_mod.assemble_metrics(test_result, val_result, best_epoch=best_epoch,
+                                           wall_time_s=wall_time, train_images_per_s=train_rate,
+                                           epochs_run=epochs_run)
     log(f"test accuracy {metrics['test']['accuracy']:.4f} (TTA "
         f"{metrics['test_tta']['accuracy']:.4f}), val accuracy {metrics['val']['accuracy']:.4f}")
     if not chief:

@@ -48,3 +48,108 @@ def write_galaxy10_like(path, n=40, size=32, seed=0, labels=None, **overrides):
 def galaxy10_file(tmp_path):
     """A 40-image, 32x32 Galaxy10-format file of random pixels (every class 4 times)."""
     return write_galaxy10_like(tmp_path / "tiny.h5")
+
+
+class OrientationModel:
+    """A 'model' whose output depends on orientation: softmax of the mean of 4 image quadrants."""
+
+    output_shape = (None, 4)
+
+    def __init__(self):
+        self.calls = []
+
+    def predict_on_batch(self, x):
+        self.calls.append(x.copy())
+        h = x.shape[1] // 2
+        quads = np.stack([x[:, :h, :h].mean((1, 2, 3)), x[:, :h, h:].mean((1, 2, 3)),
+                          x[:, h:, :h].mean((1, 2, 3)), x[:, h:, h:].mean((1, 2, 3))], axis=1)
+        logits = 10 * quads + np.arange(4) * x[:, 0, :, 0].mean(1, keepdims=True)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def orientation_model():
+    """The `OrientationModel` class (a numpy stand-in for a Keras softmax model)."""
+    return OrientationModel
+
+
+# --- a small run bundle (tests of galaxy_core.bundle, evaluate, ...) ----------------------------
+BUNDLE_SIZE = 32  # image size of the `parts` bundle
+BUNDLE_N_TEST = 12  # its test images
+
+
+def tiny_model(num_classes=10, seed=0):
+    """Conv -> global pooling -> softmax on 32x32x3 [0, 1] input (a few hundred weights)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((BUNDLE_SIZE, BUNDLE_SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="session")
+def parts():
+    """Everything write_bundle needs, from a tiny untrained model (built once for the session)."""
+    from galaxy_core.config import Config
+    from galaxy_core.metrics import assemble_metrics, evaluate_split
+
+    cfg = Config(image_size=BUNDLE_SIZE, weights="none", epochs=3)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (BUNDLE_N_TEST, BUNDLE_SIZE, BUNDLE_SIZE, 3), dtype=np.uint8)
+    labels = np.arange(BUNDLE_N_TEST) % cfg.num_classes
+    model = tiny_model()
+    test = evaluate_split(model, images, labels, cfg.class_names, batch_size=8, tta=False)
+    history = {"loss": [2.3, 2.2, 2.1], "accuracy": [0.1, 0.2, 0.3], "val_loss": [2.31, 2.25, 2.2],
+               "val_accuracy": [0.1, 0.15, 0.2], "learning_rate": [1e-3, 1e-3, 5e-4],
+               "epoch_time_s": [1.0, 0.9, 0.95]}
+    return dict(
+        config=cfg, model=model, history=history,
+        metrics=assemble_metrics(test, best_epoch=3, wall_time_s=3.0),
+        run_info={"synthetic": True, "dataset": "tiny.h5", "split_sizes": {"test": BUNDLE_N_TEST}},
+        predictions={"indices": np.arange(100, 100 + BUNDLE_N_TEST), "labels": labels,
+                     "probs": test["probs"], "images": images},
+    )
+
+
+@pytest.fixture(scope="session")
+def good_bundle(tmp_path_factory, parts):
+    """One valid bundle written once; tests copy it (cheaper than writing one each)."""
+    from galaxy_core.bundle import write_bundle
+
+    return write_bundle(tmp_path_factory.mktemp("shared") / "good", **parts)
+
+
+# --- image files of many layouts (tests of galaxy_core.decode and predict) ------------------------
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory):
+    """Image files of many layouts plus broken ones; returns {kind: (path, expected RGB uint8 or None)}."""
+    import cv2
+
+    from galaxy_core.preprocess import to_rgb_uint8
+
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (30, 30, 4), dtype=np.uint8)
+    large = np.zeros((800, 1000, 3), np.uint8)
+    cv2.circle(large, (500, 400), 200, (255, 200, 120), -1)
+    deep = (rng.integers(0, 65536, (48, 48, 3))).astype(np.uint16)
+    out = {}
+    for kind, image in (("rgb", rgb), ("gray", gray), ("rgba", rgba), ("large", large), ("16bit", deep)):
+        path = folder / f"{kind}.png"
+        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3
+                                                         else cv2.COLOR_RGBA2BGRA)
+        assert cv2.imwrite(str(path), bgr)
+        out[kind] = (path, to_rgb_uint8(image))
+    jpeg = folder / "photo.jpg"
+    assert cv2.imwrite(str(jpeg), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out["jpeg"] = (jpeg, None)
+    garbage = folder / "garbage.png"
+    garbage.write_bytes(b"\x89PNG this is not really an image" + rng.bytes(200))
+    out["garbage"] = (garbage, None)
+    return out

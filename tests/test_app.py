@@ -43,7 +43,7 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     """
     import keras
 
-    from galaxy_core import bundle, evaluate, explain, preprocess, synthetic
+    from galaxy_core import bundle, explain, metrics as metrics_mod, preprocess, synthetic
     from galaxy_core.config import Config
 
     keras.utils.set_random_seed(seed)
@@ -59,8 +59,8 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     history = {"loss": [2.3, 2.0, 1.8], "accuracy": [0.1, 0.2, 0.3],
                "val_loss": [2.2, 2.1, 2.0], "val_accuracy": [0.15, 0.2, 0.25]}
-    test = {"plain": evaluate.compute_metrics(labels, probs, cfg.class_names), "tta": None}
-    metrics = evaluate.assemble_metrics(test, None, best_epoch=3, wall_time_s=12.5, images_per_s=40.0)
+    test = {"plain": metrics_mod.compute_metrics(labels, probs, cfg.class_names), "tta": None}
+    metrics = metrics_mod.assemble_metrics(test, None, best_epoch=3, wall_time_s=12.5, images_per_s=40.0)
     # The "dataset": the raw images, in Galaxy10 format, beside the bundle (run.json points to it).
     from conftest import write_galaxy10_like
 

@@ -1,168 +1,71 @@
-"""Tests of galaxy_core.evaluate: metrics against hand-computed values and scikit-learn, TTA, curves."""
+"""Tests of galaxy_core.evaluate: re-evaluation of a saved run bundle (`train.py --evaluate`)."""
 
 import json
+import os
+import shutil
+import stat
 
+import h5py
 import numpy as np
 import pytest
-from sklearn import metrics as skm
 
+from galaxy_core import bundle as bundle_mod
 from galaxy_core import evaluate
-from galaxy_core.evaluate import (assemble_metrics, compute_metrics, dihedral_transforms, format_report,
-                                  plot_curves, predict_probs)
+from galaxy_core.bundle import load_bundle
+from galaxy_core.metrics import evaluate_split
 
-NAMES = ("a", "b", "c")
-
-
-def one_hot_probs(pred, num_classes=3, confidence=0.8):
-    """Probabilities whose argmax is `pred`: `confidence` on it, the rest spread evenly."""
-    probs = np.full((len(pred), num_classes), (1 - confidence) / (num_classes - 1), np.float32)
-    probs[np.arange(len(pred)), pred] = confidence
-    return probs
+N_TEST = 12  # test images of conftest.py's `parts` bundle
 
 
-def test_metrics_hand_computed():
-    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2])
-    y_pred = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-    m = compute_metrics(y_true, one_hot_probs(y_pred), NAMES)
-    # 6 of 8 right.
-    assert m["n"] == 8
-    assert m["accuracy"] == pytest.approx(6 / 8)
-    assert m["confusion_matrix"] == [[3, 1, 0], [0, 1, 1], [0, 0, 2]]
-    # Recalls 3/4, 1/2, 2/2 -> balanced accuracy = mean.
-    assert m["balanced_accuracy"] == pytest.approx((0.75 + 0.5 + 1.0) / 3)
-    # Precisions: a 3/3, b 1/2, c 2/3. F1 = 2PR/(P+R).
-    f1 = [2 * 1 * 0.75 / 1.75, 2 * 0.5 * 0.5 / 1.0, 2 * (2 / 3) * 1 / (2 / 3 + 1)]
-    assert m["macro_f1"] == pytest.approx(np.mean(f1))
-    assert m["per_class"]["a"] == pytest.approx({"precision": 1.0, "recall": 0.75, "f1": f1[0], "support": 4})
-    assert m["per_class"]["b"]["precision"] == pytest.approx(0.5)
-    assert m["per_class"]["c"]["support"] == 2
-    # Cross-entropy: -log(0.8) for right rows, -log(0.1) for wrong ones.
-    assert m["loss"] == pytest.approx(-(6 * np.log(0.8) + 2 * np.log(0.1)) / 8, rel=1e-5)
-    assert "precision" in m["classification_report"] and "a" in m["classification_report"]
-    # Plain Python types only.
-    assert json.loads(json.dumps(m)) == m
+def copy_bundle(src, dest):
+    shutil.copytree(src, dest)
+    return dest
 
 
-def test_metrics_equal_sklearn_on_random_data():
-    rng = np.random.default_rng(0)
-    y_true = rng.integers(0, 10, 300)
-    logits = rng.normal(size=(300, 10)) + 2.0 * np.eye(10)[y_true]
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    y_pred = probs.argmax(1)
-    names = [f"class {i}" for i in range(10)]
-    m = compute_metrics(y_true, probs, names)
-    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
-    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
-    assert m["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
-    assert m["loss"] == pytest.approx(skm.log_loss(y_true, probs, labels=range(10)), rel=1e-6)
-    assert m["confusion_matrix"] == skm.confusion_matrix(y_true, y_pred).tolist()
+def test_reevaluate_bundle_rewrites_metrics_and_probs(tmp_path, good_bundle, parts, monkeypatch):
+    run = copy_bundle(good_bundle, tmp_path / "runs" / "run")
+    # Spoil the stored numbers so that a rewrite is visible.
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["val"] = {**metrics["test"], "accuracy": 0.456}
+    metrics["test"]["accuracy"] = 0.123
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with h5py.File(run / "predictions.h5", "r+") as f:
+        f["probs"][...] = 0.1
+
+    # A failure while rewriting leaves predictions.h5 and metrics.json as they were, no temp files.
+    monkeypatch.setattr(evaluate, "_rewrite_probs", lambda *a: (_ for _ in ()).throw(OSError("boom")))
+    with pytest.raises(OSError):
+        evaluate.reevaluate_bundle(run, progress=False)
+    monkeypatch.undo()
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] == 0.123
+    assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
+
+    new = evaluate.reevaluate_bundle(run, tta=True, progress=False)
+    images, labels = parts["predictions"]["images"], parts["predictions"]["labels"]
+    names = parts["config"].class_names
+    model = parts["model"]
+    expected = evaluate_split(model, images, labels, names, tta=True)
+    assert new["test"]["accuracy"] == pytest.approx(expected["plain"]["accuracy"])
+    assert new["test"]["loss"] == pytest.approx(expected["plain"]["loss"], rel=1e-5)
+    assert new["test_tta"]["loss"] == pytest.approx(expected["tta"]["loss"], rel=1e-5)
+    assert new["val"]["accuracy"] == 0.456 and new["best_epoch"] == 3 and "reevaluated_at" in new
+    b = load_bundle(run)
+    assert b.metrics == new
+    np.testing.assert_allclose(b.predictions["probs"], expected["probs"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.predictions["probs_tta"], expected["probs_tta"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(b.read_test_images(range(N_TEST)), images)
+    assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
 
 
-def test_metrics_missing_class_and_clipped_loss():
-    # Class "c" never appears in y_true; a zero probability on the true class is clipped, not inf.
-    y_true = np.array([0, 1, 1])
-    probs = np.array([[0.0, 0.0, 1.0], [0.1, 0.9, 0.0], [0.2, 0.8, 0.0]], np.float32)
-    m = compute_metrics(y_true, probs, NAMES)
-    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert m["balanced_accuracy"] == pytest.approx(0.5)  # mean recall over classes a (0) and b (1)
-    assert np.isfinite(m["loss"]) and m["loss"] == pytest.approx(-(np.log(1e-7) + np.log(0.9) + np.log(0.8)) / 3)
-
-
-@pytest.mark.parametrize("y_true, probs, match", [
-    (np.array([0, 1]), np.ones((3, 3)) / 3, "same N"),
-    (np.array([0, 3]), np.ones((2, 3)) / 3, "0..2"),
-    (np.array([0, 1]), np.ones((2, 4)) / 4, "4 columns"),
-    (np.array([], int), np.ones((0, 3)), "zero examples"),
-])
-def test_metrics_reject_bad_input(y_true, probs, match):
-    with pytest.raises(ValueError, match=match):
-        compute_metrics(y_true, probs, NAMES)
-
-
-class OrientationModel:
-    """A 'model' whose output depends on orientation: softmax of the mean of 4 image quadrants."""
-
-    output_shape = (None, 4)
-
-    def __init__(self):
-        self.calls = []
-
-    def predict_on_batch(self, x):
-        self.calls.append(x.copy())
-        h = x.shape[1] // 2
-        quads = np.stack([x[:, :h, :h].mean((1, 2, 3)), x[:, :h, h:].mean((1, 2, 3)),
-                          x[:, h:, :h].mean((1, 2, 3)), x[:, h:, h:].mean((1, 2, 3))], axis=1)
-        logits = 10 * quads + np.arange(4) * x[:, 0, :, 0].mean(1, keepdims=True)
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return (e / e.sum(1, keepdims=True)).astype(np.float32)
-
-
-def test_dihedral_transforms_are_the_8_distinct_symmetries():
-    x = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
-    views = dihedral_transforms(x)
-    assert len(views) == 8 and np.array_equal(views[0], x)
-    assert len({v.tobytes() for v in views}) == 8
-    assert np.array_equal(views[1][0, :, :, 0], np.fliplr(x[0, :, :, 0]))
-    assert np.array_equal(views[2][0, :, :, 0], np.rot90(x[0, :, :, 0]))
-
-
-def test_predict_probs_plain_and_tta_equal_manual_computation():
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
-    model = OrientationModel()
-    plain = predict_probs(model, images, batch_size=2)
-    expected = OrientationModel().predict_on_batch(images.astype(np.float32) / 255)
-    assert plain.dtype == np.float32 and plain.shape == (5, 4)
-    np.testing.assert_allclose(plain, expected, rtol=1e-6)
-    assert [len(c) for c in model.calls] == [2, 2, 1]  # batched
-    assert all(c.dtype == np.float32 and c.max() <= 1.0 for c in model.calls)
-
-    tta = predict_probs(OrientationModel(), images, batch_size=3, tta=True)
-    views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
-    views += [v[:, :, ::-1] for v in views]
-    manual = np.mean([OrientationModel().predict_on_batch(v.astype(np.float32) / 255) for v in views], axis=0)
-    np.testing.assert_allclose(tta, manual, rtol=1e-5, atol=1e-7)
-    assert not np.allclose(tta, plain, atol=1e-3)  # the model really is orientation dependent
-    np.testing.assert_allclose(tta.sum(1), 1.0, rtol=1e-5)
-
-
-def test_predict_probs_float_input_and_bad_shapes():
-    images = np.random.default_rng(2).random((3, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_allclose(predict_probs(OrientationModel(), images),
-                               OrientationModel().predict_on_batch(images), rtol=1e-6)
-    with pytest.raises(ValueError, match="shape"):
-        predict_probs(OrientationModel(), images[..., 0])
-    assert predict_probs(OrientationModel(), images[:0]).shape == (0, 4)
-
-
-def test_evaluate_split_and_assemble_metrics():
-    rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
-    labels = rng.integers(0, 4, 12)
-    names = ["w", "x", "y", "z"]
-    result = evaluate.evaluate_split(OrientationModel(), images, labels, names, batch_size=5, tta=True)
-    assert result["probs"].shape == (12, 4) and result["probs_tta"].shape == (12, 4)
-    assert result["plain"] == compute_metrics(labels, result["probs"], names)
-    assert result["tta"] == compute_metrics(labels, result["probs_tta"], names)
-    no_tta = evaluate.evaluate_split(OrientationModel(), images, labels, names, tta=False)
-    assert no_tta["tta"] is None and no_tta["probs_tta"] is None
-
-    doc = assemble_metrics(result, val=no_tta, best_epoch=np.int64(3), wall_time_s=1.5)
-    assert doc["test"] == result["plain"] and doc["test_tta"] == result["tta"]
-    assert doc["val"] == no_tta["plain"] and doc["val_tta"] is None
-    assert doc["best_epoch"] == 3 and doc["wall_time_s"] == 1.5
-    json.dumps(doc)  # serialisable
-    text = format_report(doc, names, synthetic=True)
-    assert "SYNTHETIC DATA" in text and "test (TTA)" in text and "Confusion matrix" in text
-    assert "SYNTHETIC" not in format_report(doc, names, synthetic=False)
-
-
-def test_plot_curves_writes_png(tmp_path):
-    history = {"loss": [1.2, 0.9, 0.8], "val_loss": [1.3, 1.0, 1.1],
-               "accuracy": [0.4, 0.6, 0.7], "val_accuracy": [0.35, 0.55, 0.5]}
-    assert evaluate.best_epoch_of(history) == 2
-    path = plot_curves(history, tmp_path / "sub" / "curves.png")
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    # No history at all still gives a readable picture rather than an error.
-    assert plot_curves({}, tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_reevaluated_files_keep_the_umask_mode(tmp_path, good_bundle, umask):
+    """Issue 10 item 6: after --evaluate, metrics.json and predictions.h5 were 0600 (mkstemp)."""
+    run = copy_bundle(good_bundle, tmp_path / "runs" / "run")
+    old = os.umask(umask)
+    try:
+        evaluate.reevaluate_bundle(run, tta=False, progress=False)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.iterdir()}
+    assert modes["metrics.json"] == 0o666 & ~umask and modes["predictions.h5"] == 0o666 & ~umask, modes
+    assert load_bundle(run).metrics["test_tta"] is None
