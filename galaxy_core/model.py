@@ -110,15 +110,31 @@ def valid_backbones() -> list[str]:
     return sorted(names + list(EXTRA_BACKBONES))
 
 
+def resolve_backbone(name: str) -> str:
+    """The canonical backbone name for `name`, matched case-insensitively ("densenet121" -> "DenseNet121").
+
+    Cheap (no model is built): call it before long work so a typo fails at once.
+
+    Raises:
+        ModelError: no such backbone; the message lists the valid names.
+    """
+    names = valid_backbones()
+    text = str(name).strip()
+    if text in names:
+        return text
+    matches = [valid for valid in names if valid.lower() == text.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    raise ModelError(f"Unknown backbone {name!r}. Use a keras.applications model name (any case), one of: "
+                     f"{', '.join(names)}.")
+
+
 def get_application(name: str):
-    """The `keras.applications` constructor called `name`; ModelError listing valid names if none."""
+    """The constructor of backbone `name` (any case, see `resolve_backbone`); ModelError if none."""
+    name = resolve_backbone(name)
     if name in EXTRA_BACKBONES:
         return EXTRA_BACKBONES[name]
-    fn = getattr(keras.applications, name, None) if name[:1].isupper() else None
-    if fn is None or not callable(fn):
-        raise ModelError(f"Unknown backbone {name!r}. Use a keras.applications model name, one of: "
-                         f"{', '.join(valid_backbones())}.")
-    return fn
+    return getattr(keras.applications, name)
 
 
 def scaling_for_backbone(name: str) -> BackboneScaling:
@@ -127,6 +143,7 @@ def scaling_for_backbone(name: str) -> BackboneScaling:
     The family's `preprocess_input` is probed on [0, 255] inputs: it is a per-channel affine map
     (possibly with an RGB -> BGR swap), which is recovered exactly and then checked on random input.
     """
+    name = resolve_backbone(name)
     fn = get_application(name)
     if name in EXTRA_BACKBONES:  # the project's own backbones take [-1, 1]
         return BackboneScaling([2.0] * 3, [-1.0] * 3, [0, 1, 2], name="backbone_scaling")
@@ -191,7 +208,8 @@ def build_model(cfg: Config, weights: str | None = None) -> keras.Model:
             weights that cannot be downloaded (e.g. offline).
     """
     weights = normalize_weights(weights)
-    application = get_application(cfg.backbone)
+    backbone_name = resolve_backbone(cfg.backbone)
+    application = get_application(backbone_name)
     size = cfg.image_size
     shape = (size, size, 3)
 
@@ -200,11 +218,11 @@ def build_model(cfg: Config, weights: str | None = None) -> keras.Model:
     # Augmentation layers applied one by one (not as a nested Sequential) to keep the graph flat.
     for layer in build_augmentation(cfg).layers:
         x = layer(x)
-    x = scaling_for_backbone(cfg.backbone)(x)  # backbone's own input range
+    x = scaling_for_backbone(backbone_name)(x)  # backbone's own input range
     try:
         backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=shape)
     except ValueError as err:
-        raise ModelError(f"Cannot build backbone {cfg.backbone} at {size}x{size}: {err}") from err
+        raise ModelError(f"Cannot build backbone {backbone_name} at {size}x{size}: {err}") from err
     own = {id(layer) for layer in keras.Model(inputs, x).layers}
     backbone_layers = [layer for layer in backbone.layers if id(layer) not in own]
 
@@ -218,10 +236,10 @@ def build_model(cfg: Config, weights: str | None = None) -> keras.Model:
     # float32 softmax: stable under a mixed_float16 policy.
     outputs = keras.layers.Dense(cfg.num_classes, activation="softmax", dtype="float32",
                                  name="predictions")(x)
-    model = keras.Model(inputs, outputs, name=f"galaxy_{cfg.backbone.lower()}")
+    model = keras.Model(inputs, outputs, name=f"galaxy_{backbone_name.lower()}")
 
     if weights is not None:
-        load_backbone_weights(model, cfg.backbone, shape, weights)
+        load_backbone_weights(model, backbone_name, shape, weights)
     if cfg.freeze_backbone:
         for layer in backbone_layers:
             layer.trainable = False
@@ -259,22 +277,52 @@ def load_backbone_weights(model: keras.Model, backbone: str, shape: tuple[int, i
                 raise ModelError(f"Backbone weights do not fit layer {layer.name!r}: {err}") from err
 
 
-def last_conv_layer_name(model: keras.Model) -> str:
-    """Name of Grad-CAM's feature-map layer: the last 4D, non-pooling layer after the last conv.
+# Layers that make a feature map from learned filters; Grad-CAM needs at least one.
+CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
+              keras.layers.Conv2DTranspose)
+# Layers skipped when choosing the Grad-CAM feature map: they subsample or summarise it.
+POOLING_TYPES = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+                 keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D)
 
-    One rule for the whole project (`galaxy_core.explain.find_feature_layer`): DenseNet `relu`,
-    VGG19 `block5_conv4` (its pool skipped), MobileNetV2 `out_relu`, a small CNN's last conv block.
+
+def output_rank(layer: keras.layers.Layer) -> int | None:
+    """Rank of a layer's output tensor (4 for a feature map), or None when it has no single output."""
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError):  # layer used several times, or not built
+        return None
+
+
+def feature_map_layer(model: keras.Model) -> keras.layers.Layer:
+    """Grad-CAM's feature map: the last 4-D, non-pooling layer at or after the last conv layer.
+
+    One rule for the whole project (`galaxy_core.explain` uses it). That is the backbone's final
+    activation for every keras.applications family (DenseNet `relu`, MobileNetV2 `out_relu`,
+    ResNet `conv5_block3_out`, EfficientNet `top_activation`, Xception `block14_sepconv2_act`),
+    `block5_conv4` for VGG19 (its pool is skipped), and the last conv (or its activation) of a
+    small CNN (`last_relu` for SmallCNN).
 
     Raises:
         ModelError: the model has no convolution layer.
     """
-    from galaxy_core.errors import ExplainError
-    from galaxy_core.explain._engine import find_feature_layer
+    layers = model.layers
+    conv_at = [i for i, layer in enumerate(layers) if isinstance(layer, CONV_TYPES)]
+    if not conv_at:
+        raise ModelError(f"Model {model.name!r} has no convolution layer; Grad-CAM needs one.")
+    chosen = layers[conv_at[-1]]
+    for layer in layers[conv_at[-1] + 1:]:
+        if output_rank(layer) == 4 and not isinstance(layer, POOLING_TYPES):
+            chosen = layer
+    return chosen
 
-    try:
-        return find_feature_layer(model).name
-    except ExplainError as err:
-        raise ModelError(str(err)) from err
+
+def last_conv_layer_name(model: keras.Model) -> str:
+    """Name of Grad-CAM's feature-map layer (`feature_map_layer`), e.g. "relu" for DenseNet.
+
+    Raises:
+        ModelError: the model has no convolution layer.
+    """
+    return feature_map_layer(model).name
 
 
 def load_model(path: str | Path, compile: bool = True) -> keras.Model:

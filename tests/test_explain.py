@@ -11,6 +11,7 @@ import pytest
 
 from galaxy_core import explain
 from galaxy_core.errors import BundleError, ExplainError
+from galaxy_core.model import last_conv_layer_name
 
 SIZE = 32
 QUADRANT_METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam_plus_plus")
@@ -146,7 +147,9 @@ def test_faithfulness_curve_endpoints(blob_task):
 @pytest.mark.parametrize("backbone, layer", [("MobileNetV2", "out_relu"), ("VGG19", "block5_conv4")])
 def test_flat_keras_applications_backbones(backbone, layer):
     model = flat_backbone(backbone)
-    assert explain.last_conv_layer_name(model) == layer
+    assert last_conv_layer_name(model) == layer
+    assert explain.find_feature_layer(model).name == layer  # explain uses the model's one rule
+    assert not hasattr(explain, "last_conv_layer_name")  # defined once, in galaxy_core.model
     x = np.random.default_rng(0).random((2, SIZE, SIZE, 3)).astype(np.float32)
     for method in QUADRANT_METHODS:
         kwargs = {"samples": 2} if method == "smoothgrad" else {}
@@ -266,18 +269,18 @@ def test_error_analysis_helpers():
         explain.target_classes(probs, labels, "other")
 
 
-def test_compute_save_load_round_trip(blob_task, tmp_path):
+def test_compute_save_load_round_trip(blob_task, tmp_path, capsys):
     model, images, labels, probs, quadrants = blob_task
     # Make a few confident errors by flipping some labels (the model itself is mostly right).
     labels = labels.copy()
     labels[:4] = (labels[:4] + 1) % 4
     indices = np.arange(len(labels)) + 1000
-    progress_calls = []
     data = explain.compute_explanations(
         model, images, labels, probs, indices, ["a", "b", "c", "d"], cap=3, n_correct=2,
-        smooth_samples=2, steps=4, batch_size=4, progress=False,
-        on_progress=lambda done, total: progress_calls.append((done, total)))
-    assert progress_calls and progress_calls[-1][0] == progress_calls[-1][1]
+        smooth_samples=2, steps=4, batch_size=4, progress=True)
+    # One tqdm bar (galaxy_core.io's format), one unit per batch of maps: 4 methods x (2 + 1) batches.
+    err = capsys.readouterr().err
+    assert "explanations: 100%" in err and "12/12" in err
     rows = data["rows"]
     assert len(rows["row"]) == 5 and rows["correct"].tolist() == [False] * 3 + [True] * 2
     np.testing.assert_array_equal(rows["row"][:3], explain.misclassified(labels, probs)[:3])

@@ -6,8 +6,8 @@ import pytest
 
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
-from galaxy_core.model import (BackboneScaling, build_model, last_conv_layer_name, load_model,
-                               scaling_for_backbone, valid_backbones)
+from galaxy_core.model import (BackboneScaling, build_model, feature_map_layer, last_conv_layer_name, load_model,
+                               resolve_backbone, scaling_for_backbone, valid_backbones)
 
 SMALL = dict(backbone="SmallCNN", image_size=32, dense_units=16)
 
@@ -106,6 +106,26 @@ def test_unknown_backbone_lists_valid_names():
     with pytest.raises(ModelError, match="DenseNet201.*VGG19|VGG19.*DenseNet201"):
         build_model(Config(backbone="DenseNet999", image_size=32))
     assert "SmallCNN" in valid_backbones() and "MobileNetV3Small" in valid_backbones()
+
+
+def test_backbone_names_are_accepted_in_any_case():
+    """Issue 10 item 11: `--backbone densenet121` was refused only for its case."""
+    assert resolve_backbone("densenet121") == "DenseNet121"
+    assert resolve_backbone(" vgg19 ") == "VGG19" and resolve_backbone("smallcnn") == "SmallCNN"
+    assert resolve_backbone("MobileNetV2") == "MobileNetV2"
+    with pytest.raises(ModelError, match="Unknown backbone 'densenet'. .*DenseNet121"):
+        resolve_backbone("densenet")
+    model = build_model(Config(**{**SMALL, "backbone": "smallcnn"}))
+    assert model.name == "galaxy_smallcnn" and last_conv_layer_name(model) == "last_relu"
+    scaling = scaling_for_backbone("densenet121")
+    assert scaling.get_config()["scale"] == scaling_for_backbone("DenseNet121").get_config()["scale"]
+
+
+def test_feature_map_layer_needs_a_conv_layer():
+    inputs = keras.Input((8, 8, 3))
+    dense_only = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ModelError, match="no convolution layer"):
+        feature_map_layer(dense_only)
 
 
 def test_imagenet_download_failure_says_how_to_work_offline(monkeypatch):

@@ -44,16 +44,11 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def last_conv_layer_name(model) -> str:
-    """Name of the Grad-CAM feature-map layer `find_feature_layer` picks."""
-    return __getattr__("find_feature_layer")(model).name
-
-
 __all__ = [
     "ALL_METHODS", "DEFAULT_BASELINE", "ENGINES", "METHODS", "TARGETS", "Explanations", "check_model",
     "clear_cache", "colorize", "compute_explanations", "deletion_score", "errors_by_pair",
     "faithfulness_curves", "faithfulness_scores", "find_feature_layer", "gradcam_map",
-    "gradcam_plus_plus_map", "insertion_score", "last_conv_layer_name", "load_explanations", "margins",
+    "gradcam_plus_plus_map", "insertion_score", "load_explanations", "margins",
     "misclassified", "most_ambiguous", "normalize_maps", "overlay", "saliency_map", "save_explanations",
     "select_rows", "smoothgrad_map", "target_classes",
 ]

@@ -25,16 +25,11 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from galaxy_core.errors import ExplainError
+from galaxy_core.errors import ExplainError, ModelError
+from galaxy_core.inference import to_model_input
+from galaxy_core.model import CONV_TYPES, feature_map_layer, output_rank
 
 ENGINES = ("compiled", "tf-keras-vis")
-
-# Layers that make a feature map from learned filters; Grad-CAM needs at least one.
-CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
-              keras.layers.Conv2DTranspose)
-# Layers skipped when choosing the Grad-CAM feature map: they subsample or summarise it.
-POOLING_TYPES = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
-                 keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,30 +88,15 @@ def check_model(model: Any) -> None:
             "explain class probabilities: end the model with Dense(num_classes, activation='softmax').")
 
 
-def _output_rank(layer: keras.layers.Layer) -> int | None:
-    try:
-        return len(layer.output.shape)
-    except (AttributeError, ValueError):  # layer used several times, or not built
-        return None
-
-
 def find_feature_layer(model: keras.Model) -> keras.layers.Layer:
-    """The Grad-CAM feature map: the last 4-D, non-pooling layer at or after the last conv layer.
+    """The Grad-CAM feature map (`galaxy_core.model.feature_map_layer`, the project's one rule).
 
-    That is the backbone's final activation for every keras.applications family (DenseNet
-    `relu`, MobileNetV2 `out_relu`, ResNet `conv5_block3_out`, EfficientNet `top_activation`,
-    Xception `block14_sepconv2_act`), `block5_conv4` for VGG19 (its pool is skipped), and the last
-    conv (or its activation) of a small CNN. Raises ExplainError when the model has no conv layer.
+    Raises ExplainError when the model has no conv layer.
     """
-    layers = model.layers
-    conv_at = [i for i, layer in enumerate(layers) if isinstance(layer, CONV_TYPES)]
-    if not conv_at:
-        raise ExplainError(f"Model {model.name!r} has no convolution layer; Grad-CAM needs one.")
-    chosen = layers[conv_at[-1]]
-    for layer in layers[conv_at[-1] + 1:]:
-        if _output_rank(layer) == 4 and not isinstance(layer, POOLING_TYPES):
-            chosen = layer
-    return chosen
+    try:
+        return feature_map_layer(model)
+    except ModelError as err:
+        raise ExplainError(str(err)) from err
 
 
 def resolve_feature_layer(model: keras.Model, layer: str | None) -> keras.layers.Layer:
@@ -128,7 +108,7 @@ def resolve_feature_layer(model: keras.Model, layer: str | None) -> keras.layers
     except ValueError:
         raise ExplainError(f"Model {model.name!r} has no layer {layer!r}; see [l.name for l in "
                            "model.layers] or leave layer=None to use the last conv feature map.") from None
-    if _output_rank(found) != 4:
+    if output_rank(found) != 4:
         raise ExplainError(f"Layer {layer!r} does not output a feature map (N, h, w, C); "
                            "pick a conv layer or its activation.")
     return found
@@ -137,7 +117,7 @@ def resolve_feature_layer(model: keras.Model, layer: str | None) -> keras.layers
 def check_images(model: keras.Model, images: Any) -> np.ndarray:
     """Validate a batch and return it as float32 in [0, 1], shape (N, S, S, 3).
 
-    uint8 input is rescaled with `galaxy_core.preprocess.rescale` (the project's one uint8 -> [0, 1]
+    uint8 input is mapped with `galaxy_core.inference.to_model_input` (the project's one uint8 -> [0, 1]
     mapping); float input is taken as already in [0, 1].
     """
     images = np.asarray(images)
@@ -145,7 +125,7 @@ def check_images(model: keras.Model, images: Any) -> np.ndarray:
         raise ExplainError(f"images must be a batch (N, S, S, 3); got shape {images.shape} "
                            "(for one image pass images[None]).")
     if images.dtype == np.uint8:
-        images = _rescale(images)
+        images = to_model_input(images)
     elif not np.issubdtype(images.dtype, np.floating):
         raise ExplainError(f"images must be uint8 or float in [0, 1]; got dtype {images.dtype}.")
     expected = tuple(model.inputs[0].shape[1:3])
@@ -153,12 +133,6 @@ def check_images(model: keras.Model, images: Any) -> np.ndarray:
         raise ExplainError(f"images are {images.shape[1]}x{images.shape[2]} but the model takes "
                            f"{expected[0]}x{expected[1]}; preprocess them to the model's image_size.")
     return np.ascontiguousarray(images, dtype=np.float32)
-
-
-def _rescale(images: np.ndarray) -> np.ndarray:
-    from galaxy_core.preprocess import rescale
-
-    return rescale(images)
 
 
 def check_classes(model: keras.Model, class_indices: Any, n: int) -> np.ndarray:

@@ -26,10 +26,8 @@ correct rows both targets are the same class: the map is computed once and store
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import h5py
 import numpy as np
@@ -37,7 +35,7 @@ import numpy as np
 from galaxy_core.config import Config
 from galaxy_core.errors import BundleError, ExplainError
 from galaxy_core.explain.analysis import TARGETS, _check, misclassified
-from galaxy_core.progress import ProgressBar
+from galaxy_core.io import atomic_path, progress_bar
 
 FORMAT = "galaxy10-explanations"
 VERSION = 1
@@ -81,7 +79,6 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
                          cap: int = 300, n_correct: int = 30, methods: Sequence[str] = ALL_METHODS,
                          smooth_samples: int = 20, batch_size: int = 16, steps: int = 20,
                          faithfulness: bool = True, seed: int = Config.seed,
-                         on_progress: Callable[[int, int], None] | None = None,
                          progress: bool = True) -> dict:
     """Maps and faithfulness scores for the misclassified images and a sample of correct ones.
 
@@ -97,8 +94,7 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
         batch_size: images per gradient call (maps), and x2 masked images per faithfulness call.
         steps: deletion / insertion steps. faithfulness: False skips the scores (NaN stored).
         seed: sampling of correct rows and SmoothGrad noise.
-        on_progress: called as on_progress(done, total) after each batch (for the app).
-        progress: draw a text progress bar on stderr.
+        progress: draw a tqdm bar on stderr (`galaxy_core.io.progress_bar`; one unit per batch).
 
     Returns:
         dict with `rows` (dict of arrays as in the file's /rows), `maps[method][target]` uint8
@@ -132,11 +128,9 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
         return -(-n // batch_size)
 
     total = len(methods) * (batches(len(rows)) + batches(len(wrong)))
-    done = 0
-    bar = ProgressBar(total, desc="explanations", unit="batch", enabled=progress)
     maps: dict = {}
     scores: dict = {}
-    try:
+    with progress_bar(total, desc="explanations", unit="batch", disable=not progress) as bar:
         for method in methods:
             fn = _method_fn(method, smooth_samples, batch_size, seed)
             maps[method], scores[method] = {}, {}
@@ -157,14 +151,9 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
                         found = faithfulness_scores(model, images[part], heat, classes[part], steps=steps,
                                                     batch_size=2 * batch_size)
                         deletion[part], insertion[part] = found["deletion"], found["insertion"]
-                    done += 1
                     bar.update(1)
-                    if on_progress is not None:
-                        on_progress(done, total)
                 maps[method][target] = out
                 scores[method][target] = {"deletion": deletion, "insertion": insertion}
-    finally:
-        bar.close()
 
     attrs = {"format": FORMAT, "version": VERSION, "methods": json.dumps(list(methods)),
              "targets": json.dumps(list(TARGETS)), "class_names": json.dumps(list(class_names)),
@@ -177,12 +166,13 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
 
 
 def save_explanations(path: str | Path, data: dict) -> Path:
-    """Write `compute_explanations`' result to `path` (HDF5, gzip) atomically (temp file + rename)."""
+    """Write `compute_explanations`' result to `path` (HDF5, gzip) atomically.
+
+    `galaxy_core.io.atomic_path`: a temp file renamed into place, with the umask's mode (0644 under
+    umask 022) like every other bundle file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for key, value in data["attrs"].items():
                 f.attrs[key] = value
@@ -199,10 +189,6 @@ def save_explanations(path: str | Path, data: dict) -> Path:
                     for name in ("deletion", "insertion"):
                         f.create_dataset(f"scores/{method}/{target}/{name}",
                                          data=np.asarray(found[name], np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
