@@ -3,9 +3,10 @@
 Usage:
     python -m galaxy_core.predict --run runs/NAME [--format text|csv|json] [--top-k K] [--tta] IMAGE...
 
-Each file (JPEG/PNG/TIFF/..., any size; grayscale, RGB, RGBA, 8 or 16 bit) is decoded with OpenCV,
-converted to RGB uint8, preprocessed exactly as in training (`galaxy_core.preprocess.preprocess_image`
-with the run's config) and classified by the run's model. A file that cannot be read gets a row
+Each file (PNG, JPEG, TIFF, BMP or WebP by content, up to 40 Mpx; grayscale, RGB, RGBA, 8 or 16 bit)
+is decoded by `galaxy_core.decode.read_image` to RGB uint8, preprocessed exactly as in training
+(`galaxy_core.preprocess.preprocess_image` with the run's config) and classified by the run's model
+(`galaxy_core.inference.predict_probs`). A file that cannot be read gets a row
 with its error and the others are still classified.
 
 Exit status: 0 if every file was classified, 1 if some failed, 2 on a usage or bundle error.
@@ -24,105 +25,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from galaxy_core.config import Config
-from galaxy_core.errors import GalaxyError, PreprocessError
+from galaxy_core.decode import read_image
+from galaxy_core.errors import GalaxyError
+from galaxy_core.inference import predict_probs, top_k
+from galaxy_core.io import progress as _progress
 
 FORMATS = ("text", "csv", "json")
 SYNTHETIC_WARNING = ("WARNING: this model was trained on SYNTHETIC data (generated images, not Galaxy10 "
                      "DECaLS); its predictions say nothing about real galaxies.")
-
-
-# Largest image accepted (width x height): 40 Mpx, e.g. 6,300 x 6,300. A small, highly compressed
-# PNG can declare 16,000 x 16,000 pixels and take a gigabyte to decode, so the size is read from
-# the header first.
-MAX_IMAGE_PIXELS = 40_000_000
-
-
-def check_pixel_count(data: np.ndarray, what: str) -> None:
-    """Raise PreprocessError if the encoded image in `data` (uint8 bytes) declares too many pixels.
-
-    Reads only the header (Pillow, lazily); formats Pillow cannot parse are left to OpenCV.
-    """
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data.tobytes())) as header:
-            width, height = header.size
-    except Image.DecompressionBombError:
-        width = height = MAX_IMAGE_PIXELS  # Pillow's own bomb check fired: far too large
-    except Exception:  # noqa: BLE001 - not parsable here; OpenCV decides below
-        return
-    if width * height > MAX_IMAGE_PIXELS:
-        raise PreprocessError(f"{what} is {width} x {height} pixels, more than the "
-                              f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx accepted; downsize it first "
-                              f"(the model sees it at a few hundred pixels anyway).")
-
-
-def read_image_file(source: str | os.PathLike | bytes | bytearray | memoryview) -> np.ndarray:
-    """Decode an image file to RGB uint8.
-
-    Args:
-        source: a file path, or the file's bytes (e.g. an upload).
-
-    Returns:
-        uint8 `(H, W, 3)` RGB at the file's own size (grayscale repeated, RGBA composited on black,
-        16-bit scaled to 8-bit by `galaxy_core.preprocess.to_rgb_uint8`).
-
-    Raises:
-        PreprocessError: the file is missing, empty or not an image OpenCV can decode.
-    """
-    import cv2
-
-    from galaxy_core.preprocess import to_rgb_uint8
-
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        what, data = "image bytes", np.frombuffer(source, dtype=np.uint8)
-    else:
-        what = f"image file {str(source)!r}"
-        try:
-            # np.fromfile + imdecode (not imread): works for any path encoding, and reads once.
-            data = np.fromfile(source, dtype=np.uint8)
-        except OSError as err:
-            raise PreprocessError(f"Cannot read {what}: {err.strerror or err}") from err
-    if data.size == 0:
-        raise PreprocessError(f"Cannot decode {what}: it is empty")
-    check_pixel_count(data, what)
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:
-        raise PreprocessError(f"Cannot decode {what}: {err}") from err
-    if image is None:
-        raise PreprocessError(f"Cannot decode {what}: not an image format OpenCV reads "
-                              f"(use JPEG, PNG, TIFF, BMP or WebP)")
-    if image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    return to_rgb_uint8(image)
-
-
-def classify_images(model, cfg: Config, images: Sequence[np.ndarray], batch_size: int = 64,
-                    tta: bool = False) -> np.ndarray:
-    """Preprocess images as in training and classify them.
-
-    Args:
-        model: the run's Keras model ([0, 1] input, softmax output).
-        cfg: the run's Config (preprocessing parameters, image size).
-        images: list of images of any size/layout `preprocess_image` accepts (e.g. uint8 RGB).
-        batch_size: images per model call.
-        tta: average over the 8 rotations/flips.
-
-    Returns:
-        float32 `(N, num_classes)` probabilities.
-    """
-    from galaxy_core.evaluate import predict_probs
-    from galaxy_core.preprocess import preprocess_batch
-
-    if len(images) == 0:
-        return np.zeros((0, cfg.num_classes), np.float32)
-    batch = preprocess_batch(list(images), cfg)  # uint8 (N, S, S, 3)
-    return predict_probs(model, batch, batch_size=batch_size, tta=tta)
 
 
 def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch_size: int = 64,
@@ -142,16 +52,12 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
         `confidence` (its probability), `probs` (list of num_classes floats), `error` (None, or the
         message; the other fields are then None).
     """
-    from galaxy_core.evaluate import predict_probs
-
     cfg = bundle.config
     model = bundle.load_model() if model is None else model
     paths = [str(p) for p in paths]
     rows: list[dict[str, Any]] = []
-    starts: Iterable[int] = range(0, len(paths), batch_size)
-    if progress and len(paths) > batch_size:
-        from galaxy_core.progress import progress as _progress
-        starts = _progress(starts, desc="classify", unit="batch")
+    starts: Iterable[int] = _progress(range(0, len(paths), batch_size), desc="classify", unit="batch",
+                                      disable=not (progress and len(paths) > batch_size))
     for start in starts:
         block = paths[start:start + batch_size]
         images, errors = [], {}
@@ -172,7 +78,7 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
 def _preprocess_file(path: str, cfg: Config) -> np.ndarray:
     from galaxy_core.preprocess import preprocess_image
 
-    return preprocess_image(read_image_file(path), cfg)
+    return preprocess_image(read_image(path), cfg)
 
 
 def _result_row(path: str, probs: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
@@ -184,12 +90,6 @@ def _result_row(path: str, probs: np.ndarray, class_names: Sequence[str]) -> dic
 def _error_row(path: str, message: str) -> dict[str, Any]:
     return {"file": path, "predicted_index": None, "predicted": None, "confidence": None,
             "probs": None, "error": message}
-
-
-def top_k(probs: Sequence[float], class_names: Sequence[str], k: int) -> list[tuple[str, float]]:
-    """The k most probable classes, most probable first: `[(name, probability), ...]`."""
-    order = np.argsort(-np.asarray(probs), kind="stable")[:k]
-    return [(class_names[i], float(probs[i])) for i in order]
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="average over the 8 rotations/flips of each image (8x slower)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, BMP or WebP)")
     return parser
 
 

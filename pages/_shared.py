@@ -218,7 +218,7 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _classify(path: str, stamp: float, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
-    from galaxy_core import evaluate, preprocess
+    from galaxy_core import inference, preprocess
 
     run, model = load_run(path, stamp), load_model(path, stamp)
     results = []
@@ -232,17 +232,17 @@ def _classify(path: str, stamp: float, files: tuple[tuple[str, bytes], ...], tta
                             "probs": None})
     good = [r for r in results if r["error"] is None]
     if good:
-        probs = evaluate.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
+        probs = inference.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
         for r, p in zip(good, probs):
             r["probs"] = p
     return results
 
 
 def read_image_bytes(data: bytes) -> np.ndarray:
-    """Decode the bytes of an image file (`galaxy_core.predict.read_image_file`)."""
-    from galaxy_core import predict
+    """Decode the bytes of an image file (`galaxy_core.decode.read_image`)."""
+    from galaxy_core import decode
 
-    return predict.read_image_file(data)
+    return decode.read_image(data)
 
 
 def gradcam_overlay(image: np.ndarray, class_index: int) -> np.ndarray:

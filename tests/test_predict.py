@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.predict: decoding image files, batch classification, the CLI and its formats."""
+"""Tests of galaxy_core.predict: batch classification of files, the CLI and its formats."""
 
 import csv
 import io
@@ -6,16 +6,15 @@ import json
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
 from galaxy_core.bundle import load_bundle, write_bundle
 from galaxy_core.config import Config
-from galaxy_core.errors import PreprocessError
-from galaxy_core.evaluate import assemble_metrics, evaluate_split
-from galaxy_core.predict import classify_files, classify_images, format_rows, main, read_image_file
-from galaxy_core.preprocess import preprocess_image, rescale, to_rgb_uint8
+from galaxy_core.inference import classify_images, to_model_input
+from galaxy_core.metrics import assemble_metrics, evaluate_split
+from galaxy_core.predict import classify_files, format_rows, main
+from galaxy_core.preprocess import preprocess_image
 
 SIZE = 32
 
@@ -42,52 +41,8 @@ def run_dir(tmp_path_factory):
         predictions={"indices": np.arange(10), "labels": labels, "probs": test["probs"], "images": images})
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """Image files of many layouts plus broken ones; returns {kind: (path, expected RGB uint8 or None)}."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(2)
-    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    gray = rng.integers(0, 256, (64, 64), dtype=np.uint8)
-    rgba = rng.integers(0, 256, (30, 30, 4), dtype=np.uint8)
-    large = np.zeros((800, 1000, 3), np.uint8)
-    cv2.circle(large, (500, 400), 200, (255, 200, 120), -1)
-    deep = (rng.integers(0, 65536, (48, 48, 3))).astype(np.uint16)
-    out = {}
-    for kind, image in (("rgb", rgb), ("gray", gray), ("rgba", rgba), ("large", large), ("16bit", deep)):
-        path = folder / f"{kind}.png"
-        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3
-                                                         else cv2.COLOR_RGBA2BGRA)
-        assert cv2.imwrite(str(path), bgr)
-        out[kind] = (path, to_rgb_uint8(image))
-    jpeg = folder / "photo.jpg"
-    assert cv2.imwrite(str(jpeg), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    out["jpeg"] = (jpeg, None)
-    garbage = folder / "garbage.png"
-    garbage.write_bytes(b"\x89PNG this is not really an image" + rng.bytes(200))
-    out["garbage"] = (garbage, None)
-    return out
-
-
-def test_read_image_file_layouts(files):
-    for kind in ("rgb", "gray", "rgba", "large", "16bit"):
-        path, expected = files[kind]
-        image = read_image_file(path)
-        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        np.testing.assert_array_equal(image, expected, err_msg=kind)  # RGB order, lossless PNG
-        np.testing.assert_array_equal(read_image_file(path.read_bytes()), expected)
-    assert read_image_file(files["jpeg"][0]).shape == (40, 50, 3)
-
-
-@pytest.mark.parametrize("source, match", [
-    (b"", "empty"), (b"not an image at all", "not an image"), ("/no/such/file.png", "Cannot read"),
-])
-def test_read_image_file_errors(source, match):
-    with pytest.raises(PreprocessError, match=match):
-        read_image_file(source)
-
-
-def test_classify_files_mixed(run_dir, files):
+def test_classify_files_mixed(run_dir, image_files):
+    files = image_files
     bundle = load_bundle(run_dir)
     model = bundle.load_model()
     kinds = ["rgb", "garbage", "gray", "rgba", "large", "16bit", "jpeg"]
@@ -109,14 +64,15 @@ def test_classify_files_mixed(run_dir, files):
     # Same numbers as preprocessing + the model by hand (the decoded image is the RGB original).
     expected = [files[k][1] for k in ("rgb", "gray", "rgba", "large", "16bit")]
     batch = np.stack([preprocess_image(image, bundle.config) for image in expected])
-    manual = model.predict_on_batch(rescale(batch))
+    manual = model.predict_on_batch(to_model_input(batch))
     got = np.array([rows[i]["probs"] for i in (0, 2, 3, 4, 5)])
     np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(classify_images(model, bundle.config, expected), manual, rtol=1e-5, atol=1e-6)
     assert classify_images(model, bundle.config, []).shape == (0, 10)
 
 
-def test_cli_csv_json_text(run_dir, files, capsys):
+def test_cli_csv_json_text(run_dir, image_files, capsys):
+    files = image_files
     paths = [str(files[k][0]) for k in ("rgb", "garbage", "large")]
     code = main(["--run", str(run_dir), "--format", "csv", "--top-k", "2", *paths])
     out, err = capsys.readouterr()
@@ -142,7 +98,8 @@ def test_cli_csv_json_text(run_dir, files, capsys):
     assert code == 0 and "SYNTHETIC" in out.splitlines()[0] and out.count("%") == 6
 
 
-def test_cli_errors_exit_2(tmp_path, files):
+def test_cli_errors_exit_2(tmp_path, image_files):
+    files = image_files
     # Subprocess: checks `python -m` and that a bad bundle gives "error: ..." and no traceback.
     png = str(files["rgb"][0])
     proc = subprocess.run([sys.executable, "-m", "galaxy_core.predict", "--run", str(tmp_path / "nope"), png],
@@ -157,16 +114,3 @@ def test_cli_errors_exit_2(tmp_path, files):
 def test_format_rows_rejects_unknown_format():
     with pytest.raises(ValueError, match="format"):
         format_rows([], ["a", "b"], fmt="xml")
-
-
-def test_huge_declared_image_is_refused_before_decoding(tmp_path):
-    import cv2
-
-    from galaxy_core.errors import PreprocessError
-    from galaxy_core.predict import MAX_IMAGE_PIXELS, read_image_file
-
-    side = int(MAX_IMAGE_PIXELS ** 0.5) + 100  # just over the cap, compresses to a small PNG
-    ok, png = cv2.imencode(".png", np.zeros((side, side), np.uint8))
-    assert ok and len(png) < 2_000_000
-    with pytest.raises(PreprocessError, match="Mpx accepted"):
-        read_image_file(png.tobytes())
