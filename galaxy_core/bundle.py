@@ -9,16 +9,20 @@ A run bundle is the folder `runs/<name>/` with:
   sizes, best epoch, wall time, images/s.
 - `model.keras`: the trained model (Keras 3 format, loaded in safe mode).
 - `history.csv`: one row per epoch; column `epoch` (1-based) then every key of the history.
-- `metrics.json`: see `galaxy_core.evaluate` (required key `test`; optional `test_tta`, `val`, ...).
+- `metrics.json`: see `galaxy_core.metrics` (required key `test`; optional `test_tta`, `val`, ...).
 - `predictions.h5`: the test split: `indices` int64 (N,), `labels` int64 (N,), `probs` float32
   (N, C), optional `probs_tta` float32 (N, C), `images` uint8 (N, S, S, 3) gzip-compressed, one
   image per chunk; attribute `class_names`.
-- `curves.png`: `galaxy_core.evaluate.plot_curves` of the history.
+- `curves.png`: `galaxy_core.curves.plot_curves` of the history.
 - `explanations.h5` (optional): `galaxy_core.explain.save_explanations`.
 
-`write_bundle` builds all of it in a hidden sibling folder `.<name>.partial-<random>` and renames it
-into place at the end, so a crash never leaves a half bundle under the run's name; `list_bundles`
-skips hidden folders.
+`write_bundle` builds all of it with `galaxy_core.io.atomic_dir` (a hidden sibling folder
+`.<name>.partial-<random>` renamed into place at the end, every file with the umask's mode), so a
+crash never leaves a half bundle under the run's name; `list_bundles` skips hidden folders.
+
+`load_bundle` validates every member without building the model: `model.keras` must be a zip
+whose `config.json` describes a model that safe mode will load (no `Lambda` layer, no pickled
+Python function).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import csv
 import io
 import json
 import os
-import secrets
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -38,22 +41,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from galaxy_core.config import Config, ConfigError
-from galaxy_core.errors import BundleError
-from galaxy_core.evaluate import METRIC_KEYS, dumps_json, plot_curves
+from galaxy_core.curves import plot_curves
+from galaxy_core.errors import BundleError, ModelError
+from galaxy_core.io import atomic_dir, default_runs_dir, write_bytes, write_json
+from galaxy_core.metrics import METRIC_KEYS
 
 RUN_FORMAT_VERSION = 1
 REQUIRED_MEMBERS = ("config.json", "run.json", "model.keras", "history.csv", "metrics.json",
                     "predictions.h5", "curves.png")
 EXPLANATIONS = "explanations.h5"
-RUNS_DIR_ENV = "GALAXY_RUNS_DIR"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Rows of images written per HDF5 call (bounds memory when images is a large memmap).
 _WRITE_BLOCK = 256
-
-
-def default_runs_dir() -> Path:
-    """`$GALAXY_RUNS_DIR`, else `./runs`."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,15 +108,10 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
     run.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _check_metrics(metrics, config, where="write_bundle")
 
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
-    tmp = parent / f".{out_dir.name}.partial-{token}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out_dir) as tmp:
         config.to_json(tmp / "config.json")
-        _write_text(tmp / "run.json", dumps_json(run) + "\n")
-        _write_text(tmp / "metrics.json", dumps_json(dict(metrics)) + "\n")
+        write_json(tmp / "run.json", run)
+        write_json(tmp / "metrics.json", dict(metrics))
         _write_history_csv(tmp / "history.csv", columns)
         _save_model(model, tmp / "model.keras")
         _write_predictions(tmp / "predictions.h5", arrays, config.class_names)
@@ -127,31 +121,7 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
         if explanations is not None:
             from galaxy_core.explain import save_explanations
             save_explanations(tmp / EXPLANATIONS, explanations)
-        _swap_into_place(tmp, out_dir, token)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
-
-
-def _swap_into_place(tmp: Path, out_dir: Path, token: str) -> None:
-    """Rename `tmp` to `out_dir`; an existing `out_dir` is moved aside first and deleted after."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{token}"
-        os.rename(out_dir, old)
-    try:
-        os.rename(tmp, out_dir)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out_dir)  # put the previous bundle back
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
 
 
 def _save_model(model, path: Path) -> None:
@@ -178,11 +148,12 @@ def _history_columns(history: Mapping[str, Sequence[float]]) -> dict[str, list]:
 
 def _write_history_csv(path: Path, columns: Mapping[str, list]) -> None:
     keys = list(columns)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(keys)
-        for row in zip(*(columns[k] for k in keys)):
-            writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)  # csv's own line ends ("\r\n"), byte for byte as before
+    writer.writerow(keys)
+    for row in zip(*(columns[k] for k in keys)):
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    write_bytes(path, text.getvalue().encode("utf-8"))
 
 
 def _write_predictions(path: Path, arrays: Mapping[str, np.ndarray], class_names: Sequence[str]) -> None:
@@ -340,9 +311,18 @@ class RunBundle:
         return images[0] if single else images
 
     def load_model(self):
-        """The bundle's Keras model (`galaxy_core.model.load_model`, safe mode)."""
+        """The bundle's Keras model (`galaxy_core.model.load_model`, safe mode).
+
+        Raises:
+            ModelError: the model cannot be loaded; the message names the run and the reason.
+        """
         from galaxy_core.model import load_model
-        return load_model(self.path / "model.keras")
+
+        try:
+            return load_model(self.path / "model.keras")
+        except ModelError as err:
+            raise ModelError(f"Run {self.name!r}: its model cannot be loaded ({err}). Re-run training, "
+                             f"or delete the folder {str(self.path)!r}.") from err
 
 
 @dataclass(frozen=True)
@@ -405,8 +385,7 @@ def load_bundle(path: str | Path) -> RunBundle:
     _check_metrics(metrics, config, where=f"{where}: metrics.json")
     history = _read_history_csv(path / "history.csv", where)
     predictions = _read_predictions(path / "predictions.h5", config, where)
-    if not zipfile.is_zipfile(path / "model.keras"):
-        raise BundleError(f"{where}: model.keras is not a Keras archive (zip)")
+    check_model_archive(path / "model.keras", where)
     with open(path / "curves.png", "rb") as f:
         if f.read(8) != PNG_SIGNATURE:
             raise BundleError(f"{where}: curves.png is not a PNG image")
@@ -427,7 +406,8 @@ def list_bundles(runs_dir: str | Path | None = None) -> list[BundleEntry]:
         runs_dir: default `$GALAXY_RUNS_DIR`, else `./runs`. A missing folder gives `[]`.
 
     Returns:
-        Valid bundles newest first (run.json `created`), then invalid ones by name with the reason.
+        Valid bundles newest first (run.json `created`; equal times by name), then invalid ones by
+        name with the reason, so the first entry is never an invalid bundle.
         Hidden folders (bundles being written, `.x.partial-*`, `.x.work`) are skipped.
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -444,8 +424,65 @@ def list_bundles(runs_dir: str | Path | None = None) -> list[BundleEntry]:
         except Exception as err:  # noqa: BLE001 - a broken folder must never break the listing
             invalid.append(BundleEntry(sub, None, f"Run bundle {str(sub)!r} cannot be read: "
                                                   f"{type(err).__name__}: {err}"))
-    valid.sort(key=lambda e: (e.bundle.created, e.name), reverse=True)
+    # Newest first; ties on `created` by name (a stable, readable order). Invalid ones always after.
+    valid.sort(key=lambda e: (-e.bundle.created.timestamp(), e.name))
     return valid + invalid
+
+
+# Keras classes that safe mode refuses to deserialise (they carry Python code): a Lambda layer and
+# a pickled lambda function anywhere in the config.
+UNSAFE_CLASSES = ("Lambda", "__lambda__")
+
+
+def check_model_archive(path: str | Path, where: str = "Model") -> dict:
+    """Check a `.keras` archive without building the model; return its model config (dict).
+
+    The archive must be a zip holding a `config.json` that is a JSON object, and the model it
+    describes must hold nothing that safe mode refuses (`UNSAFE_CLASSES`).
+
+    Raises:
+        BundleError: naming `where` and the problem.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise BundleError(f"{where}: {path.name} is not a Keras archive (zip)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise BundleError(f"{where}: {path.name} has no config.json (not a model saved by Keras 3 "
+                                  f"model.save); re-run training, or delete the run")
+            config = json.loads(archive.read("config.json").decode("utf-8"))
+    except BundleError:
+        raise
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"{where}: {path.name}'s config.json cannot be read: {err}") from err
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise BundleError(f"{where}: {path.name}'s config.json is not a Keras model config")
+    unsafe = _find_unsafe(config)
+    if unsafe:
+        raise BundleError(f"{where}: {path.name} contains {unsafe}, which Keras safe mode refuses to load "
+                          f"(it would run arbitrary Python code). Models of this project never do; "
+                          f"re-run training, or delete the run")
+    return config
+
+
+def _find_unsafe(node: Any) -> str | None:
+    """Description of the first unsafe object in a Keras config tree, or None."""
+    if isinstance(node, dict):
+        if node.get("class_name") in UNSAFE_CLASSES:
+            name = (node.get("config") or {}).get("name") if isinstance(node.get("config"), dict) else None
+            kind = "a Lambda layer" if node["class_name"] == "Lambda" else "a pickled Python lambda"
+            return kind + (f" ({name!r})" if name else "")
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _find_unsafe(child)
+        if found:
+            return found
+    return None
 
 
 def _read_json(path: Path, where: str) -> dict:

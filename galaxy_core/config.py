@@ -171,7 +171,9 @@ class Config:
         """Return the config as JSON text, and write it to `path` if given."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            from galaxy_core.io import write_text  # atomic, umask mode
+
+            write_text(path, text + "\n")
         return text
 
     @classmethod

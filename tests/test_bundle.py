@@ -9,54 +9,13 @@ import pytest
 
 from galaxy_core import bundle as bundle_mod
 from galaxy_core.bundle import BundleError, list_bundles, load_bundle, write_bundle
-from galaxy_core.config import Config
-from galaxy_core.evaluate import assemble_metrics, evaluate_split
 
-SIZE = 32
+SIZE = 32  # image size and test-set size of conftest.py's `parts` fixture
 N_TEST = 12
-
-
-def tiny_model(num_classes=10, seed=0):
-    """Conv -> global pooling -> softmax on 32x32x3 [0, 1] input (a few hundred weights)."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
-
-
-@pytest.fixture(scope="module")
-def parts():
-    """Everything write_bundle needs, from a tiny untrained model (built once for the module)."""
-    cfg = Config(image_size=SIZE, weights="none", epochs=3)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (N_TEST, SIZE, SIZE, 3), dtype=np.uint8)
-    labels = np.arange(N_TEST) % cfg.num_classes
-    model = tiny_model()
-    test = evaluate_split(model, images, labels, cfg.class_names, batch_size=8, tta=False)
-    history = {"loss": [2.3, 2.2, 2.1], "accuracy": [0.1, 0.2, 0.3], "val_loss": [2.31, 2.25, 2.2],
-               "val_accuracy": [0.1, 0.15, 0.2], "learning_rate": [1e-3, 1e-3, 5e-4],
-               "epoch_time_s": [1.0, 0.9, 0.95]}
-    return dict(
-        config=cfg, model=model, history=history,
-        metrics=assemble_metrics(test, best_epoch=3, wall_time_s=3.0),
-        run_info={"synthetic": True, "dataset": "tiny.h5", "split_sizes": {"test": N_TEST}},
-        predictions={"indices": np.arange(100, 100 + N_TEST), "labels": labels,
-                     "probs": test["probs"], "images": images},
-    )
 
 
 def write(path, parts, **changes):
     return write_bundle(path, **{**parts, **changes})
-
-
-@pytest.fixture(scope="module")
-def good_bundle(tmp_path_factory, parts):
-    """One valid bundle written once; tests copy it (cheaper than writing one each)."""
-    return write(tmp_path_factory.mktemp("shared") / "good", parts)
 
 
 def copy_bundle(src, dest):
@@ -216,6 +175,25 @@ def corrupt_model(path):
     (path / "model.keras").write_bytes(b"not a zip")
 
 
+def corrupt_model_without_config(path):
+    """Issue 10 item 4: a zip without config.json was listed as valid (and chosen by default)."""
+    import zipfile
+
+    with zipfile.ZipFile(path / "model.keras", "w") as archive:
+        archive.writestr("metadata.json", "{}")
+
+
+def corrupt_model_with_lambda(path):
+    """Issue 10 item 4: a model with a Lambda layer (refused by safe mode) was listed as valid."""
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="evil")(inputs)
+    x = keras.layers.Conv2D(4, 3)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x)).save(path / "model.keras")
+
+
 @pytest.mark.parametrize("corrupt, reason", [
     (corrupt_missing_metrics, "missing metrics.json"),
     (corrupt_bad_json, "metrics.json is not valid JSON"),
@@ -225,6 +203,8 @@ def corrupt_model(path):
     (corrupt_image_count, "images have shape"),
     (corrupt_history, "history.csv line 2"),
     (corrupt_model, "model.keras is not a Keras archive"),
+    (corrupt_model_without_config, "model.keras has no config.json"),
+    (corrupt_model_with_lambda, r"model.keras contains a Lambda layer \('evil'\), which Keras safe mode refuses"),
     (corrupt_predictions_file, "predictions.h5 cannot be read"),
 ])
 def test_corrupted_bundle_raises_and_is_listed_invalid(tmp_path, good_bundle, corrupt, reason):
@@ -263,6 +243,67 @@ def test_list_bundles_order_hidden_and_env(tmp_path, good_bundle, monkeypatch):
     assert list_bundles() == []
 
 
+def test_valid_bundles_come_first_and_ties_on_created_sort_by_name(tmp_path, good_bundle):
+    """Issue 10 item 4: bundles that tie on `created` sorted by name descending, so an unloadable one
+    (here "mmm", whose model.keras lacks config.json) could be the default choice."""
+    runs = tmp_path / "runs"
+    for name in ("zzz", "mmm", "aaa"):
+        set_created(copy_bundle(good_bundle, runs / name), "2026-03-01T12:00:00+00:00")
+    corrupt_model_without_config(runs / "mmm")
+    entries = list_bundles(runs)
+    assert [(e.name, e.ok) for e in entries] == [("aaa", True), ("zzz", True), ("mmm", False)]
+    assert "no config.json" in entries[2].error
+
+
+def test_model_that_fails_to_load_raises_model_error_naming_the_run(tmp_path, good_bundle):
+    import zipfile
+
+    from galaxy_core.errors import ModelError
+
+    run = copy_bundle(good_bundle, tmp_path / "runs" / "odd")
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:  # passes the archive check, cannot load
+        archive.writestr("config.json", json.dumps({"class_name": "Functional", "config": {}}))
+    b = load_bundle(run)
+    with pytest.raises(ModelError, match="Run 'odd': its model cannot be loaded"):
+        b.load_model()
+
+
+def test_check_model_archive_returns_the_model_config(good_bundle):
+    config = bundle_mod.check_model_archive(good_bundle / "model.keras")
+    assert config["class_name"] == "Functional" and config["config"]["layers"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_every_bundle_file_has_the_umask_mode(tmp_path, parts, umask):
+    """Issue 10 item 6: explanations.h5 was always 0600 (mkstemp), unreadable by another account."""
+    r, s = 3, SIZE
+    explanations = {
+        "attrs": {"format": "galaxy10-explanations", "version": 1, "methods": '["saliency"]',
+                  "targets": '["predicted", "true"]', "class_names": json.dumps(list(parts["config"].class_names)),
+                  "image_size": s, "steps": 4, "baseline": 0.0, "smooth_samples": 2, "seed": 0,
+                  "feature_layer": "conv"},
+        "rows": {"row": np.arange(r), "index": np.arange(r), "label": np.zeros(r, np.int64),
+                 "pred": np.zeros(r, np.int64), "probs": np.full((r, 10), 0.1, np.float32),
+                 "correct": np.ones(r, bool)},
+        "maps": {"saliency": {t: np.zeros((r, s, s), np.uint8) for t in ("predicted", "true")}},
+        "scores": {"saliency": {t: {"deletion": np.zeros(r, np.float32), "insertion": np.zeros(r, np.float32)}
+                                for t in ("predicted", "true")}},
+    }
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        out = write(tmp_path / "runs" / "modes", parts, explanations=explanations)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert set(modes) == set(bundle_mod.REQUIRED_MEMBERS) | {"explanations.h5"}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    assert load_bundle(out).has_explanations
+
+
 def test_load_bundle_missing_folder(tmp_path):
     with pytest.raises(BundleError, match="does not exist"):
         load_bundle(tmp_path / "nope")
@@ -273,43 +314,6 @@ def test_model_path_is_copied(tmp_path, parts):
     parts["model"].save(src)
     out = write(tmp_path / "runs" / "fromfile", parts, model=str(src))
     assert (out / "model.keras").read_bytes() == src.read_bytes()
-
-
-def test_reevaluate_bundle_rewrites_metrics_and_probs(tmp_path, good_bundle, parts, monkeypatch):
-    from galaxy_core import evaluate
-
-    run = copy_bundle(good_bundle, tmp_path / "runs" / "run")
-    # Spoil the stored numbers so that a rewrite is visible.
-    metrics = json.loads((run / "metrics.json").read_text())
-    metrics["val"] = {**metrics["test"], "accuracy": 0.456}
-    metrics["test"]["accuracy"] = 0.123
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    with h5py.File(run / "predictions.h5", "r+") as f:
-        f["probs"][...] = 0.1
-
-    # A failure while rewriting leaves predictions.h5 and metrics.json as they were, no temp files.
-    monkeypatch.setattr(evaluate, "_rewrite_probs", lambda *a: (_ for _ in ()).throw(OSError("boom")))
-    with pytest.raises(OSError):
-        evaluate.reevaluate_bundle(run, progress=False)
-    monkeypatch.undo()
-    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] == 0.123
-    assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
-
-    new = evaluate.reevaluate_bundle(run, tta=True, progress=False)
-    images, labels = parts["predictions"]["images"], parts["predictions"]["labels"]
-    names = parts["config"].class_names
-    model = parts["model"]
-    expected = evaluate.evaluate_split(model, images, labels, names, tta=True)
-    assert new["test"]["accuracy"] == pytest.approx(expected["plain"]["accuracy"])
-    assert new["test"]["loss"] == pytest.approx(expected["plain"]["loss"], rel=1e-5)
-    assert new["test_tta"]["loss"] == pytest.approx(expected["tta"]["loss"], rel=1e-5)
-    assert new["val"]["accuracy"] == 0.456 and new["best_epoch"] == 3 and "reevaluated_at" in new
-    b = load_bundle(run)
-    assert b.metrics == new
-    np.testing.assert_allclose(b.predictions["probs"], expected["probs"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(b.predictions["probs_tta"], expected["probs_tta"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(b.read_test_images(range(N_TEST)), images)
-    assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
 
 
 def test_explanations_member(tmp_path, parts, monkeypatch):
