@@ -1,29 +1,30 @@
 """Galaxy10 explorer: the Streamlit app's entry point (`streamlit run streamlit_app.py`).
 
 A router: page config, the shared sidebar run selector, and `st.navigation` over the views in
-`pages/views/` (helpers shared by the views: `pages/_shared.py`). Views read run bundles from `runs/`
-(or `$GALAXY_RUNS_DIR`) and user uploads only; all computation lives in `galaxy_core/`.
+`pages/views/` (their helpers: `pages/lib/`). Views read run bundles from `runs/` (or
+`$GALAXY_RUNS_DIR`) and user uploads only; all computation lives in `galaxy_core/`.
 
-The views sit one level below `pages/` on purpose: Streamlit treats the top-level `pages/*.py` of an
-app folder as legacy auto-pages on a fresh server's first run (and in every AppTest run), which would
-run a view without this router.
+No `.py` file sits directly in `pages/`, on purpose: Streamlit treats the top-level `pages/*.py` of
+an app folder (any name but `__init__.py` and dot files) as legacy auto-pages on a fresh server's
+first run (and in every AppTest run), which would run a view or a helper without this router. Files
+in subfolders of `pages/` are never auto-pages.
 """
 
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:  # `pages._shared` and `galaxy_core` import from the app's folder
+if str(ROOT) not in sys.path:  # `pages.lib` and `galaxy_core` import from the app's folder
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
 
-from pages import _shared  # noqa: E402
+from pages.lib import widgets  # noqa: E402
 
 st.set_page_config(page_title="Galaxy10 explorer", page_icon=":material/blur_on:", layout="wide",
                    initial_sidebar_state="expanded")
 
-run = _shared.sidebar_run_selector()
+run = widgets.sidebar_run_selector()
 
 start = st.Page("pages/views/start.py", title="Get started", icon=":material/rocket_launch:",
                 default=run is None)

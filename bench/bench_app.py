@@ -60,8 +60,11 @@ def bench_apptest(repeats: int) -> list[float]:
 def bench_core(repeats: int) -> list[float]:
     import numpy as np
 
-    from galaxy_core import app_support, synthetic
+    from galaxy_core import synthetic
     from galaxy_core.config import Config
+    from galaxy_core.preprocess import preprocess_stages
+    from pages.lib.figures import histogram_figure
+    from pages.lib.lab import preprocess_thumbnails
 
     base = Config()
     size = base.image_size
@@ -71,9 +74,9 @@ def bench_core(repeats: int) -> list[float]:
     for i in range(repeats + 2):
         cfg = base.replace(clahe_clip_limit=CLIP_VALUES[i % len(CLIP_VALUES)])
         start = time.perf_counter()
-        stages = app_support.preprocess_stages(image, cfg)
-        app_support.histogram_figure(stages).to_json()
-        app_support.preprocess_thumbnails(samples, cfg, 160)
+        stages = preprocess_stages(image, cfg)
+        histogram_figure(stages).to_json()
+        preprocess_thumbnails(samples, cfg, 160)
         elapsed = (time.perf_counter() - start) * 1000.0
         if i >= 2:
             times.append(elapsed)

@@ -277,6 +277,53 @@ class RunBundle:
     def num_test(self) -> int:
         return int(len(self.predictions["labels"]))
 
+    # Typed fields of run.json, metrics.json and history.csv, each read from the one key
+    # `galaxy_core.train` writes; None when a bundle written by other code lacks it.
+    @property
+    def dataset_path(self) -> Path | None:
+        """The dataset file the run was trained on (run.json `dataset_path`), or None."""
+        value = self.run_info.get("dataset_path")
+        return Path(value) if value else None
+
+    @property
+    def split_sizes(self) -> dict[str, int] | None:
+        """`{"train": n, "val": n, "test": n}` images per split (run.json `split_sizes`), or None."""
+        sizes = self.run_info.get("split_sizes")
+        if not isinstance(sizes, Mapping):
+            return None
+        return {str(k): int(v) for k, v in sizes.items() if v is not None}
+
+    @property
+    def best_epoch(self) -> int | None:
+        """1-based epoch whose weights the model holds (metrics.json `best_epoch`), or None."""
+        value = self.metrics.get("best_epoch")
+        return None if value is None else int(value)
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs trained: the rows of history.csv (its `epoch` column counts from 1)."""
+        return len(self.history.get("epoch", []))
+
+    @property
+    def wall_time_s(self) -> float | None:
+        """Seconds from the start of training to the bundle (run.json `wall_time_s`), or None."""
+        return _optional_float(self.run_info.get("wall_time_s"))
+
+    @property
+    def train_images_per_s(self) -> float | None:
+        """Training speed, median over the epochs (run.json `train_images_per_s`), or None."""
+        return _optional_float(self.run_info.get("train_images_per_s"))
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """Validation accuracy (metrics.json `val.accuracy`), or None without a validation split."""
+        return _optional_float((self.metrics.get("val") or {}).get("accuracy"))
+
+    @property
+    def test_tta_accuracy(self) -> float | None:
+        """Test accuracy with the 8-fold TTA (metrics.json `test_tta.accuracy`), or None."""
+        return _optional_float((self.metrics.get("test_tta") or {}).get("accuracy"))
+
     @property
     def explanations_path(self) -> Path | None:
         path = self.path / EXPLANATIONS
@@ -545,6 +592,10 @@ class _Shape:
 
     shape: tuple
     dtype: np.dtype
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _parse_time(text: Any) -> datetime:

@@ -60,7 +60,9 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     history = {"loss": [2.3, 2.0, 1.8], "accuracy": [0.1, 0.2, 0.3],
                "val_loss": [2.2, 2.1, 2.0], "val_accuracy": [0.15, 0.2, 0.25]}
     test = {"plain": metrics_mod.compute_metrics(labels, probs, cfg.class_names), "tta": None}
-    metrics = metrics_mod.assemble_metrics(test, None, best_epoch=3, wall_time_s=12.5, images_per_s=40.0)
+    # metrics.json and run.json with the keys galaxy_core.train writes.
+    metrics = metrics_mod.assemble_metrics(test, None, best_epoch=3, wall_time_s=12.5, train_images_per_s=40.0,
+                                           epochs_run=3)
     # The "dataset": the raw images, in Galaxy10 format, beside the bundle (run.json points to it).
     from conftest import write_galaxy10_like
 
@@ -68,11 +70,12 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
                                   labels=labels, images=raw)
     run_info = {
         "synthetic": True,
-        "dataset": "synthetic galaxies (test fixture, random probabilities)",
         "dataset_path": str(dataset),
         "split_sizes": {"train": 8 * len(labels), "val": len(labels), "test": len(labels)},
         "best_epoch": 3,
+        "epochs_run": 3,
         "wall_time_s": 12.5,
+        "train_images_per_s": 40.0,
     }
     indices = np.arange(len(labels))
     predictions = {"indices": indices, "labels": labels, "probs": probs.astype(np.float32), "images": images}
@@ -133,95 +136,6 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def texts(elements) -> list[str]:
     return [str(e.value) for e in elements]
-
-
-# --- app_support (no streamlit) -------------------------------------------------------------------
-def test_train_command_lists_every_parameter_as_a_flag():
-    from galaxy_core import app_support
-    from galaxy_core.config import Config
-
-    params = app_support.preprocess_params(Config().replace(clahe_clip_limit=3.5, opening_kernel_shape="cross"))
-    command = app_support.train_command(params)
-    assert command.startswith("python train.py ")
-    assert "--clahe-clip-limit 3.5" in command and "--opening-kernel-shape cross" in command
-    assert command.count("--") == len(app_support.PREPROCESS_FIELDS)
-    assert app_support.train_command({"flips": True, "class_weights": False}) == \
-        "python train.py --flips --no-class-weights"
-
-
-def test_train_command_flags_parse_back_to_the_same_config():
-    import argparse
-    import shlex
-
-    from galaxy_core import app_support
-    from galaxy_core.config import Config, add_config_arguments, config_from_args
-
-    params = {"clahe_clip_limit": 1.7, "clahe_tile_grid": 4, "channel_mode": "per_channel",
-              "opening_kernel_shape": "rect", "opening_kernel_size": 5, "opening_iterations": 2}
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser)
-    args = parser.parse_args(shlex.split(app_support.train_command(params))[2:])
-    cfg = config_from_args(args)
-    assert app_support.preprocess_params(cfg) == params
-    assert cfg.backbone == Config().backbone  # nothing else changed
-
-
-def test_preprocess_stages_end_with_exactly_what_training_feeds_the_model():
-    from galaxy_core import app_support, preprocess, synthetic
-    from galaxy_core.config import Config
-
-    cfg = Config(image_size=48, clahe_clip_limit=3.0, opening_kernel_size=5)
-    image = synthetic.render_galaxy(5, 80, np.random.default_rng(1))
-    stages = app_support.preprocess_stages(image, cfg)
-    assert list(stages) == ["original", "CLAHE", "CLAHE + opening"]
-    assert all(s.shape == (48, 48, 3) and s.dtype == np.uint8 for s in stages.values())
-    np.testing.assert_array_equal(stages["CLAHE + opening"], preprocess.preprocess_image(image, cfg))
-    assert not np.array_equal(stages["original"], stages["CLAHE"])
-
-
-def test_luminance_histogram_counts_every_pixel():
-    from galaxy_core import app_support
-
-    image = np.zeros((10, 20, 3), np.uint8)
-    image[:5] = 255
-    counts = app_support.luminance_histogram(image)
-    assert counts.shape == (256,) and counts.sum() == 200
-    assert counts[0] == 100 and counts[255] == 100
-
-
-def test_parse_progress_reads_the_last_bar_of_carriage_return_output():
-    from galaxy_core import app_support
-
-    text = "loading\ntrain  10% |##   | 1/10\rtrain  40% |#####   | 4/10\r"
-    fraction, last = app_support.parse_progress(text)
-    assert fraction == pytest.approx(0.4) and last.startswith("train  40%")
-    assert app_support.parse_progress("no bar yet\n") == (None, "no bar yet")
-    assert app_support.tail_lines("a\nb 1%\rb 2%\nc", 2) == "b 2%\nc"
-
-
-def test_confusion_helpers():
-    from galaxy_core import app_support
-
-    matrix = np.array([[5, 1, 0], [4, 2, 0], [0, 0, 0]])
-    shares = app_support.normalize_rows(matrix)
-    np.testing.assert_allclose(shares.sum(axis=1), [1, 1, 0])
-    cells = app_support.cell_table(matrix, ["a", "b", "c"])
-    assert list(zip(cells["true"], cells["predicted"], cells["images"])) == [
-        ("b", "a", 4), ("a", "b", 1), ("a", "a", 5), ("b", "b", 2)]  # errors first, largest first
-    np.testing.assert_allclose(cells["share"], [4 / 6, 1 / 6, 5 / 6, 2 / 6])
-    y_true, y_pred = np.array([0, 1, 1, 2]), np.array([0, 0, 0, 2])
-    np.testing.assert_array_equal(app_support.cell_indices(y_true, y_pred, 1, 0), [1, 2])
-
-
-def test_error_table_margin_and_confidence():
-    from galaxy_core import app_support
-
-    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
-    table = app_support.error_table(np.array([0, 1, 0]), probs, ["a", "b", "c"])
-    assert list(table.index) == [1, 2]  # row 0 is correct
-    assert list(table["predicted"]) == ["c", "b"] and list(table["true"]) == ["b", "a"]
-    np.testing.assert_allclose(table["confidence"], [0.6, 0.5])
-    np.testing.assert_allclose(table["margin"], [0.3, 0.3])
 
 
 # --- AppTest: no run at all ---------------------------------------------------------------------
@@ -420,19 +334,6 @@ def test_explain_errors_uses_stored_maps_and_computes_the_others(app_with_run, t
     assert set(filtered["true"] + " → " + filtered["predicted"]) == {pair.rsplit(" (", 1)[0]}
 
 
-def test_preprocess_thumbnails_match_preprocess_image_in_order():
-    from galaxy_core import app_support, preprocess, synthetic
-    from galaxy_core.config import Config
-
-    cfg = Config(image_size=64)
-    images = [synthetic.render_galaxy(c, 96, np.random.default_rng(c)) for c in range(4)]
-    thumbs = app_support.preprocess_thumbnails(images, cfg, 32)
-    for image, thumb in zip(images, thumbs):
-        assert thumb.shape == (32, 32, 3)
-        np.testing.assert_array_equal(thumb, app_support.thumbnail(preprocess.preprocess_image(image, cfg), 32))
-    assert app_support.preprocess_thumbnails(images[:1], cfg, 128)[0].shape == (64, 64, 3)  # never enlarged
-
-
 def fake_demo(script: str):
     """A stand-in for `train.py --demo`: a Python one-liner run instead (same streaming path)."""
     import sys
@@ -441,25 +342,27 @@ def fake_demo(script: str):
 
 
 def test_start_view_streams_the_demo_and_reports_failures(tmp_path, monkeypatch):
-    from galaxy_core import app_support
+    from pages.lib import jobs
 
     monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))
-    script = (
+    script = (  # the CLIs' one progress format: galaxy_core.io's tqdm bars
         "import sys, time\n"
-        "for i in (10, 50, 100):\n"
-        "    sys.stderr.write(f'\\rdemo {i:3d}% |###  | {i}/100'); sys.stderr.flush(); time.sleep(0.05)\n"
-        "print('\\nepoch done')\n"
+        "from galaxy_core.io import progress_bar\n"
+        "with progress_bar(100, desc='demo') as bar:\n"
+        "    for step in (10, 40, 50):\n"
+        "        bar.update(step); bar.refresh(); time.sleep(0.05)\n"
+        "print('epoch done')\n"
     )
-    monkeypatch.setattr(app_support, "demo_command", fake_demo(script))
+    monkeypatch.setattr(jobs, "demo_command", fake_demo(script))
     at = new_app().run()
     at.button[0].click().run()  # "Build the demo run": exits 0 but writes no bundle
     assert not at.exception
     (log,) = [c for c in texts(at.code) if "epoch done" in c]
-    assert "demo 100%" in log and "demo  50%" not in log  # carriage-return redraws collapsed
+    assert "demo: 100%" in log and "demo:  50%" not in log  # carriage-return redraws collapsed
     (error,) = texts(at.error)
     assert "finished but" in error and "is not a valid run bundle" in error
 
-    monkeypatch.setattr(app_support, "demo_command", fake_demo("import sys; print('boom'); sys.exit(3)"))
+    monkeypatch.setattr(jobs, "demo_command", fake_demo("import sys; print('boom'); sys.exit(3)"))
     at.button[0].click().run()
     (error,) = texts(at.error)
     assert "exit code 3" in error and any(c.strip() == "boom" for c in texts(at.code))
@@ -468,12 +371,12 @@ def test_start_view_streams_the_demo_and_reports_failures(tmp_path, monkeypatch)
 def test_start_view_opens_a_built_demo_run(tmp_path, monkeypatch, tiny_runs):
     import shutil
 
-    from galaxy_core import app_support
+    from pages.lib import jobs
 
     monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))
     source = tiny_runs / "tiny-synthetic"
     copy = f"import shutil; shutil.copytree({str(source)!r}, r'OUT'); print('written')"
-    monkeypatch.setattr(app_support, "demo_command", fake_demo(copy))
+    monkeypatch.setattr(jobs, "demo_command", fake_demo(copy))
     at = new_app().run()
     at.button[0].click().run()
     assert not at.exception
@@ -520,21 +423,6 @@ def test_lab_without_the_runs_dataset_says_test_images_are_already_preprocessed(
     assert any("a second time" in w for w in texts(at.warning))
 
 
-def test_overview_helpers_class_counts_splits_and_durations():
-    from galaxy_core import app_support
-    from galaxy_core.data import CLASS_COUNTS
-
-    labels = np.array([0, 0, 2, 9])
-    synthetic = app_support.class_counts({}, labels, 10, synthetic=True)
-    assert synthetic == {"test": [2, 0, 1, 0, 0, 0, 0, 0, 0, 1]}
-    real = app_support.class_counts({"class_counts": {"train": list(range(10))}}, labels, 10, synthetic=False)
-    assert list(real) == ["Galaxy10 DECaLS", "train", "test"] and real["Galaxy10 DECaLS"] == list(CLASS_COUNTS)
-    table = app_support.split_table({"split_sizes": {"train": 80, "val": 10, "test": 10}}, num_test=10)
-    assert list(table["images"]) == [80, 10, 10] and list(table["share"]) == ["80%", "10%", "10%"]
-    assert app_support.split_sizes({}, num_test=7) == {"train": None, "val": None, "test": 7}
-    assert [app_support.format_seconds(s) for s in (4.25, 95, 3725, None)] == ["4.2 s", "1m 35s", "1h 02m", "n/a"]
-
-
 def test_lab_accepts_an_uploaded_grayscale_png_and_rejects_garbage(tmp_path, monkeypatch):
     from galaxy_core import synthetic
 
@@ -552,24 +440,81 @@ def test_lab_accepts_an_uploaded_grayscale_png_and_rejects_garbage(tmp_path, mon
     assert error.startswith("Cannot read notes.png") and "decode" in error
 
 
-def test_most_faithful_names_the_map_with_the_largest_insertion_minus_deletion():
-    from galaxy_core import app_support
-
-    scores = {"saliency": (0.30, 0.40), "gradcam": (0.10, 0.70), "smoothgrad": (float("nan"), 0.9)}
-    line = app_support.most_faithful(scores)
-    assert "**Grad-CAM**" in line and "+0.600" in line and "Saliency" in line
-    assert app_support.most_faithful(None) is None
-    assert app_support.most_faithful({"gradcam": (float("nan"), float("nan"))}) is None
 
 
-def test_cell_position_finds_the_same_cell_in_a_reordered_table():
-    from galaxy_core import app_support
+def test_lab_sliders_span_the_configs_validation_ranges(tmp_path, monkeypatch):
+    from galaxy_core.config import FIELD_RANGES
 
-    names = [f"c{i}" for i in range(3)]
-    before = app_support.cell_table(np.array([[5, 2, 0], [1, 4, 0], [0, 3, 6]]), names)
-    after = app_support.cell_table(np.array([[5, 1, 0], [1, 4, 0], [0, 0, 9]]), names)
-    position = app_support.cell_position(before, 2, 1)  # the (true 2, predicted 1) cell
-    assert (before["true_index"].iloc[position], before["pred_index"].iloc[position]) == (2, 1)
-    assert app_support.cell_position(after, 2, 1) == 0  # gone from the new table: first row
-    moved = app_support.cell_position(after, 0, 1)
-    assert (after["true_index"].iloc[moved], after["pred_index"].iloc[moved]) == (0, 1)
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))
+    at = run_view(new_app().run(), "preprocessing_lab")
+    for key, field in (("lab_clip", "clahe_clip_limit"), ("lab_tiles", "clahe_tile_grid"),
+                       ("lab_iters", "opening_iterations")):
+        assert (at.slider(key=key).min, at.slider(key=key).max) == FIELD_RANGES[field], key
+    low, high = FIELD_RANGES["opening_kernel_size"]
+    assert at.select_slider(key="lab_ksize").options == [str(k) for k in range(low, high + 1, 2)]
+    at.slider(key="lab_tiles").set_value(64).run()  # the config's largest grid, refused by the old lab
+    assert not at.exception
+    (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
+    assert "--clahe-tile-grid 64" in command
+
+
+def test_classify_caption_states_the_formats_and_the_pixel_limit(app_with_run):
+    at = run_view(app_with_run, "classify")
+    (caption,) = [c for c in texts(at.caption) if "Mpx" in c]
+    assert caption.startswith("PNG, JPEG, TIFF, BMP or WebP") and "up to 40 Mpx" in caption and "any size" not in caption
+
+
+def _copy_of_tiny_run(tiny_runs, runs, name="copy"):
+    import shutil
+
+    shutil.copytree(tiny_runs / "tiny-synthetic", runs / name)
+    return runs / name
+
+
+def test_a_model_that_cannot_load_gives_the_runs_reason_not_a_traceback(tmp_path, monkeypatch, tiny_runs):
+    import zipfile
+
+    from galaxy_core import synthetic
+
+    runs = tmp_path / "runs"
+    broken = _copy_of_tiny_run(tiny_runs, runs, "no-config")
+    (broken / "model.keras").unlink()
+    with zipfile.ZipFile(broken / "model.keras", "w") as archive:  # a zip, but no config.json in it
+        archive.writestr("metadata.json", "{}")
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app().run()
+    assert not at.exception and texts(at.title) == ["Overview: no-config"]  # views without the model work
+
+    at = run_view(at, "classify")
+    galaxy = synthetic.render_galaxy(2, 120, np.random.default_rng(0))
+    at.file_uploader(key="cls_upload").set_value([("galaxy.png", png_bytes(galaxy), "image/png")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = texts(at.error)
+    assert "model of run `no-config` cannot be loaded" in error and "config.json" in error
+    assert "Traceback" not in error
+
+    at = run_view(at, "explain_errors")  # the first errors have stored maps: no model needed
+    assert any("Maps from `explanations.h5`" in c for c in texts(at.caption))
+    at.selectbox(key="err_sort").set_value("least confident first").run()  # maps to compute
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = texts(at.error)
+    assert "model of run `no-config` cannot be loaded" in error and "config.json" in error
+
+
+def test_a_bundle_with_only_the_required_run_keys_still_loads(tmp_path, monkeypatch, tiny_runs):
+    runs = tmp_path / "runs"
+    old = _copy_of_tiny_run(tiny_runs, runs, "minimal")
+    info = json.loads((old / "run.json").read_text())
+    (old / "run.json").write_text(json.dumps({k: info[k] for k in ("format_version", "created", "synthetic")}))
+    metrics = json.loads((old / "metrics.json").read_text())
+    (old / "metrics.json").write_text(json.dumps({"format_version": 1, "test": metrics["test"]}))
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert texts(at.title) == ["Overview: minimal"]
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Best epoch"] == "n/a" and tiles["Training time"] == "n/a" and tiles["TTA accuracy"] == "n/a"
+    assert list(at.dataframe[0].value["images"].fillna(-1)) == [-1, -1, 30]  # test size from predictions
+    assert any("data: n/a (synthetic)" in c for c in texts(at.caption))
+    for view in ("preprocessing_lab", "confusion_matrix", "explain_errors"):
+        run_view(at, view)

@@ -9,6 +9,7 @@ import pytest
 
 from galaxy_core import bundle as bundle_mod
 from galaxy_core.bundle import BundleError, list_bundles, load_bundle, write_bundle
+from galaxy_core.metrics import assemble_metrics, evaluate_split
 
 SIZE = 32  # image size and test-set size of conftest.py's `parts` fixture
 N_TEST = 12
@@ -335,3 +336,36 @@ def test_explanations_member(tmp_path, parts, monkeypatch):
     (out / "explanations.h5").write_bytes(b"junk")
     with pytest.raises(BundleError, match="explanations.h5 is not an HDF5 file"):
         load_bundle(out)
+
+
+def test_typed_fields_read_the_keys_the_trainer_writes(tmp_path, parts):
+    run_info = {"synthetic": False, "dataset_path": "/data/Galaxy10_DECals.h5",
+                "split_sizes": {"train": 80, "val": 10, "test": N_TEST}, "best_epoch": 2, "epochs_run": 3,
+                "wall_time_s": 95.5, "train_images_per_s": 41.0}
+    b = load_bundle(write(tmp_path / "typed", parts, run_info=run_info,
+                          metrics=assemble_metrics(*parts_results(parts), best_epoch=2)))
+    assert b.dataset_path.name == "Galaxy10_DECals.h5"
+    assert b.split_sizes == {"train": 80, "val": 10, "test": N_TEST}
+    assert b.best_epoch == 2 and b.epochs_run == 3  # 1-based, like history.csv's epoch column
+    assert b.wall_time_s == 95.5 and b.train_images_per_s == 41.0
+    assert b.val_accuracy is None and b.test_tta_accuracy is None  # no val split, no TTA here
+
+
+def test_typed_fields_are_none_for_a_bundle_without_the_optional_keys(good_bundle, tmp_path):
+    out = copy_bundle(good_bundle, tmp_path / "old")
+    info = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({k: info[k] for k in ("format_version", "created", "synthetic")}))
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({"test": metrics["test"]}))
+    b = load_bundle(out)
+    assert (b.dataset_path, b.split_sizes, b.best_epoch, b.wall_time_s, b.train_images_per_s,
+            b.val_accuracy, b.test_tta_accuracy) == (None,) * 7
+    assert b.epochs_run == 3
+
+
+def parts_results(parts):
+    """`(test, val)` `evaluate_split` results for `assemble_metrics` from the module's parts."""
+    cfg = parts["config"]
+    test = evaluate_split(parts["model"], parts["predictions"]["images"], parts["predictions"]["labels"],
+                          cfg.class_names, batch_size=8, tta=False)
+    return test, None

@@ -27,7 +27,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference", "metrics", "curves", "explain"),
     ("bundle",),
     ("checkpoint", "train", "evaluate", "predict"),
-    ("app_support",),  # display code, leaving galaxy_core for pages/ (issue 9)
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

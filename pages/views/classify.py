@@ -5,22 +5,22 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import app_support
-from pages import _shared
+from pages.lib import state, widgets
+from pages.lib.captions import classify_caption
+from pages.lib.figures import topk_figure
+from pages.lib.tables import results_table
 
 MAX_SHOWN = 40  # images drawn one by one; the results table lists every upload
 
-run = _shared.require_run()
+run = widgets.require_run()
 cfg = run.config
 class_names = list(cfg.class_names)
 
 st.title("Classify your images")
-st.caption(f"JPEG or PNG, any size. Grayscale and RGBA images are converted to RGB; each image is "
-           f"resized to {cfg.image_size}x{cfg.image_size} px and preprocessed exactly like the run's "
-           f"training images (CLAHE + opening) before the model sees it.")
-_shared.synthetic_banner(run)
+st.caption(classify_caption(cfg.image_size, state.UPLOAD_TYPES, state.MAX_UPLOAD_PIXELS))
+widgets.synthetic_banner(run)
 
-uploads = st.file_uploader("Galaxy images", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
+uploads = st.file_uploader("Galaxy images", type=list(state.UPLOAD_TYPES), accept_multiple_files=True,
                            key="cls_upload")
 opt1, opt2, _ = st.columns([2, 2, 3])
 k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, len(class_names)),
@@ -33,11 +33,12 @@ if not uploads:
             "(256x256 px, about 0.26 arcsec per pixel) work best.", icon=":material/upload_file:")
     st.stop()
 
+widgets.require_model()  # an unloadable model: its reason, then stop
 files = tuple((u.name, u.getvalue()) for u in uploads)
 with st.spinner(f"Classifying {len(files)} image(s)..."):
-    results = _shared.classify_uploads(files, tta)
+    results = state.classify_uploads(files, tta)
 
-table = app_support.results_table(results, class_names, k=min(3, len(class_names)))
+table = results_table(results, class_names, k=min(3, len(class_names)))
 bad = [r for r in results if r["error"]]
 good = [r for r in results if not r["error"]]
 for r in bad:
@@ -57,11 +58,11 @@ for i, r in enumerate(good[:MAX_SHOWN]):
             if st.toggle("Grad-CAM overlay", key=f"cls_cam_{i}_{r['name']}",
                          help="Where the last convolutional layer looked for the predicted class."):
                 with st.spinner("Grad-CAM..."):
-                    cam = _shared.gradcam_overlay(r["input"], pred)
+                    cam = state.gradcam_overlay(r["input"], pred)
                 st.image(cam, caption=f"Grad-CAM: {class_names[pred]}", width="stretch")
             else:
                 st.caption("Switch on to see where the model looked.")
-        c3.plotly_chart(app_support.topk_figure(r["probs"], class_names, k), width="stretch",
+        c3.plotly_chart(topk_figure(r["probs"], class_names, k), width="stretch",
                         config={"displayModeBar": False}, key=f"cls_chart_{i}")
 if len(good) > MAX_SHOWN:
     st.caption(f"{len(good) - MAX_SHOWN} more image(s) are in the table below.")

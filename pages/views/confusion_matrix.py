@@ -5,20 +5,21 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import app_support
-from pages import _shared
+from pages.lib import state, widgets
+from pages.lib.figures import confusion_figure
+from pages.lib.tables import cell_indices, cell_position, cell_table, per_class_table
 
 GALLERY_MAX = 30
 CELL_KEY = "cm_cell"
 CHOSEN_KEY = "cm_cell_chosen"  # {"table": (run, tta), "cell": (true, predicted)}
 
-run = _shared.require_run()
+run = widgets.require_run()
 class_names = list(run.config.class_names)
 labels = run.predictions["labels"]
 has_tta = run.predictions.get("probs_tta") is not None and run.metrics.get("test_tta") is not None
 
 st.title("Confusion matrix")
-_shared.synthetic_banner(run)
+widgets.synthetic_banner(run)
 
 o1, o2, _ = st.columns([2, 2, 3])
 mode = o1.segmented_control("Show", ["counts", "row shares"], default="counts", key="cm_mode")
@@ -30,18 +31,18 @@ metrics = run.metrics["test_tta" if use_tta and has_tta else "test"]
 preds = probs.argmax(axis=1)
 matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
 
-st.plotly_chart(app_support.confusion_figure(matrix, class_names, normalized), width="stretch",
+st.plotly_chart(confusion_figure(matrix, class_names, normalized), width="stretch",
                 config={"displayModeBar": False})
 st.caption("Rows: true class; columns: predicted class. Hover a cell for its count and share.")
 
 st.subheader("Images of one cell")
-cells = app_support.cell_table(matrix, class_names)
+cells = cell_table(matrix, class_names)
 # The table's rows change with the TTA switch and the run: keep the (true, predicted) cell the user
 # chose, not its position in the old table.
 table_id = (str(run.path), bool(use_tta and has_tta))
 chosen = st.session_state.get(CHOSEN_KEY)
 if chosen is not None and chosen["table"] != table_id:
-    position = app_support.cell_position(cells, *chosen["cell"])
+    position = cell_position(cells, *chosen["cell"])
     st.session_state[CELL_KEY] = {"selection": {"rows": [position], "columns": [], "cells": []}}
 st.session_state.setdefault(CELL_KEY, {"selection": {"rows": [0], "columns": [], "cells": []}})
 pick, gallery = st.columns([3, 2], gap="medium")
@@ -61,7 +62,7 @@ position = selected[0] if selected and selected[0] < len(cells) else 0
 true_label, pred_label = int(cells["true_index"].iloc[position]), int(cells["pred_index"].iloc[position])
 st.session_state[CHOSEN_KEY] = {"table": table_id, "cell": (true_label, pred_label)}
 
-rows = app_support.cell_indices(labels, preds, true_label, pred_label)
+rows = cell_indices(labels, preds, true_label, pred_label)
 kind = "correct" if true_label == pred_label else "misclassified"
 with gallery:
     st.markdown(f"**True {class_names[true_label]} → predicted {class_names[pred_label]}**: "
@@ -69,16 +70,16 @@ with gallery:
                                                        if rows.size > GALLERY_MAX else ""))
     if rows.size:
         rows = rows[np.argsort(-probs[rows, pred_label], kind="stable")][:GALLERY_MAX]
-        images = _shared.current_test_images(rows)
+        images = state.current_test_images(rows)
         captions = [f"#{r}: p(pred) {probs[r, pred_label]:.0%}"
                     + ("" if true_label == pred_label else f", p(true) {probs[r, true_label]:.0%}")
                     for r in rows]
-        _shared.show_images(images, captions, columns=3)
+        widgets.show_images(images, captions, columns=3)
 
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.subheader("Per-class scores")
-    per_class = app_support.per_class_table(metrics["per_class"], class_names)
+    per_class = per_class_table(metrics["per_class"], class_names)
     st.dataframe(per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}"}),
                  width="stretch")
 with right:

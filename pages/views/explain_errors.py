@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from galaxy_core import app_support
-from pages import _shared
+from pages.lib import state, widgets
+from pages.lib.saliency import METHODS, map_caption, most_faithful, render_map
+from pages.lib.tables import error_pairs, error_table
 
 TABLE_KEY = "err_table"
 SORTS = {
@@ -16,28 +17,27 @@ SORTS = {
 }
 
 
-
 def clear_selection() -> None:
     """A new filter or order makes the selected table position meaningless: select the first row."""
     st.session_state[TABLE_KEY] = {"selection": {"rows": [0], "columns": [], "cells": []}}
 
 
-run = _shared.require_run()
+run = widgets.require_run()
 class_names = list(run.config.class_names)
 labels, probs = run.predictions["labels"], run.predictions["probs"]
 
 st.title("Explain errors")
-_shared.synthetic_banner(run)
+widgets.synthetic_banner(run)
 
-errors = app_support.error_table(labels, probs, class_names)
+errors = error_table(labels, probs, class_names)
 if errors.empty:
     st.success("The model classifies every test image of this run correctly: nothing to explain.")
     st.stop()
-stored = _shared.current_explanations()
+stored = state.current_explanations()
 if stored is not None:  # which errors have their maps in explanations.h5
     errors["precomputed"] = [int(r) in stored["positions"] for r in errors.index]
 
-pairs = app_support.error_pairs(errors)
+pairs = error_pairs(errors)
 f1, f2, f3 = st.columns([3, 2, 2])
 pair = f1.selectbox("True → predicted", ["all pairs"] + list(pairs), key="err_pair",
                     on_change=clear_selection,
@@ -77,33 +77,34 @@ with st.container(border=True):
     st.markdown(f"**Test image #{row}**: true **{class_names[true_label]}**, predicted "
                 f"**{class_names[pred_label]}** ({probs[row, pred_label]:.0%}); p(true) "
                 f"{probs[row, true_label]:.0%}")
-    image = _shared.current_test_images([row])[0]
-    result = _shared.stored_explanation(row, target_key)
+    image = state.current_test_images([row])[0]
+    result = state.stored_explanation(row, target_key)
     st.caption(("Maps from `explanations.h5`." if result else "Maps computed now (not in "
-                f"`explanations.h5`; faithfulness with {_shared.FAITHFULNESS_STEPS} steps).")
+                f"`explanations.h5`; faithfulness with {state.FAITHFULNESS_STEPS} steps).")
                + f" Explaining **{class_names[class_index]}**.")
     mode = st.segmented_control("Show maps", ["overlay", "heatmap"], default="overlay",
                                 key="err_mode") or "overlay"
     if result is None:
+        widgets.require_model()  # an unloadable model: its reason, then stop
         with st.spinner("Computing saliency, SmoothGrad, Grad-CAM and Grad-CAM++..."):
-            result = {"maps": _shared.computed_maps(row, class_index), "scores": None}
+            result = {"maps": state.computed_maps(row, class_index), "scores": None}
     cols = st.columns(5)
     cols[0].image(image, width="stretch")
     cols[0].markdown("**original**  \n:gray[the model's input]")
     captions = {}
-    for col, method in zip(cols[1:], app_support.METHODS):
-        col.image(app_support.render_map(image, result["maps"][method], mode), width="stretch")
+    for col, method in zip(cols[1:], METHODS):
+        col.image(render_map(image, result["maps"][method], mode), width="stretch")
         captions[method] = col.empty()
-        captions[method].markdown(app_support.map_caption(method, None if result["scores"] is None
-                                                          else result["scores"][method]))
+        captions[method].markdown(map_caption(method, None if result["scores"] is None
+                                              else result["scores"][method]))
     if result["scores"] is None:  # maps first, faithfulness next (many forward passes)
-        with st.spinner(f"Scoring faithfulness ({2 * (_shared.FAITHFULNESS_STEPS + 1)} forward passes "
+        with st.spinner(f"Scoring faithfulness ({2 * (state.FAITHFULNESS_STEPS + 1)} forward passes "
                         "per map)..."):
-            scores = _shared.computed_scores(row, class_index)
-        for method in app_support.METHODS:
-            captions[method].markdown(app_support.map_caption(method, scores[method]))
+            scores = state.computed_scores(row, class_index)
+        for method in METHODS:
+            captions[method].markdown(map_caption(method, scores[method]))
         result["scores"] = scores
-    verdict = app_support.most_faithful(result["scores"])
+    verdict = most_faithful(result["scores"])
     if verdict:
         st.markdown(verdict)
     st.caption("Faithfulness (Petsiuk et al. 2018): pixels are removed (deletion) or restored "

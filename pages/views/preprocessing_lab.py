@@ -7,41 +7,34 @@ import json
 import numpy as np
 import streamlit as st
 
-from galaxy_core import app_support
-from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES
-from pages import _shared
+from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES, PREPROCESS_FIELDS
+from galaxy_core.preprocess import preprocess_stages
+from pages.lib import state, widgets
+from pages.lib.figures import histogram_figure
+from pages.lib.lab import (WIDGET_KEYS, kernel_sizes, preprocess_params, preprocess_thumbnails,
+                           slider_range, train_command)
 
-run = _shared.current_run()
-base = _shared.run_config(run)  # defaults: the selected run's config, else Config()
+run = state.current_run()
+base = state.run_config(run)  # defaults: the selected run's config, else Config()
 class_names = list(base.class_names)
 size = base.image_size
-KERNEL_SIZES = list(range(1, 16, 2))
-
-# Widget keys -> Config fields. Values live in session state so "Reset" can set them.
-KEYS = {
-    "lab_clip": "clahe_clip_limit",
-    "lab_tiles": "clahe_tile_grid",
-    "lab_mode": "channel_mode",
-    "lab_kshape": "opening_kernel_shape",
-    "lab_ksize": "opening_kernel_size",
-    "lab_iters": "opening_iterations",
-}
 
 
 def reset_parameters() -> None:
-    for key, name in KEYS.items():
-        st.session_state[key] = getattr(base, name)
+    """Widget values live in session state (one key per config field) so "Reset" can set them."""
+    for name, value in preprocess_params(base).items():
+        st.session_state[WIDGET_KEYS[name]] = value
 
 
-for key, name in KEYS.items():
-    st.session_state.setdefault(key, getattr(base, name))
+for name, value in preprocess_params(base).items():
+    st.session_state.setdefault(WIDGET_KEYS[name], value)
 
 st.title("Preprocessing lab")
 st.caption(
     f"CLAHE, then morphological opening, at {size}x{size} px: the exact functions training uses "
     f"(`galaxy_core.preprocess`). Defaults: {'the selected run' if run else 'galaxy_core.config.Config'}."
 )
-_shared.synthetic_banner(run)
+widgets.synthetic_banner(run)
 
 controls, view = st.columns([1, 3], gap="large")
 
@@ -54,7 +47,7 @@ with controls:
         label = st.selectbox("Class", range(len(class_names)), format_func=lambda i: class_names[i],
                              key="lab_class")
         seed = st.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="lab_seed")
-        image = _shared.synthetic_sample(label, size, seed)
+        image = state.synthetic_sample(label, size, seed)
         caption = f"synthetic {class_names[label]} (seed {seed})"
     elif source == "Test image of the run":
         labels = run.predictions["labels"]
@@ -66,12 +59,12 @@ with controls:
                                 key="lab_test_k")
             row = int(rows[k - 1])
             kind = "synthetic" if run.is_synthetic else "test"
-            originals = _shared.original_test_images([row])
+            originals = state.original_test_images([row])
             if originals is not None:
                 image = originals[0]
                 caption = f"{kind} image #{row}, {class_names[label]}"
             else:
-                image = _shared.current_test_images([row])[0]
+                image = state.current_test_images([row])[0]
                 caption = f"{kind} image #{row}, {class_names[label]}, already preprocessed"
                 st.warning("The run's dataset file is not on this machine, and bundles keep test images "
                            "after the run's preprocessing: this image gets CLAHE and opening a second "
@@ -79,27 +72,30 @@ with controls:
         else:
             st.info(f"The run's test split has no {class_names[label]} image.")
     else:
-        upload = st.file_uploader("Upload a JPEG or PNG", type=["png", "jpg", "jpeg"], key="lab_upload")
+        upload = st.file_uploader("Upload a JPEG or PNG", type=list(state.UPLOAD_TYPES), key="lab_upload")
         if upload is not None:
             try:
-                image = _shared.read_upload(upload)
+                image = state.read_upload(upload.getvalue())
                 caption = upload.name
             except Exception as err:  # noqa: BLE001 - any undecodable upload gets a message
                 st.error(f"Cannot read {upload.name}: {err}")
 
     st.markdown("**CLAHE**")
-    st.slider("Clip limit", 0.1, 10.0, step=0.1, key="lab_clip",
+    # Ranges: config.FIELD_RANGES, what training's validation accepts.
+    st.slider("Clip limit", *slider_range("clahe_clip_limit"), step=0.1, key=WIDGET_KEYS["clahe_clip_limit"],
               help="Contrast limit per tile: higher brings out faint structure and noise.")
-    st.slider("Tiles per side", 1, 32, step=1, key="lab_tiles")
-    st.radio("Channels", CHANNEL_MODES, key="lab_mode", horizontal=True,
+    st.slider("Tiles per side", *slider_range("clahe_tile_grid"), step=1, key=WIDGET_KEYS["clahe_tile_grid"])
+    st.radio("Channels", CHANNEL_MODES, key=WIDGET_KEYS["channel_mode"], horizontal=True,
              help="luminance keeps the colours; per_channel equalises R, G and B separately.")
     st.markdown("**Morphological opening**")
-    st.selectbox("Kernel shape", KERNEL_SHAPES, key="lab_kshape")
-    st.select_slider("Kernel size", KERNEL_SIZES, key="lab_ksize", help="1 = no opening")
-    st.slider("Iterations", 0, 10, key="lab_iters", help="0 = no opening")
+    st.selectbox("Kernel shape", KERNEL_SHAPES, key=WIDGET_KEYS["opening_kernel_shape"])
+    st.select_slider("Kernel size", kernel_sizes(), key=WIDGET_KEYS["opening_kernel_size"],
+                     help="1 = no opening (odd sizes only)")
+    st.slider("Iterations", *slider_range("opening_iterations"), key=WIDGET_KEYS["opening_iterations"],
+              help="0 = no opening")
     st.button("Reset to defaults", on_click=reset_parameters, icon=":material/restart_alt:")
 
-params = {name: st.session_state[key] for key, name in KEYS.items()}
+params = {name: st.session_state[WIDGET_KEYS[name]] for name in PREPROCESS_FIELDS}
 cfg = base.replace(**params)
 
 # --- results -------------------------------------------------------------------------------------
@@ -107,13 +103,13 @@ with view:
     if image is None:
         st.info("Choose an image on the left.")
     else:
-        stages = app_support.preprocess_stages(image, cfg)
+        stages = preprocess_stages(image, cfg)
         cols = st.columns(3)
         for col, (name, stage) in zip(cols, stages.items()):
             with col:
                 st.image(stage, caption=name if name != "original" else f"original: {caption}",
                          width="stretch")
-        st.plotly_chart(app_support.histogram_figure(stages), width="stretch",
+        st.plotly_chart(histogram_figure(stages), width="stretch",
                         config={"displayModeBar": False})
 
     originals = None
@@ -121,7 +117,7 @@ with view:
         labels = run.predictions["labels"]
         per_class = [np.flatnonzero(labels == c) for c in range(len(class_names))]
         present = [c for c, rows in enumerate(per_class) if rows.size]
-        originals = _shared.original_test_images([per_class[c][0] for c in present])
+        originals = state.original_test_images([per_class[c][0] for c in present])
     if originals is not None:
         st.markdown(f"**One test image per class** (run `{run.name}`"
                     + (", synthetic)" if run.is_synthetic else ")") + ", preprocessed with these parameters")
@@ -129,12 +125,12 @@ with view:
     else:
         st.markdown("**One generated (synthetic) galaxy per class**, preprocessed with these parameters")
         present = list(range(len(class_names)))
-        samples = [_shared.synthetic_sample(c, size, 0) for c in present]
-    thumbs = app_support.preprocess_thumbnails(samples, cfg, 160)
-    _shared.show_images(thumbs, [class_names[c] for c in present], columns=5)
+        samples = [state.synthetic_sample(c, size, 0) for c in present]
+    thumbs = preprocess_thumbnails(samples, cfg, 160)
+    widgets.show_images(thumbs, [class_names[c] for c in present], columns=5)
 
     st.markdown("**Train with these parameters**")
-    st.code(app_support.train_command(params), language="bash", wrap_lines=True)
+    st.code(train_command(params), language="bash", wrap_lines=True)
     st.download_button("Download parameters (JSON)", json.dumps(params, indent=2) + "\n",
                        file_name="preprocessing.json", mime="application/json",
                        icon=":material/download:")

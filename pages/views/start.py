@@ -7,8 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from galaxy_core import app_support
-from pages import _shared
+from pages.lib import jobs, state, widgets
+from pages.lib.captions import describe_error
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,8 +22,8 @@ st.markdown(
 if st.session_state.get("open_demo"):
     st.switch_page("pages/views/overview.py")
 
-root = app_support.runs_dir()
-has_run = _shared.current_run_path() is not None
+root = state.runs_dir()
+has_run = state.current_run_path() is not None
 if not has_run:
     st.info(f"No trained run yet in `{root}`. Build the demo run below, or train on the real data.",
             icon=":material/info:")
@@ -40,17 +40,18 @@ with left:
     st.code(f"python train.py --demo --out {root / 'demo-<date>-<time>'}", language="bash", wrap_lines=True)
     if st.button("Build the demo run", type="primary", icon=":material/play_arrow:"):
         out_dir = root / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-        code = _shared.stream_command(app_support.demo_command(out_dir), cwd=ROOT)
+        code = widgets.stream_command(jobs.demo_command(out_dir), cwd=ROOT)
         problem = (None if code == 0
                    else f"`train.py --demo` stopped with exit code {code}; its last lines are above.")
         if problem is None:
             try:
-                _shared.load_run(str(out_dir), _shared._stamp(out_dir))
+                state.load_run(str(out_dir), state.stamp(out_dir))
             except Exception as err:  # noqa: BLE001 - say what is wrong with the result, no traceback
-                problem = f"`train.py --demo` finished but `{out_dir}` is not a valid run bundle: {err}"
+                problem = (f"`train.py --demo` finished but `{out_dir}` is not a valid run bundle: "
+                           f"{describe_error(err)}")
         if problem is None:
-            _shared.list_runs.clear()
-            st.session_state[_shared.PENDING_KEY] = out_dir.name  # the sidebar selects it next
+            state.list_runs.clear()
+            st.session_state[state.PENDING_KEY] = out_dir.name  # the sidebar selects it next
             st.success(f"Demo run written to `{out_dir}`.")
             st.button("Open the demo run", type="primary", key="open_demo")
         else:

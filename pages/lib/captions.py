@@ -1,0 +1,103 @@
+"""Text the views show: durations and shares, run labels and summaries, error messages, captions.
+
+Plain Python (no streamlit), so it is tested without a browser.
+"""
+
+from __future__ import annotations
+
+from datetime import timezone
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def format_seconds(seconds: float | None) -> str:
+    """`3725.2` -> `'1h 02m'`, `95` -> `'1m 35s'`, `4.2` -> `'4.2 s'`; None -> `'n/a'` (fits a metric tile)."""
+    if seconds is None or not np.isfinite(seconds):
+        return "n/a"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_percent(value: float | None) -> str:
+    """`0.4131` -> `'41.3%'`; None -> `'n/a'`."""
+    return "n/a" if value is None else f"{100.0 * float(value):.1f}%"
+
+
+def format_pixels(pixels: int) -> str:
+    """`40_000_000` -> `'40 Mpx'`, `2_500_000` -> `'2.5 Mpx'`."""
+    return f"{pixels / 1e6:g} Mpx"
+
+
+def describe_error(err: BaseException) -> str:
+    """A one-line message for the user: the project's own errors as they are, others with their type."""
+    from galaxy_core.errors import GalaxyError
+
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, (GalaxyError, ValueError)):
+        return text
+    return f"{type(err).__name__}: {text}"
+
+
+def run_label(entry: Any) -> str:
+    """One line for the run selector of a valid `BundleEntry`: `name · backbone · test acc · source`.
+
+    Example: `demo-20260101-120000 · SmallCNN · 41.3% test acc · synthetic`.
+    """
+    run = entry.bundle
+    source = "synthetic" if run.is_synthetic else "real data"
+    return f"{entry.name} · {run.backbone} · {format_percent(run.test_accuracy)} test acc · {source}"
+
+
+def run_summary(run: Any) -> dict[str, Any]:
+    """Headline facts of a `RunBundle` for the Overview: strings ready to show, and a Markdown list.
+
+    Reads the bundle's typed fields (`best_epoch`, `wall_time_s`, ...); missing ones show "n/a".
+    """
+    cfg = run.config
+    best = run.best_epoch
+    dataset = run.dataset_path.name if run.dataset_path is not None else "n/a"
+    source = "synthetic" if run.is_synthetic else "real"
+    created = run.created.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    rate = run.train_images_per_s
+    model = (f"{cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'fine-tuned'}, {cfg.head} head), "
+             f"{cfg.image_size}x{cfg.image_size} px")
+    rows = [
+        ("epochs run", str(run.epochs_run)),
+        ("best epoch", "n/a" if best is None else str(best)),
+        ("training time", format_seconds(run.wall_time_s)),
+        ("training speed", "n/a" if rate is None else f"{rate:.1f} images/s"),
+        ("test loss", f"{run.metrics['test']['loss']:.4f}"),
+        ("validation accuracy", format_percent(run.val_accuracy)),
+        ("created", created),
+    ]
+    return {
+        "model": model,
+        "dataset": f"{dataset} ({source})",
+        "created": created,
+        "best_epoch": "n/a" if best is None else str(best),
+        "training_time": format_seconds(run.wall_time_s),
+        "markdown": "\n".join(f"- {name}: **{value}**" for name, value in rows),
+    }
+
+
+def classify_caption(image_size: int, formats: Sequence[str], max_pixels: int) -> str:
+    """The Classify view's caption: what an upload may be and what happens to it.
+
+    Example: `classify_caption(256, ("png", "jpg", "jpeg"), 40_000_000)` starts with
+    `"PNG or JPEG (.png, .jpg, .jpeg), up to 40 Mpx"` (the app passes `decode.ACCEPTED_EXTENSIONS`).
+    """
+    aliases = {"jpg": "JPEG", "tif": "TIFF", "webp": "WebP"}
+    kinds = list(dict.fromkeys(aliases.get(f, f.upper()) for f in formats))
+    names = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
+    side = int(max_pixels ** 0.5)
+    return (f"{names} ({', '.join('.' + f for f in formats)}), up to {format_pixels(max_pixels)} "
+            f"(e.g. {side:,} x {side:,} px). Grayscale and RGBA images are converted to RGB; each "
+            f"image is resized to {image_size}x{image_size} px and preprocessed exactly like the "
+            f"run's training images (CLAHE + opening) before the model sees it.")

@@ -1,0 +1,99 @@
+"""The preprocessing lab's parameters and images: widgets per config field, slider ranges, the
+matching `train.py` command, per-class thumbnails.
+
+The fields are `galaxy_core.config.PREPROCESS_FIELDS` and the ranges `config.FIELD_RANGES` (what
+`validate_config` enforces), so the lab offers exactly the values training accepts. The stages
+themselves are `galaxy_core.preprocess.preprocess_stages`. Plain Python (no streamlit).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS, Config
+from galaxy_core.preprocess import preprocess_image
+
+# Session-state key of each field's widget: one per PREPROCESS_FIELDS entry, in its order
+# (tests/test_pages_lab.py checks that they agree).
+WIDGET_KEYS: dict[str, str] = {
+    "clahe_clip_limit": "lab_clip",
+    "clahe_tile_grid": "lab_tiles",
+    "channel_mode": "lab_mode",
+    "opening_kernel_shape": "lab_kshape",
+    "opening_kernel_size": "lab_ksize",
+    "opening_iterations": "lab_iters",
+}
+
+
+def slider_range(field: str) -> tuple[Any, Any]:
+    """`(min, max)` of a numeric field's slider: `config.FIELD_RANGES[field]`, ints for int fields."""
+    low, high = FIELD_RANGES[field]
+    if isinstance(getattr(Config(), field), int):
+        return int(low), int(high)
+    return float(low), float(high)
+
+
+def kernel_sizes() -> list[int]:
+    """The odd kernel sizes `validate_config` accepts, e.g. `[1, 3, 5, ..., 31]`."""
+    low, high = slider_range("opening_kernel_size")
+    return [size for size in range(low, high + 1) if size % 2 == 1]
+
+
+def preprocess_params(cfg: Config) -> dict[str, Any]:
+    """The preprocessing lab's parameters of a config, as `{field: value}` (PREPROCESS_FIELDS order)."""
+    return {name: getattr(cfg, name) for name in PREPROCESS_FIELDS}
+
+
+def train_command(params: Mapping[str, Any]) -> str:
+    """The exact `python train.py` command line that trains with these Config fields.
+
+    Args:
+        params: `{config field: value}`; each becomes `--field-name value` (booleans `--x/--no-x`).
+
+    Returns:
+        A shell-quoted command line, e.g.
+        `python train.py --clahe-clip-limit 2.0 --clahe-tile-grid 8 ...`.
+    """
+    parts = ["python", "train.py"]
+    for name, value in params.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    """Shrink a `uint8 (H, W, 3)` image to at most `size` px per side for display (area averaging)."""
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def preprocess_thumbnails(images: Sequence[np.ndarray], cfg: Config, size: int) -> list[np.ndarray]:
+    """`preprocess_image` of each image, shrunk to `size` px for display, on a few threads.
+
+    OpenCV releases the GIL, so the lab's per-class images are preprocessed in parallel (the lab
+    redraws them on every slider change).
+
+    Returns:
+        uint8 `(<= size, <= size, 3)` images, in input order.
+    """
+    def one(image: np.ndarray) -> np.ndarray:
+        return thumbnail(preprocess_image(image, cfg), size)
+
+    workers = max(1, min(len(images), os.cpu_count() or 1, 8))
+    if workers == 1:
+        return [one(image) for image in images]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, images))

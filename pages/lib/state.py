@@ -1,0 +1,281 @@
+"""The app's state and loaders: the chosen run, and cached calls into `galaxy_core`.
+
+Every call the views make into the core goes through this module (with `lab.py`, which calls
+`preprocess_image`), so the app's dependencies on the core are listed in one place. Heavy objects
+(bundles, models) are cached with `st.cache_resource`, keyed by the bundle's path and modification
+time, so a bundle replaced on disk is read again; results (classifications, maps) with
+`st.cache_data`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from galaxy_core import bundle, decode, explain, inference, preprocess, synthetic
+from galaxy_core.config import Config
+from galaxy_core.data import open_dataset
+from galaxy_core.io import default_runs_dir
+from pages.lib.captions import describe_error
+from pages.lib.saliency import METHODS
+
+RUN_KEY = "run_path"  # session-state key of the sidebar's run selector
+PENDING_KEY = "select_run_named"  # a run folder name the selector picks on its next draw
+
+# What an upload may be: the core's one decoder decides (formats judged by content, pixel cap).
+UPLOAD_TYPES: tuple[str, ...] = decode.ACCEPTED_EXTENSIONS
+MAX_UPLOAD_PIXELS: int = decode.MAX_IMAGE_PIXELS
+
+FAITHFULNESS_STEPS = 10  # deletion/insertion steps computed on demand (2 x 11 forward passes per map)
+
+
+def runs_dir() -> Path:
+    """The folder the app lists run bundles from: `$GALAXY_RUNS_DIR`, else `./runs`, absolute."""
+    return default_runs_dir()
+
+
+def stamp(path: str | Path) -> float:
+    """Modification time of a bundle folder (bundles are renamed into place, so it changes)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+# --- bundles and models ---------------------------------------------------------------------------
+@st.cache_resource(ttl=30, show_spinner=False)
+def list_runs(root: str, root_stamp: float):
+    """`(valid entries newest first, invalid entries)` of `galaxy_core.bundle.list_bundles`."""
+    entries = bundle.list_bundles(root)
+    return [e for e in entries if e.ok], [e for e in entries if not e.ok]
+
+
+@st.cache_resource(show_spinner="Loading the run bundle...", max_entries=8)
+def load_run(path: str, path_stamp: float):
+    """The `RunBundle` at `path` (validated by `galaxy_core.bundle.load_bundle`)."""
+    return bundle.load_bundle(path)
+
+
+@st.cache_resource(show_spinner="Loading the model (once per run)...", max_entries=4)
+def load_model(path: str, path_stamp: float):
+    """The run's Keras model, loaded once per bundle and shared by all sessions (raises if unloadable)."""
+    return load_run(path, path_stamp).load_model()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def test_images(path: str, path_stamp: float, rows: tuple[int, ...]) -> np.ndarray:
+    """uint8 `(k, S, S, 3)` test images of the run (rows of `predictions.h5`)."""
+    return np.asarray(load_run(path, path_stamp).read_test_images(np.asarray(rows, dtype=np.int64)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _dataset(path: str, path_stamp: float):
+    return open_dataset(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _original_images(path: str, path_stamp: float, rows: tuple[int, ...]) -> np.ndarray | None:
+    run = load_run(path, path_stamp)
+    source = run.dataset_path
+    if source is None or not source.is_file():
+        return None
+    try:
+        dataset = _dataset(str(source), stamp(source))
+        indices = run.predictions["indices"][list(rows)]
+        if indices.size and (indices.max() >= dataset.n or not np.array_equal(
+                dataset.labels[indices], run.predictions["labels"][list(rows)])):
+            return None  # another file now lives at that path
+        return dataset.read_images(indices)
+    except Exception:  # noqa: BLE001 - an unreadable dataset only means "no originals"
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def synthetic_sample(label: int, size: int, seed: int) -> np.ndarray:
+    """A generated (synthetic) galaxy of class `label`: uint8 `(size, size, 3)`."""
+    return synthetic.render_galaxy(int(label), int(size), np.random.default_rng(int(seed)))
+
+
+# --- the chosen run -------------------------------------------------------------------------------
+def current_run_path() -> str | None:
+    """Path of the run chosen in the sidebar, or None when there is no valid run."""
+    return st.session_state.get(RUN_KEY)
+
+
+def current_run():
+    """The chosen `RunBundle`, or None; a run that no longer loads gets an error and stops the page."""
+    path = current_run_path()
+    if not path:
+        return None
+    try:
+        return load_run(path, stamp(path))
+    except Exception as err:  # noqa: BLE001 - e.g. deleted or rewritten since it was listed
+        list_runs.clear()
+        st.error(f"Cannot load the run `{path}`: {describe_error(err)}")
+        st.stop()
+
+
+def current_model():
+    """The chosen run's model (raises the loader's error, e.g. `ModelError`, if it cannot load)."""
+    path = current_run_path()
+    return load_model(path, stamp(path))
+
+
+def run_config(run) -> Config:
+    return run.config if run is not None else Config()
+
+
+def current_test_images(rows) -> np.ndarray:
+    """uint8 `(k, S, S, 3)` test images of the chosen run, as stored (after its preprocessing)."""
+    path = current_run_path()
+    return test_images(path, stamp(path), tuple(int(r) for r in rows))
+
+
+def original_test_images(rows) -> np.ndarray | None:
+    """The chosen run's test images as they are in the dataset (before preprocessing), or None.
+
+    Bundles store test images after the run's preprocessing; the originals are read from the
+    dataset file named in run.json when it is on this machine (and its labels match).
+
+    Returns:
+        uint8 `(k, H, W, 3)`, or None when the dataset is not available.
+    """
+    path = current_run_path()
+    return _original_images(path, stamp(path), tuple(int(r) for r in rows))
+
+
+# --- uploads and classification -------------------------------------------------------------------
+def read_upload(data: bytes) -> np.ndarray:
+    """Decode the bytes of an uploaded image file: uint8 `(H, W, 3)` RGB (`decode.read_image`)."""
+    return decode.read_image(data)
+
+
+def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
+    """Classify uploaded files with the chosen run's model (cached per run, files and TTA).
+
+    Returns:
+        One dict per file, in order: `name`, `error` (message or None), `input` (uint8 (S, S, 3)
+        preprocessed image the model saw, or None), `probs` (float32 (C,) or None).
+    """
+    path = current_run_path()
+    return _classify(path, stamp(path), files, bool(tta))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _classify(path: str, path_stamp: float, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
+    run, model = load_run(path, path_stamp), load_model(path, path_stamp)
+    results, decoded = [], []
+    for name, data in files:
+        try:
+            image = read_upload(data)
+            # What the model sees, for display (classify_images preprocesses the same way).
+            results.append({"name": name, "error": None,
+                            "input": preprocess.preprocess_image(image, run.config), "probs": None})
+            decoded.append(image)
+        except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
+            results.append({"name": name, "error": describe_error(err), "input": None, "probs": None})
+    good = [r for r in results if r["error"] is None]
+    if good:
+        probs = inference.classify_images(model, run.config, decoded, tta=tta)
+        for r, p in zip(good, probs):
+            r["probs"] = p
+    return results
+
+
+def gradcam_overlay(image: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM of `class_index` over a preprocessed `uint8 (S, S, 3)` image, blended on it."""
+    path = current_run_path()
+    return _gradcam_overlay(path, stamp(path), image, int(class_index))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _gradcam_overlay(path: str, path_stamp: float, image: np.ndarray, class_index: int) -> np.ndarray:
+    heat = explain.gradcam_map(load_model(path, path_stamp), image[None], np.array([class_index]))
+    return explain.overlay(image, heat[0])
+
+
+# --- explanations ---------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _explanations(path: str, path_stamp: float):
+    run = load_run(path, path_stamp)
+    if run.explanations_path is None:
+        return None
+    stored = explain.load_explanations(run.explanations_path)
+    if int(stored.attrs.get("image_size", run.config.image_size)) != run.config.image_size:
+        return None
+    return {"file": stored, "positions": {int(r): i for i, r in enumerate(stored.rows["row"])}}
+
+
+def current_explanations():
+    """`{"file": Explanations, "positions": {test row: position}}` of the chosen run, or None."""
+    path = current_run_path()
+    try:
+        return _explanations(path, stamp(path))
+    except Exception as err:  # noqa: BLE001 - a broken explanations.h5 only disables the shortcut
+        st.warning(f"explanations.h5 of this run cannot be read ({describe_error(err)}); maps are "
+                   "computed on demand.")
+        return None
+
+
+def stored_explanation(row: int, target: str) -> dict | None:
+    """Maps and faithfulness of one test image from explanations.h5, or None if not stored.
+
+    A lookup the core does not offer yet (a CLI could use it too): it reads
+    `galaxy_core.explain.Explanations` and checks the stored row still matches the run's
+    predictions.
+
+    Returns:
+        `{"maps": {method: float32 (S, S)}, "scores": {method: (deletion, insertion)}}`.
+    """
+    stored = current_explanations()
+    if stored is None or row not in stored["positions"] or target not in stored["file"].targets:
+        return None
+    f, i = stored["file"], stored["positions"][row]
+    if not all(m in f.methods for m in METHODS):
+        return None
+    path = current_run_path()
+    run = load_run(path, stamp(path))
+    if (int(f.rows["pred"][i]) != int(run.predictions["probs"][row].argmax())
+            or int(f.rows["label"][i]) != int(run.predictions["labels"][row])):
+        return None  # stored for other predictions (e.g. re-evaluated since): compute anew
+    return {"maps": {m: f.map(m, target, i) for m in METHODS},
+            "scores": {m: (float(f.scores[m][target]["deletion"][i]),
+                           float(f.scores[m][target]["insertion"][i])) for m in METHODS}}
+
+
+def computed_maps(row: int, class_index: int) -> dict:
+    """The four maps of one test image for one class, computed now (cached): `{method: (S, S)}`."""
+    path = current_run_path()
+    return _compute_maps(path, stamp(path), int(row), int(class_index))
+
+
+def computed_scores(row: int, class_index: int) -> dict:
+    """Deletion/insertion areas of the four computed maps (cached): `{method: (deletion, insertion)}`."""
+    path = current_run_path()
+    return _compute_scores(path, stamp(path), int(row), int(class_index))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _compute_maps(path: str, path_stamp: float, row: int, class_index: int) -> dict:
+    """Explain one image with the four methods (a service the core does not offer as one call yet)."""
+    model, run = load_model(path, path_stamp), load_run(path, path_stamp)
+    x = test_images(path, path_stamp, (row,))  # uint8 (1, S, S, 3): explain rescales it
+    # SmoothGrad as the stored maps were made: the run's noise samples and seed.
+    options = {"smoothgrad": {"samples": run.config.smooth_samples, "seed": run.config.seed}}
+    return {m: explain.METHODS[m](model, x, np.array([class_index]), **options.get(m, {}))[0]
+            for m in METHODS}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _compute_scores(path: str, path_stamp: float, row: int, class_index: int) -> dict:
+    model = load_model(path, path_stamp)
+    maps = _compute_maps(path, path_stamp, row, class_index)
+    x = test_images(path, path_stamp, (row,))
+    n = len(METHODS)
+    # One faithfulness call for the four maps: the image repeated once per map.
+    found = explain.faithfulness_scores(model, np.repeat(x, n, axis=0), np.stack([maps[m] for m in METHODS]),
+                                        np.full(n, class_index), steps=FAITHFULNESS_STEPS)
+    return {m: (float(found["deletion"][i]), float(found["insertion"][i])) for i, m in enumerate(METHODS)}

@@ -1,0 +1,20 @@
+"""pages/lib/captions.py: the views' texts (no streamlit)."""
+
+from galaxy_core.errors import ModelError
+from pages.lib import captions
+
+
+def test_durations_and_shares():
+    assert [captions.format_seconds(s) for s in (4.25, 95, 3725, None)] == ["4.2 s", "1m 35s", "1h 02m", "n/a"]
+    assert captions.format_percent(0.4131) == "41.3%" and captions.format_percent(None) == "n/a"
+
+
+def test_describe_error_keeps_the_projects_messages_and_names_other_types():
+    assert captions.describe_error(ModelError("Cannot load model 'm.keras': bad")) == "Cannot load model 'm.keras': bad"
+    assert captions.describe_error(KeyError("config.json")) == "KeyError: 'config.json'"
+
+
+def test_classify_caption_names_the_formats_and_the_pixel_limit():
+    text = captions.classify_caption(256, ("png", "jpg", "jpeg"), 40_000_000)
+    assert text.startswith("PNG or JPEG (.png, .jpg, .jpeg), up to 40 Mpx (e.g. 6,324 x 6,324 px).")
+    assert "256x256 px" in text and "any size" not in text
