@@ -1,5 +1,6 @@
-"""Training: class weights, best-weights early stopping, interrupted + resumed run that learns,
-MirroredStrategy on two logical CPUs, and the train.py command line."""
+"""Training: class weights, interrupted + resumed run that learns, MirroredStrategy on two logical
+CPUs, and the train.py command line (early stopping and the epoch bar: test_callbacks.py; the lock,
+work folder and checkpoints: test_checkpoint.py)."""
 
 import json
 import os
@@ -14,7 +15,7 @@ import pytest
 from conftest import write_galaxy10_like
 
 from galaxy_core.config import Config
-from galaxy_core.train import BestWeightsEarlyStopping, TrainingError, train_run, work_dir_for
+from galaxy_core.train import TrainingError, train_run, work_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -43,62 +44,6 @@ def write_quadrants(path, n=240, labels=None):
 
 
 # --------------------------------------------------------------------------------------------
-# Early stopping with a scripted validation accuracy
-# --------------------------------------------------------------------------------------------
-class ScriptedAccuracy(keras.callbacks.Callback):
-    """Overwrites val_accuracy with a scripted sequence and records each epoch's weights."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values, self.weights = values, {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["val_accuracy"] = self.values[epoch]
-        self.weights[epoch] = self.model.get_weights()
-
-
-def _fit_scripted(values, patience, initial_epoch=0, seed_state=None):
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
-    y = x.sum(1, keepdims=True)
-    script, stopper = ScriptedAccuracy(values), BestWeightsEarlyStopping(patience)
-    if seed_state is not None:
-        stopper.restore_state(**seed_state)
-    model.fit(x, y, epochs=len(values), initial_epoch=initial_epoch, batch_size=4, verbose=0,
-              callbacks=[script, stopper])
-    return model, script, stopper
-
-
-def _same(a, b):
-    return all(np.array_equal(p, q) for p, q in zip(a, b))
-
-
-def test_best_weights_restored_when_max_epochs_reached():
-    model, script, stopper = _fit_scripted([0.1, 0.5, 0.9, 0.3, 0.2], patience=10)
-    assert stopper.stopped_epoch == 0 and stopper.best_epoch == 2
-    assert _same(model.get_weights(), script.weights[2])
-    assert not _same(model.get_weights(), script.weights[4])
-
-
-def test_best_weights_restored_when_patience_runs_out():
-    model, script, stopper = _fit_scripted([0.2, 0.8, 0.4, 0.5, 0.6, 0.9, 0.1], patience=2)
-    assert stopper.stopped_epoch == 3  # two epochs without improvement after epoch index 1
-    assert sorted(script.weights) == [0, 1, 2, 3]
-    assert _same(model.get_weights(), script.weights[1])
-
-
-def test_resumed_stopper_keeps_best_so_far():
-    first, script, _ = _fit_scripted([0.95], patience=10)
-    best = script.weights[0]
-    model, script, stopper = _fit_scripted([None, 0.5, 0.6, 0.7], patience=10, initial_epoch=1,
-                                           seed_state=dict(best=0.95, best_epoch=0, wait=0,
-                                                           best_weights=best))
-    assert stopper.best_epoch == 0 and stopper.wait == 3
-    assert _same(model.get_weights(), best)
-
-
-# --------------------------------------------------------------------------------------------
 # Class weights reach fit
 # --------------------------------------------------------------------------------------------
 class _Captured(Exception):
@@ -109,7 +54,7 @@ class _Captured(Exception):
 def test_class_weights_passed_to_fit_equal_sklearn(tmp_path, monkeypatch, use_weights):
     from sklearn.utils.class_weight import compute_class_weight
 
-    from galaxy_core.data import split_indices
+    from galaxy_core.split import split_indices
 
     labels = np.repeat([0, 1, 2, 3], [60, 30, 20, 10])
     data = write_quadrants(tmp_path / "imbalanced.h5", labels=labels)
