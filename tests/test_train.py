@@ -248,6 +248,73 @@ def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
     proc = _cli("--evaluate", str(path), env={"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SYNTHETIC" in proc.stdout
+    for noise in ("failed call to cuInit", "cudart_stub", "absl::InitializeLog", "oneDNN"):
+        assert noise not in proc.stderr, proc.stderr  # TensorFlow's native start-up lines (issue 10 #11)
     after = json.loads((path / "metrics.json").read_text())
     assert "reevaluated_at" in after and "reevaluated_at" not in before
     assert after["test"]["accuracy"] == pytest.approx(before["test"]["accuracy"])
+
+
+def test_interrupt_hint_is_shell_quoted(tmp_path):
+    import shlex
+
+    import train as cli
+
+    out = tmp_path / "my runs" / "demo 1"
+    args = cli.build_parser().parse_args(["--demo", "--out", str(out)])
+    work = work_dir_for(out)
+    work.mkdir(parents=True)
+    (work / "state.json").write_text("{}")
+    command = cli.resume_hint(args).split("`")[1]
+    assert shlex.split(command) == ["python", "train.py", "--demo", "--out", str(out), "--resume"]
+
+
+def test_cli_resume_with_unchanged_flags_prints_no_ignored_changes(tmp_path, capsys):
+    import train as cli
+
+    data = write_quadrants(tmp_path / "q.h5", n=120)
+    out = tmp_path / "runs" / "r"
+    cfg = CFG.replace(epochs=2, explain_errors=0, explain_correct=0)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, data, out, cache_dir=tmp_path / "c", callbacks=[InterruptAfterEpoch(1)])
+    capsys.readouterr()
+    rc = cli.main(["--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                   "--resume", "--no-progress"])  # the command the hint prints: no config flags
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "ignoring changes" not in printed.out + printed.err
+    assert "resuming after epoch 1" in printed.out and (out / "run.json").exists()
+
+
+def test_cli_default_out_honours_galaxy_runs_dir(tmp_path, monkeypatch):
+    import galaxy_core.train
+    import train as cli
+
+    data = write_quadrants(tmp_path / "q.h5", n=40)
+    seen = {}
+    monkeypatch.setattr(galaxy_core.train, "train_run", lambda cfg, data_path, out, **kw: seen.update(out=out))
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert cli.main(["--data", str(data), "--preset", "vgg19-frozen"]) == 0
+    assert seen["out"].parent == tmp_path / "elsewhere" and seen["out"].name.startswith("vgg19-frozen-")
+
+
+@pytest.mark.parametrize("change, expected", [(dict(backbone="DenseNet2O1"), "Unknown backbone"),
+                                              (dict(weights="imagenett"), "imagenett")])
+def test_model_name_typos_are_reported_before_the_cache_is_built(tmp_path, change, expected):
+    from galaxy_core.errors import ModelError
+
+    data = write_quadrants(tmp_path / "q.h5", n=40)
+    with pytest.raises(ModelError, match=expected):
+        train_run(CFG.replace(**change), data, tmp_path / "runs" / "typo", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+
+
+def test_tensorflow_startup_noise_is_filtered_but_other_lines_kept(capfd):
+    from galaxy_core.tf_quiet import filtered_native_stderr
+
+    with filtered_native_stderr():
+        os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n")
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see...\n")
+        os.write(2, b"a real error line\n")
+    err = capfd.readouterr().err
+    assert err == "a real error line\n"
