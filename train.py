@@ -14,17 +14,22 @@ command line overrides the preset's value.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
 
 # Hide TensorFlow's info/warning start-up lines (CPU features etc.) so the run's own messages stand
-# out; a few absl lines printed before TF's logging starts remain. TF_CPP_MIN_LOG_LEVEL=0 shows all.
+# out; the native lines printed before TF's logging starts (CUDA probing) are filtered by
+# galaxy_core.tf_quiet when TensorFlow is first imported. TF_CPP_MIN_LOG_LEVEL=0 shows all.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from galaxy_core.config import DEFAULT_PRESET, PRESETS, ConfigError, add_config_arguments, config_from_args
+from galaxy_core.config import (DEFAULT_PRESET, PRESETS, Config, ConfigError, add_config_arguments,
+                                config_from_args)
 from galaxy_core.errors import GalaxyError
+from galaxy_core.io import default_data_dir, default_runs_dir
 
 EXIT_ERROR = 2
 # The offline demo: synthetic images, a small CNN, a few epochs (3 min 01 s measured end to end on 2
@@ -40,22 +45,27 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Presets: " + "; ".join(f"{name}: {values}" for name, values in PRESETS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None,
-                        help="Galaxy10-format .h5 file (default: galaxy_core.data.default_dataset_path())")
+                        help="Galaxy10-format .h5 file (default: $GALAXY10_DATA_DIR/Galaxy10_DECals.h5, "
+                             "else data/Galaxy10_DECals.h5)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="bundle folder to write (default: runs/<preset>-<timestamp>)")
+                        help="bundle folder to write (default: $GALAXY_RUNS_DIR or ./runs, "
+                             "/<preset>-<timestamp>; runs/demo for --demo)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                         help=f"experiment preset (default: {DEFAULT_PRESET})")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run of --out from its last epoch checkpoint")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="parent folder of preprocessed caches (default $GALAXY10_CACHE_DIR or ./cache)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (the one-line epoch summaries remain)")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="RUN_DIR",
                         help="re-evaluate an existing run bundle (test metrics, TTA) and exit")
     parser.add_argument("--demo", action="store_true",
                         help=f"offline demo: generate {DEMO_IMAGES} SYNTHETIC images, train a small CNN "
                              "on CPU and write runs/demo (a few minutes)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the bundle at --out if one is there (default: refuse)")
+                        help="replace the run bundle at --out if one is there (default: refuse; a "
+                             "folder that is not a run bundle is never replaced)")
     parser.add_argument("--demo-images", type=int, default=DEMO_IMAGES, metavar="N",
                         help=f"number of SYNTHETIC images the demo generates (default {DEMO_IMAGES})")
     add_config_arguments(parser)
@@ -67,7 +77,15 @@ def fail(message: str) -> int:
     return EXIT_ERROR
 
 
+def start_tensorflow() -> None:
+    """Import TensorFlow now, with its native start-up lines (CUDA probing) filtered out."""
+    from galaxy_core.tf_quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
+
 def run_evaluate(run_dir: Path) -> int:
+    start_tensorflow()
     from galaxy_core import evaluate, metrics as metrics_mod
     from galaxy_core.bundle import load_bundle
 
@@ -79,12 +97,14 @@ def run_evaluate(run_dir: Path) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from galaxy_core.synthetic import GENERATOR_VERSION, write_synthetic_dataset
+
+    start_tensorflow()
     from galaxy_core.train import train_run
 
     # The demo's settings replace the preset's; flags given on the command line still win.
     cfg = config_from_args(args, args.preset).replace(**{
         name: value for name, value in DEMO_OVERRIDES.items() if getattr(args, name, None) is None})
-    data_dir = Path(os.environ.get("GALAXY10_DATA_DIR") or "data")
+    data_dir = default_data_dir()
     n_images = args.demo_images
     data_path = args.data or data_dir / (f"synthetic-demo-{n_images}-{cfg.image_size}-seed{cfg.seed}"
                                          f"-v{GENERATOR_VERSION}.h5")
@@ -92,11 +112,13 @@ def run_demo(args: argparse.Namespace) -> int:
         data_path.parent.mkdir(parents=True, exist_ok=True)
         print(f"generating {n_images} SYNTHETIC Galaxy10-format images into {data_path}")
         write_synthetic_dataset(data_path, n_images, size=cfg.image_size, seed=cfg.seed)
-    out = args.out = args.out or Path("runs") / "demo"
+    out = args.out = args.out or default_runs_dir() / "demo"
     if (problem := out_in_the_way(args)) is not None:
         return fail(problem)
+    if args.resume:
+        cfg = resume_config(args, cfg)
     train_run(cfg, data_path, out, resume=args.resume, cache_dir=args.cache_dir,
-              run_info_extra={"command": sys.argv, "demo": True})
+              run_info_extra={"command": sys.argv, "demo": True}, progress=not args.no_progress)
     print("note: the demo model is trained on SYNTHETIC images; its metrics say nothing about real galaxies")
     return 0
 
@@ -115,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is None:
             if args.resume:
                 return fail("--resume needs --out runs/NAME (the run to continue)")
-            args.out = Path("runs") / f"{args.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            args.out = default_runs_dir() / f"{args.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
         data_path = args.data
         if data_path is None:
-            from galaxy_core.data import default_dataset_path
+            from galaxy_core.download import default_dataset_path
 
             data_path = default_dataset_path()
             if not data_path.exists():
@@ -131,10 +153,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if (problem := out_in_the_way(args)) is not None:
             return fail(problem)
+        start_tensorflow()
         from galaxy_core.train import train_run
 
+        if args.resume:
+            cfg = resume_config(args, cfg)
         train_run(cfg, data_path, args.out, resume=args.resume, cache_dir=args.cache_dir,
-                  run_info_extra={"command": sys.argv, "preset": args.preset})
+                  run_info_extra={"command": sys.argv, "preset": args.preset},
+                  progress=not args.no_progress)
         return 0
     except (GalaxyError, ConfigError) as err:
         return fail(str(err))
@@ -144,17 +170,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def out_in_the_way(args: argparse.Namespace) -> str | None:
-    """Why `--out` cannot be written (a finished bundle is there), or None."""
+    """Why `--out` cannot be written (a finished bundle without --overwrite, or not a bundle), or None."""
+    from galaxy_core.checkpoint import not_a_bundle
+
     out = Path(args.out)
-    if args.resume or args.overwrite or not out.exists():
+    if args.resume or not out.exists():
+        return None
+    if (problem := not_a_bundle(out)) is not None:
+        return problem
+    if args.overwrite:
         return None
     return (f"{out} already exists (a finished run?). Choose another --out, add --overwrite to "
             f"replace it when the new run finishes, or delete it.")
 
 
+def given_config_flags(args: argparse.Namespace) -> dict:
+    """The config fields given on the command line (flags left out are None)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+            if getattr(args, f.name, None) is not None}
+
+
+def resume_config(args: argparse.Namespace, fallback: Config) -> Config:
+    """The interrupted run's saved config with only the flags given now applied on top.
+
+    So a resume with the printed command (or with the run's flags repeated) changes nothing, and a
+    flag that does change something is named by `train_run` ("ignoring changes to [...]").
+    """
+    from galaxy_core.checkpoint import CONFIG, read_config, work_dir_for
+
+    work = work_dir_for(Path(args.out))
+    if not (work / CONFIG).exists():
+        return fallback  # train_run says there is nothing to resume
+    return read_config(work).replace(**given_config_flags(args))
+
+
 def resume_hint(args: argparse.Namespace) -> str:
     """What to type to continue an interrupted run (or that nothing was checkpointed yet)."""
-    from galaxy_core.train import STATE, work_dir_for
+    from galaxy_core.checkpoint import STATE, work_dir_for
 
     if args.out is None or not (work_dir_for(Path(args.out)) / STATE).exists():
         return "no epoch had finished, so there is nothing to resume; start the run again."
@@ -162,7 +214,7 @@ def resume_hint(args: argparse.Namespace) -> str:
     for flag, value in (("--data", args.data), ("--out", args.out), ("--cache-dir", args.cache_dir)):
         if value is not None:
             words += [flag, str(value)]
-    return f"the last finished epoch is checkpointed; continue with `{' '.join(words)} --resume`"
+    return f"the last finished epoch is checkpointed; continue with `{shlex.join(words + ['--resume'])}`"
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from galaxy_core import cache as pc  # noqa: E402
 from galaxy_core import preprocess as pp  # noqa: E402
 from galaxy_core.config import Config  # noqa: E402
 from galaxy_core.errors import GalaxyError  # noqa: E402
@@ -181,13 +182,13 @@ def bench_cache(dataset: Path, workers: int, keep: bool) -> dict:
     cache_dir = Path(tempfile.mkdtemp(prefix="galaxy10_bench_cache_", dir=tempfile.gettempdir()))
     try:
         start, cpu = time.perf_counter(), cpu_seconds()
-        path = pp.build_cache(dataset, cfg, cache_dir=cache_dir, workers=workers, progress=True)
+        path = pc.build_cache(dataset, cfg, cache_dir=cache_dir, workers=workers, progress=True)
         build, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         start = time.perf_counter()
-        again = pp.build_cache(dataset, cfg, cache_dir=cache_dir, workers=workers, progress=False)
+        again = pc.build_cache(dataset, cfg, cache_dir=cache_dir, workers=workers, progress=False)
         reuse = time.perf_counter() - start
         assert again == path
-        cache = pp.open_cache(path)
+        cache = pc.open_cache(path)
         n = cache.n
         if keep:
             print(f"cache kept at {path}", file=sys.stderr)
@@ -218,7 +219,7 @@ def machine_info() -> str:
     except OSError:
         pass
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"CPU: {cpu}; usable cores: {pp._usable_cores()}; load average (1, 5, 15 min): {load}\n"
+    return (f"CPU: {cpu}; usable cores: {pc._usable_cores()}; load average (1, 5, 15 min): {load}\n"
             f"Python {platform.python_version()}, numpy {np.__version__}, OpenCV {cv2.__version__}, "
             f"h5py {h5py.__version__}, {platform.system()} {platform.release()}")
 
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    workers = args.workers or pp._usable_cores()
+    workers = args.workers or pc._usable_cores()
     try:
         if args.images < 1 or args.repeats < 1 or args.n < 1 or workers < 1:
             raise GalaxyError("--images, --repeats, --n and --workers must be >= 1")

@@ -1,28 +1,22 @@
-"""Galaxy10 DECaLS: download, validate, stream, split and weigh the classes.
+"""Galaxy10 DECaLS files: open, validate, stream and describe them (and the data command line).
 
 The dataset is one HDF5 file with `images` uint8 `(N, 256, 256, 3)`, `ans` labels `(N,)` and the
 per-galaxy metadata `ra`, `dec`, `redshift`, `pxscale` `(N,)`. The real file holds 17,736 images
 (about 3.5 GB uncompressed), so images are never loaded all at once: `Galaxy10File.read_images`
-and `Galaxy10File.iter_chunks` read the rows that are asked for.
+and `Galaxy10File.iter_chunks` read the rows that are asked for; `check_file` reads every chunk
+once to find damaged ones. Downloading lives in `galaxy_core.download`, the train/val/test split
+and class weights in `galaxy_core.split`.
 
 Command line:
 
-    python -m galaxy_core.data download [--dest DIR]
-    python -m galaxy_core.data info [PATH] [--no-checksum]
+    python -m galaxy_core.data download [--dest DIR] [--url URL] [--timeout S]
+    python -m galaxy_core.data info [PATH] [--no-checksum] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import http.client
-import os
-import re
-import shutil
 import sys
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -30,278 +24,21 @@ import h5py
 import numpy as np
 
 from galaxy_core.config import CLASS_NAMES
+from galaxy_core.download import (DATASET_FILENAME, DATASET_SHA256, DATASET_URL, MIRROR_URL,
+                                  add_download_arguments, default_dataset_path, run_download,
+                                  sha256_file)
 from galaxy_core.errors import DatasetError, DownloadError
-from galaxy_core.progress import ProgressBar
+from galaxy_core.io import progress
+
+__all__ = ["CLASS_COUNTS", "CLASS_NAMES", "DATASET_FILENAME", "DATASET_SHA256", "DATASET_URL",
+           "MIRROR_URL", "Galaxy10File", "check_file", "default_dataset_path", "describe_file",
+           "open_dataset", "sha256_file", "main"]
 
 # Published per-class image counts of Galaxy10 DECaLS (index = label); they sum to 17,736.
 CLASS_COUNTS: tuple[int, ...] = (1081, 1853, 2645, 2027, 334, 2043, 1829, 2628, 1423, 1873)
-DATASET_URL = "https://zenodo.org/records/10845026/files/Galaxy10_DECals.h5"
-MIRROR_URL = "https://www.astro.utoronto.ca/~hleung/shared/Galaxy10/Galaxy10_DECals.h5"
-# SHA-256 of Galaxy10_DECals.h5 as published by the dataset's author.
-DATASET_SHA256 = "19aefc477c41bb7f77ff07599a6b82a038dc042f889a111b0d4d98bb755c1571"
-DATASET_FILENAME = "Galaxy10_DECals.h5"
 
 REQUIRED_KEYS: tuple[str, ...] = ("images", "ans", "ra", "dec", "redshift", "pxscale")
 METADATA_KEYS: tuple[str, ...] = ("ra", "dec", "redshift", "pxscale")
-DATA_DIR_ENV = "GALAXY10_DATA_DIR"
-
-_READ_BLOCK = 1 << 20  # 1 MiB per socket read / hash update
-_USER_AGENT = "galaxy10-explorer (python urllib)"
-
-
-# --------------------------------------------------------------------------------------------
-# Paths and checksums
-# --------------------------------------------------------------------------------------------
-def default_data_dir() -> Path:
-    """The dataset folder: `$GALAXY10_DATA_DIR` if set, else `./data`."""
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else Path("data")
-
-
-def default_dataset_path() -> Path:
-    """Where the real dataset file is expected: `default_data_dir() / DATASET_FILENAME`."""
-    return default_data_dir() / DATASET_FILENAME
-
-
-def sha256_file(path: str | Path, progress: bool = False) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (optionally with a progress bar)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    total = path.stat().st_size
-    with open(path, "rb") as f, ProgressBar(total, desc=f"sha256 {path.name}", unit="B",
-                                             enabled=progress) as bar:
-        while block := f.read(_READ_BLOCK):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# Download
-# --------------------------------------------------------------------------------------------
-class _Failed(Exception):
-    """An HTTP error status, or the transfer stopped early (partial data kept)."""
-
-
-class _Unreachable(Exception):
-    """No connection to the server at all (DNS failure, refused, timeout before any answer)."""
-
-
-def download_dataset(dest_dir: str | Path | None = None,
-                     urls: Sequence[str] = (DATASET_URL, MIRROR_URL),
-                     sha256: str | None = DATASET_SHA256,
-                     progress: bool = True,
-                     *,
-                     filename: str = DATASET_FILENAME,
-                     timeout: float = 60.0) -> Path:
-    """Download the dataset into `dest_dir`, resumable, verified and atomic.
-
-    Data arrives in `<file>.part`; an interrupted download keeps it and the next call continues it
-    with an HTTP Range request (a server that ignores Range and answers 200 makes it start over).
-    The file gets its final name (`os.replace`) only once complete and its SHA-256 matches; a file
-    that fails the check is moved aside to `<file>.bad`. The URLs are tried in order (the mirror
-    when the first fails). An already-present file with the right checksum is not downloaded again.
-
-    Args:
-        dest_dir: target folder (default `default_data_dir()`); created if missing.
-        urls: URLs to try in order.
-        sha256: expected hex SHA-256, or None to skip verification.
-        progress: draw progress bars on stderr.
-        filename: final file name.
-        timeout: socket timeout in seconds (connect and each read).
-
-    Returns:
-        The path of the verified file.
-
-    Raises:
-        DownloadError: every URL failed (the message lists why, and where to put a file
-            downloaded by hand), or the destination cannot be written.
-    """
-    if not urls:
-        raise ValueError("download_dataset needs at least one URL.")
-    if timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}.")
-    dest_dir = Path(dest_dir) if dest_dir is not None else default_data_dir()
-    final = dest_dir / filename
-    part = dest_dir / (filename + ".part")
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DownloadError(f"Cannot create the data folder {dest_dir}: {err}") from err
-
-    if final.exists():
-        if sha256 is None or _sha256_matches(final, sha256, progress):
-            return final
-        bad = _move_aside(final)
-        print(f"{final} does not have the published SHA-256; moved it to {bad} and downloading again.",
-              file=sys.stderr)
-
-    failures: list[tuple[str, str, bool]] = []  # (url, reason, unreachable)
-    for url in urls:
-        try:
-            digest = _fetch(url, part, timeout=timeout, progress=progress)
-        except _Unreachable as err:
-            failures.append((url, str(err), True))
-            continue
-        except _Failed as err:
-            failures.append((url, str(err), False))
-            continue
-        if sha256 is not None and digest != sha256.lower():
-            bad = _move_aside(part, final)
-            failures.append((url, f"SHA-256 mismatch: got {digest}, expected {sha256}; "
-                                  f"the bad file was moved to {bad}", False))
-            continue
-        try:
-            os.replace(part, final)
-        except OSError as err:
-            raise DownloadError(f"Cannot move {part} to {final}: {err}") from err
-        return final
-    raise DownloadError(_failure_message(failures, final, sha256))
-
-
-def _sha256_matches(path: Path, sha256: str, progress: bool) -> bool:
-    try:
-        return sha256_file(path, progress=progress) == sha256.lower()
-    except OSError as err:
-        raise DownloadError(f"Cannot read {path} to verify it: {err}") from err
-
-
-def _move_aside(path: Path, final: Path | None = None) -> Path:
-    """Rename a file that failed its checksum to `<final name>.bad` (replacing an older one)."""
-    bad = (final or path).with_name((final or path).name + ".bad")
-    try:
-        os.replace(path, bad)
-    except OSError as err:
-        raise DownloadError(f"{path} failed its checksum and cannot be moved aside: {err}") from err
-    return bad
-
-
-def _fetch(url: str, part: Path, timeout: float, progress: bool) -> str:
-    """Download `url` into `part`, resuming from its current size; return the hex SHA-256.
-
-    Raises:
-        _Unreachable: no HTTP answer at all (partial data, if any, is kept).
-        _Failed: an HTTP error status, or the transfer stopped early (partial data kept).
-        DownloadError: the partial file cannot be read or written.
-    """
-    offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": _USER_AGENT}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:
-            # Range not satisfiable: the partial file is already complete (or longer than the
-            # file); the checksum decides.
-            err.close()
-            return _hash_existing(part, progress)
-        err.close()
-        raise _Failed(f"HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise _Unreachable(f"no connection ({reason})") from err
-
-    with response:
-        status = getattr(response, "status", 200)
-        length = response.headers.get("Content-Length")
-        remaining = int(length) if length and length.isdigit() else None
-        digest = hashlib.sha256()
-        if offset and status == 206:
-            start, total = _parse_content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                response.close()
-                part.unlink(missing_ok=True)  # unusable as a prefix: start over next time
-                raise _Failed(f"server answered a Range request for byte {offset} with data "
-                                   f"from byte {start}")
-            _hash_prefix(part, digest)
-            mode = "ab"
-        else:
-            # Fresh download, or a server that ignored Range (200): start over.
-            offset, mode = 0, "wb"
-            total = remaining
-        _check_free_space(part.parent, remaining)
-
-        received = 0
-        try:
-            f = open(part, mode)
-        except OSError as err:
-            raise DownloadError(f"Cannot write {part}: {err}") from err
-        with f, ProgressBar(total, desc=f"download {part.name[:-5]}", unit="B", enabled=progress) as bar:
-            bar.update(offset)
-            while True:
-                try:
-                    block = response.read(_READ_BLOCK)
-                except (http.client.HTTPException, OSError) as err:  # reset, timeout mid-transfer
-                    raise _Failed(_interrupted_text(offset + received, total, part, err)) from err
-                if not block:
-                    break
-                try:
-                    f.write(block)
-                except OSError as err:
-                    raise DownloadError(f"Cannot write {part}: {err}") from err
-                digest.update(block)
-                received += len(block)
-                bar.update(len(block))
-        if remaining is not None and received < remaining:
-            # urllib returns b"" (no exception) when the peer closes early: check the count.
-            raise _Failed(_interrupted_text(offset + received, total, part, "connection closed"))
-    return digest.hexdigest()
-
-
-def _parse_content_range(value: str | None) -> tuple[int, int | None]:
-    """`bytes 100-199/1000` -> (100, 1000); total None when `*`. Unparseable -> (-1, None)."""
-    match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
-    if not match:
-        return -1, None
-    total = None if match.group(3) == "*" else int(match.group(3))
-    return int(match.group(1)), total
-
-
-def _hash_prefix(path: Path, digest) -> None:
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(_READ_BLOCK):
-                digest.update(block)
-    except OSError as err:
-        raise DownloadError(f"Cannot read the partial download {path}: {err}") from err
-
-
-def _hash_existing(path: Path, progress: bool) -> str:
-    try:
-        return sha256_file(path, progress=progress)
-    except OSError as err:
-        raise DownloadError(f"Cannot read the partial download {path}: {err}") from err
-
-
-def _check_free_space(folder: Path, needed: int | None) -> None:
-    if needed is None:
-        return
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise DownloadError(f"Not enough disk space in {folder}: the download needs "
-                            f"{needed / 1e9:.2f} GB more, {free / 1e9:.2f} GB are free. "
-                            f"Free some space or choose another folder with --dest.")
-
-
-def _interrupted_text(have: int, total: int | None, part: Path, why) -> str:
-    of = f" of {total}" if total else ""
-    return (f"interrupted after {have}{of} bytes ({why}); the partial data is kept in {part} "
-            f"and the next run continues it")
-
-
-def _failure_message(failures: list[tuple[str, str, bool]], final: Path, sha256: str | None) -> str:
-    where = final.resolve()
-    manual = (f"download {DATASET_FILENAME} by hand from one of these URLs and put it at\n  {where}\n"
-              + (f"(SHA-256 {sha256}). " if sha256 else "")
-              + f"Or set ${DATA_DIR_ENV} to the folder that holds the file.")
-    if all(unreachable for _, _, unreachable in failures):
-        urls = "".join(f"\n  {url} ({reason})" for url, reason, _ in failures)
-        return (f"Cannot download the Galaxy10 DECaLS dataset: no connection to any server "
-                f"(offline?). Tried:{urls}\nTo use it offline, {manual}")
-    reasons = "".join(f"\n  {url}: {reason}" for url, reason, _ in failures)
-    return f"Cannot download the Galaxy10 DECaLS dataset. Tried:{reasons}\nRun again to retry, or {manual}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,8 +145,57 @@ class Galaxy10File:
             return dataset[selection]
         except OSError as err:  # corrupt chunk, file changed or truncated since it was opened
             raise DatasetError(f"Cannot read {dataset.name!r} from {self.path}: {err}. The file may "
-                               f"be damaged; check it with `python -m galaxy_core.data info "
-                               f"{self.path}`.") from err
+                               f"be damaged; check every chunk with `python -m galaxy_core.data info "
+                               f"--check {self.path}`, and download it again if that fails.") from err
+
+    def check(self, progress_on: bool = True) -> int:
+        """Read every image chunk and every metadata value once; return the number of images read.
+
+        The HDF5 chunks of `images` are decompressed one after another (about 3.5 GB for the real
+        file), so a damaged compressed chunk, which `open_dataset` cannot notice, is found here.
+
+        Raises:
+            DatasetError: names the rows of the first chunk that cannot be read.
+        """
+        self.metadata()
+        chunk = int(self._images.chunks[0]) if self._images.chunks else 256
+        rows = chunk * max(1, 256 // chunk)  # whole HDF5 chunks, about 256 rows a read
+        done = 0
+        for start in progress(range(0, self.n, rows), total=-(-self.n // rows),
+                              desc=f"check {self.path.name}", unit="read", disable=not progress_on):
+            stop = min(start + rows, self.n)
+            try:
+                self._read(self._images, np.s_[start:stop])
+            except DatasetError:
+                self._report_bad_chunk(start, stop, chunk)
+            done = stop
+        return done
+
+    def _report_bad_chunk(self, start: int, stop: int, chunk: int) -> None:
+        """Raise DatasetError naming the first unreadable HDF5 chunk of rows start..stop-1."""
+        for first in range(start, stop, chunk):
+            last = min(first + chunk, stop)
+            try:
+                self._read(self._images, np.s_[first:last])
+            except DatasetError as err:
+                raise DatasetError(f"{self.path}: images {first}..{last - 1} cannot be read (a damaged "
+                                   f"or truncated compressed chunk). Download the file again. "
+                                   f"Detail: {err.__cause__}") from err
+        raise DatasetError(f"{self.path}: images {start}..{stop - 1} could not be read once but "
+                           f"could chunk by chunk; check the disk, then run the check again.")
+
+
+def check_file(path: str | Path, progress_on: bool = True) -> int:
+    """Open, validate and read every chunk of a Galaxy10-format file (`info --check`).
+
+    Returns:
+        The number of images (all of them readable).
+
+    Raises:
+        DatasetError: the file is malformed or a chunk cannot be read (the message names its rows).
+    """
+    with open_dataset(path) as ds:
+        return ds.check(progress_on=progress_on)
 
 
 def open_dataset(path: str | Path) -> Galaxy10File:
@@ -486,134 +272,6 @@ def _validate(f: h5py.File, path: Path) -> tuple[h5py.Dataset, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
-# Split and class weights
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Split:
-    """Disjoint int64 index arrays (sorted) into the dataset rows."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-    def sizes(self) -> dict[str, int]:
-        return {"train": int(self.train.size), "val": int(self.val.size), "test": int(self.test.size)}
-
-
-def split_indices(labels, val_fraction: float, test_fraction: float, seed: int) -> Split:
-    """Stratified, seeded train/val/test split of `range(len(labels))`.
-
-    Two scikit-learn `train_test_split(..., stratify=)` calls: first test off the whole set, then
-    val off the rest (with val_fraction rescaled so it is a fraction of the whole set). Each part
-    keeps the class proportions to within about one image per class.
-
-    Args:
-        labels: int array `(N,)`.
-        val_fraction, test_fraction: fractions of N in (0, 1), summing to < 1.
-        seed: random state; the same seed gives the same split.
-
-    Returns:
-        Split with sorted int64 arrays that are disjoint and together cover 0..N-1.
-
-    Raises:
-        ValueError: bad fractions or labels.
-        DatasetError: a class has too few images, or a part would have fewer images than there
-            are classes, so it cannot be stratified.
-    """
-    from sklearn.model_selection import train_test_split
-
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size == 0:
-        raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}.")
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must each be "
-                         f"in (0, 1) with a sum < 1.")
-    classes, counts = np.unique(labels, return_counts=True)
-    if counts.min() < 3:
-        small = ", ".join(f"{_class_text(c)}: {k}" for c, k in zip(classes, counts) if k < 3)
-        raise DatasetError(f"Cannot make a stratified split: every class needs at least 3 images (one "
-                           f"each for train, val and test); too few in {small}. Use more images or "
-                           f"drop those classes.")
-    all_idx = np.arange(labels.size, dtype=np.int64)
-    val_of_rest = val_fraction / (1.0 - test_fraction)
-    try:
-        rest, test = train_test_split(all_idx, test_size=test_fraction, stratify=labels,
-                                      random_state=seed)
-        train, val = train_test_split(rest, test_size=val_of_rest, stratify=labels[rest],
-                                      random_state=seed)
-    except ValueError as err:  # e.g. a part smaller than the number of classes
-        raise DatasetError(f"Cannot make a stratified split of {labels.size} images in "
-                           f"{classes.size} classes with val_fraction={val_fraction}, "
-                           f"test_fraction={test_fraction}: {err} Use more images or larger "
-                           f"fractions.") from err
-    return Split(np.sort(train).astype(np.int64), np.sort(val).astype(np.int64),
-                 np.sort(test).astype(np.int64))
-
-
-def save_split(split: Split, path: str | Path) -> Path:
-    """Write the split to an `.npz` file (arrays `train`, `val`, `test`); returns the path."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, train=split.train, val=split.val, test=split.test)
-    os.replace(tmp, path)
-    return path
-
-
-def load_split(path: str | Path) -> Split:
-    """Read a split written by `save_split`.
-
-    Raises:
-        DatasetError: missing file, missing arrays, non-integer or overlapping indices.
-    """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("train", "val", "test") if k not in data.files]
-            if missing:
-                raise DatasetError(f"{path} is not a split file: missing {missing}.")
-            parts = {k: np.asarray(data[k]) for k in ("train", "val", "test")}
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"Cannot read the split file {path}: {err}") from err
-    for key, arr in parts.items():
-        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-            raise DatasetError(f"{path}: '{key}' must be a 1-D integer array, got {arr.dtype} "
-                               f"{arr.shape}.")
-    joined = np.concatenate(list(parts.values()))
-    if np.unique(joined).size != joined.size:
-        raise DatasetError(f"{path}: train, val and test indices overlap.")
-    return Split(*(parts[k].astype(np.int64) for k in ("train", "val", "test")))
-
-
-def compute_class_weights(labels, num_classes: int) -> dict[int, float]:
-    """Balanced class weights `n / (num_classes * count_c)` (scikit-learn), as `{class: weight}`.
-
-    Raises:
-        DatasetError: a class in 0..num_classes-1 has no image, or a label is out of range.
-    """
-    from sklearn.utils.class_weight import compute_class_weight
-
-    labels = np.asarray(labels).reshape(-1)
-    classes = np.arange(num_classes)
-    outside = np.setdiff1d(np.unique(labels), classes)
-    if outside.size:
-        raise DatasetError(f"Labels {outside.tolist()} are outside 0..{num_classes - 1}.")
-    absent = np.setdiff1d(classes, labels)
-    if absent.size:
-        names = ", ".join(_class_text(c) for c in absent)
-        raise DatasetError(f"Cannot compute balanced class weights: no image of class {names}. "
-                           f"Use a split that contains every class, or turn class weights off "
-                           f"(--no-class-weights).")
-    weights = compute_class_weight("balanced", classes=classes, y=labels)
-    return {int(c): float(w) for c, w in zip(classes, weights)}
-
-
-def _class_text(c) -> str:
-    c = int(c)
-    return f"{c} ({CLASS_NAMES[c]})" if 0 <= c < len(CLASS_NAMES) else str(c)
-
-
-# --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 def describe_file(path: str | Path, checksum: bool = True, progress: bool = True) -> str:
@@ -646,17 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m galaxy_core.data",
                                      description="Download and inspect Galaxy10 DECaLS.")
     sub = parser.add_subparsers(dest="command", required=True)
-    dl = sub.add_parser("download", help="download (resumable) and verify the dataset")
-    dl.add_argument("--dest", type=Path, default=None,
-                    help=f"target folder (default: ${DATA_DIR_ENV} or ./data)")
-    dl.add_argument("--url", action="append", default=None,
-                    help="URL to try (repeatable; default: Zenodo, then the mirror)")
-    dl.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds")
-    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_download_arguments(sub.add_parser("download", help="download (resumable) and verify the dataset"))
     info = sub.add_parser("info", help="validate a Galaxy10-format file and summarise it")
     info.add_argument("path", nargs="?", type=Path, default=None,
                       help="the .h5 file (default: the downloaded dataset path)")
     info.add_argument("--no-checksum", action="store_true", help="skip the SHA-256 (faster)")
+    info.add_argument("--check", action="store_true",
+                      help="also read (decompress) every image chunk to find damaged ones (slow)")
     info.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -665,12 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "download":
-            path = download_dataset(args.dest, urls=tuple(args.url or (DATASET_URL, MIRROR_URL)),
-                                    progress=not args.no_progress, timeout=args.timeout)
-            print(path)
+            print(run_download(args))
         else:
             path = args.path if args.path is not None else default_dataset_path()
             print(describe_file(path, checksum=not args.no_checksum, progress=not args.no_progress))
+            if args.check:
+                n = check_file(path, progress_on=not args.no_progress)
+                print(f"check:       all {n} images read without error")
     except (DatasetError, DownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

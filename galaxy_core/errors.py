@@ -27,3 +27,7 @@ class BundleError(GalaxyError):
 
 class ExplainError(GalaxyError):
     """An explanation method cannot handle this model or input."""
+
+
+class TrainingError(GalaxyError):
+    """A training run cannot start or resume as asked (the message says how to fix it)."""

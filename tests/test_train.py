@@ -1,5 +1,6 @@
-"""Training: class weights, best-weights early stopping, interrupted + resumed run that learns,
-MirroredStrategy on two logical CPUs, and the train.py command line."""
+"""Training: class weights, interrupted + resumed run that learns, MirroredStrategy on two logical
+CPUs, and the train.py command line (early stopping and the epoch bar: test_callbacks.py; the lock,
+work folder and checkpoints: test_checkpoint.py)."""
 
 import json
 import os
@@ -14,7 +15,7 @@ import pytest
 from conftest import write_galaxy10_like
 
 from galaxy_core.config import Config
-from galaxy_core.train import BestWeightsEarlyStopping, TrainingError, train_run, work_dir_for
+from galaxy_core.train import TrainingError, train_run, work_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -43,62 +44,6 @@ def write_quadrants(path, n=240, labels=None):
 
 
 # --------------------------------------------------------------------------------------------
-# Early stopping with a scripted validation accuracy
-# --------------------------------------------------------------------------------------------
-class ScriptedAccuracy(keras.callbacks.Callback):
-    """Overwrites val_accuracy with a scripted sequence and records each epoch's weights."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values, self.weights = values, {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["val_accuracy"] = self.values[epoch]
-        self.weights[epoch] = self.model.get_weights()
-
-
-def _fit_scripted(values, patience, initial_epoch=0, seed_state=None):
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
-    y = x.sum(1, keepdims=True)
-    script, stopper = ScriptedAccuracy(values), BestWeightsEarlyStopping(patience)
-    if seed_state is not None:
-        stopper.restore_state(**seed_state)
-    model.fit(x, y, epochs=len(values), initial_epoch=initial_epoch, batch_size=4, verbose=0,
-              callbacks=[script, stopper])
-    return model, script, stopper
-
-
-def _same(a, b):
-    return all(np.array_equal(p, q) for p, q in zip(a, b))
-
-
-def test_best_weights_restored_when_max_epochs_reached():
-    model, script, stopper = _fit_scripted([0.1, 0.5, 0.9, 0.3, 0.2], patience=10)
-    assert stopper.stopped_epoch == 0 and stopper.best_epoch == 2
-    assert _same(model.get_weights(), script.weights[2])
-    assert not _same(model.get_weights(), script.weights[4])
-
-
-def test_best_weights_restored_when_patience_runs_out():
-    model, script, stopper = _fit_scripted([0.2, 0.8, 0.4, 0.5, 0.6, 0.9, 0.1], patience=2)
-    assert stopper.stopped_epoch == 3  # two epochs without improvement after epoch index 1
-    assert sorted(script.weights) == [0, 1, 2, 3]
-    assert _same(model.get_weights(), script.weights[1])
-
-
-def test_resumed_stopper_keeps_best_so_far():
-    first, script, _ = _fit_scripted([0.95], patience=10)
-    best = script.weights[0]
-    model, script, stopper = _fit_scripted([None, 0.5, 0.6, 0.7], patience=10, initial_epoch=1,
-                                           seed_state=dict(best=0.95, best_epoch=0, wait=0,
-                                                           best_weights=best))
-    assert stopper.best_epoch == 0 and stopper.wait == 3
-    assert _same(model.get_weights(), best)
-
-
-# --------------------------------------------------------------------------------------------
 # Class weights reach fit
 # --------------------------------------------------------------------------------------------
 class _Captured(Exception):
@@ -109,7 +54,7 @@ class _Captured(Exception):
 def test_class_weights_passed_to_fit_equal_sklearn(tmp_path, monkeypatch, use_weights):
     from sklearn.utils.class_weight import compute_class_weight
 
-    from galaxy_core.data import split_indices
+    from galaxy_core.split import split_indices
 
     labels = np.repeat([0, 1, 2, 3], [60, 30, 20, 10])
     data = write_quadrants(tmp_path / "imbalanced.h5", labels=labels)
@@ -303,6 +248,73 @@ def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
     proc = _cli("--evaluate", str(path), env={"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SYNTHETIC" in proc.stdout
+    for noise in ("failed call to cuInit", "cudart_stub", "absl::InitializeLog", "oneDNN"):
+        assert noise not in proc.stderr, proc.stderr  # TensorFlow's native start-up lines (issue 10 #11)
     after = json.loads((path / "metrics.json").read_text())
     assert "reevaluated_at" in after and "reevaluated_at" not in before
     assert after["test"]["accuracy"] == pytest.approx(before["test"]["accuracy"])
+
+
+def test_interrupt_hint_is_shell_quoted(tmp_path):
+    import shlex
+
+    import train as cli
+
+    out = tmp_path / "my runs" / "demo 1"
+    args = cli.build_parser().parse_args(["--demo", "--out", str(out)])
+    work = work_dir_for(out)
+    work.mkdir(parents=True)
+    (work / "state.json").write_text("{}")
+    command = cli.resume_hint(args).split("`")[1]
+    assert shlex.split(command) == ["python", "train.py", "--demo", "--out", str(out), "--resume"]
+
+
+def test_cli_resume_with_unchanged_flags_prints_no_ignored_changes(tmp_path, capsys):
+    import train as cli
+
+    data = write_quadrants(tmp_path / "q.h5", n=120)
+    out = tmp_path / "runs" / "r"
+    cfg = CFG.replace(epochs=2, explain_errors=0, explain_correct=0)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, data, out, cache_dir=tmp_path / "c", callbacks=[InterruptAfterEpoch(1)])
+    capsys.readouterr()
+    rc = cli.main(["--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                   "--resume", "--no-progress"])  # the command the hint prints: no config flags
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "ignoring changes" not in printed.out + printed.err
+    assert "resuming after epoch 1" in printed.out and (out / "run.json").exists()
+
+
+def test_cli_default_out_honours_galaxy_runs_dir(tmp_path, monkeypatch):
+    import galaxy_core.train
+    import train as cli
+
+    data = write_quadrants(tmp_path / "q.h5", n=40)
+    seen = {}
+    monkeypatch.setattr(galaxy_core.train, "train_run", lambda cfg, data_path, out, **kw: seen.update(out=out))
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert cli.main(["--data", str(data), "--preset", "vgg19-frozen"]) == 0
+    assert seen["out"].parent == tmp_path / "elsewhere" and seen["out"].name.startswith("vgg19-frozen-")
+
+
+@pytest.mark.parametrize("change, expected", [(dict(backbone="DenseNet2O1"), "Unknown backbone"),
+                                              (dict(weights="imagenett"), "imagenett")])
+def test_model_name_typos_are_reported_before_the_cache_is_built(tmp_path, change, expected):
+    from galaxy_core.errors import ModelError
+
+    data = write_quadrants(tmp_path / "q.h5", n=40)
+    with pytest.raises(ModelError, match=expected):
+        train_run(CFG.replace(**change), data, tmp_path / "runs" / "typo", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+
+
+def test_tensorflow_startup_noise_is_filtered_but_other_lines_kept(capfd):
+    from galaxy_core.tf_quiet import filtered_native_stderr
+
+    with filtered_native_stderr():
+        os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n")
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see...\n")
+        os.write(2, b"a real error line\n")
+    err = capfd.readouterr().err
+    assert err == "a real error line\n"

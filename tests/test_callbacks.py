@@ -1,0 +1,89 @@
+"""galaxy_core.callbacks: best-weights early stopping (scripted val accuracy), the tqdm epoch bar
+and the one-line epoch summary."""
+
+import re
+
+import keras
+import numpy as np
+
+from galaxy_core.callbacks import BestWeightsEarlyStopping, EpochProgressBar, epoch_summary
+
+
+# --------------------------------------------------------------------------------------------
+# Early stopping with a scripted validation accuracy
+# --------------------------------------------------------------------------------------------
+class ScriptedAccuracy(keras.callbacks.Callback):
+    """Overwrites val_accuracy with a scripted sequence and records each epoch's weights."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values, self.weights = values, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.values[epoch]
+        self.weights[epoch] = self.model.get_weights()
+
+
+def _fit_scripted(values, patience, initial_epoch=0, seed_state=None):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    y = x.sum(1, keepdims=True)
+    script, stopper = ScriptedAccuracy(values), BestWeightsEarlyStopping(patience)
+    if seed_state is not None:
+        stopper.restore_state(**seed_state)
+    model.fit(x, y, epochs=len(values), initial_epoch=initial_epoch, batch_size=4, verbose=0,
+              callbacks=[script, stopper])
+    return model, script, stopper
+
+
+def _same(a, b):
+    return all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+def test_best_weights_restored_when_max_epochs_reached():
+    model, script, stopper = _fit_scripted([0.1, 0.5, 0.9, 0.3, 0.2], patience=10)
+    assert stopper.stopped_epoch == 0 and stopper.best_epoch == 2
+    assert _same(model.get_weights(), script.weights[2])
+    assert not _same(model.get_weights(), script.weights[4])
+
+
+def test_best_weights_restored_when_patience_runs_out():
+    model, script, stopper = _fit_scripted([0.2, 0.8, 0.4, 0.5, 0.6, 0.9, 0.1], patience=2)
+    assert stopper.stopped_epoch == 3  # two epochs without improvement after epoch index 1
+    assert sorted(script.weights) == [0, 1, 2, 3]
+    assert _same(model.get_weights(), script.weights[1])
+
+
+def test_resumed_stopper_keeps_best_so_far():
+    first, script, _ = _fit_scripted([0.95], patience=10)
+    best = script.weights[0]
+    model, script, stopper = _fit_scripted([None, 0.5, 0.6, 0.7], patience=10, initial_epoch=1,
+                                           seed_state=dict(best=0.95, best_epoch=0, wait=0,
+                                                           best_weights=best))
+    assert stopper.best_epoch == 0 and stopper.wait == 3
+    assert _same(model.get_weights(), best)
+
+
+# --------------------------------------------------------------------------------------------
+# The epoch bar and summary (one format, the one the app reads)
+# --------------------------------------------------------------------------------------------
+def test_epoch_bar_is_tqdm_in_the_project_format(capsys):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    x = np.ones((12, 4), np.float32)
+    model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, callbacks=[EpochProgressBar(2)])
+    err = capsys.readouterr().err
+    for epoch in (1, 2):  # the app reads `Epoch k/N` and `NN%|`
+        assert re.search(rf"Epoch {epoch}/2: 100%\|[^|]*\| 3/3 \[", err), err
+    assert "step" not in err and "━" not in err  # not Keras's own progbar
+
+
+def test_epoch_summary_line():
+    stopper = BestWeightsEarlyStopping(patience=3)
+    stopper.best, stopper.best_epoch = 0.75, 1
+    row = {"loss": 0.52134, "accuracy": 0.81, "val_loss": 0.6012, "val_accuracy": 0.78,
+           "epoch_time_s": 12.34, "images_per_s": 1234.0}
+    assert epoch_summary(3, 8, row, stopper) == (
+        "Epoch 3/8: loss 0.5213 - acc 0.8100 - val_loss 0.6012 - val_acc 0.7800 - 12.3 s "
+        "(1,234 train images/s); best val_acc 0.7500 at epoch 2")
