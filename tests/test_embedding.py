@@ -56,6 +56,19 @@ def test_uint8_input_and_a_reused_feature_model_give_the_same_features():
     assert penultimate_features(extractor, images[:0]).shape == (0, 16)
 
 
+def test_a_model_loaded_from_a_bundle_file_gives_the_same_features(tmp_path):
+    """Older bundles: features computed on demand from model.keras (augmentation stays off)."""
+    from galaxy_core.model import load_model
+
+    model = build_model(Config(**SMALL, flips=True, rotation_factor=0.2))
+    model.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    assert feature_layer(loaded).name == "head_dense"
+    images = np.random.default_rng(2).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(penultimate_features(loaded, images),
+                               penultimate_features(model, images), atol=1e-6)
+
+
 def test_models_without_a_dense_classifier_are_refused():
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
