@@ -82,7 +82,7 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
         model: a Keras model (saved as `model.keras`), or the path of a `.keras` file to copy.
         history: per-epoch lists (`loss`, `accuracy`, `val_loss`, ...), all the same length; an
             `epoch` list (1-based) is optional.
-        metrics: metrics.json dict (`galaxy_core.evaluate.assemble_metrics`); needs `test`.
+        metrics: metrics.json dict (`galaxy_core.metrics.assemble_metrics`); needs `test`.
         run_info: run.json content; needs `synthetic` (bool). `format_version` is set here and
             `created` (UTC ISO time) is filled in when missing.
         predictions: `indices` (N,), `labels` (N,), `probs` (N, C), `images` uint8 (N, S, S, 3)

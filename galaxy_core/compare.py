@@ -3,7 +3,7 @@
 Pure numpy on the fields of `galaxy_core.bundle.RunBundle` (`config`, `run_info`, `metrics`,
 `predictions`); no display code. Layer: above `bundle` (it reads loaded bundles).
 
-Metrics come from `metrics.json` as `galaxy_core.evaluate.assemble_metrics` writes it: `test` and
+Metrics come from `metrics.json` as `galaxy_core.metrics.assemble_metrics` writes it: `test` and
 `test_tta` METRICS dicts (`accuracy`, `balanced_accuracy`, `macro_f1`, `loss`, `per_class`
 {name: {precision, recall, f1, support}}, `confusion_matrix`), `best_epoch`, and, when present,
 `calibration` (`galaxy_core.calibration.calibration_summary`). Per-image results come from

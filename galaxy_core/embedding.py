@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from galaxy_core.errors import GalaxyError, ModelError
+from galaxy_core.inference import to_model_input
 
 PROJECTION_METHODS = ("tsne", "pca")
 # Attribute set on the models made by `feature_model` (so penultimate_features uses them as they are).
@@ -123,8 +124,8 @@ def penultimate_features(model, images, batch_size: int = 64, progress: bool = F
         model: a classifier built by `galaxy_core.model.build_model` (or loaded from a bundle), or
             the `feature_model(classifier)` of one: keep that and pass it again to avoid building
             (and tracing) a new extractor on every call, e.g. one uploaded image at a time.
-        images: float32 `(N, S, S, 3)` in [0, 1] (uint8 is rescaled with
-            `galaxy_core.preprocess.rescale`); a numpy memmap is read one batch at a time.
+        images: float32 `(N, S, S, 3)` in [0, 1] (uint8 is mapped with
+            `galaxy_core.inference.to_model_input`); a numpy memmap is read one batch at a time.
         batch_size: images per model call.
         progress: draw a tqdm bar on stderr (`galaxy_core.io.progress`).
         on_progress: optional callback `(done_images, total_images)` (for the app).
@@ -161,9 +162,7 @@ def penultimate_features(model, images, batch_size: int = 64, progress: bool = F
     for start in starts:
         batch = np.asarray(images[start:start + batch_size])
         if batch.dtype == np.uint8:
-            from galaxy_core.preprocess import rescale
-
-            batch = rescale(batch)
+            batch = to_model_input(batch)
         out[start:start + len(batch)] = np.asarray(
             extractor.predict_on_batch(batch.astype(np.float32, copy=False)), dtype=np.float32)
         if on_progress is not None:

@@ -2,7 +2,8 @@
 
 Every image function is pure: it takes an ndarray and returns a new ndarray (or, for identity
 settings, the input itself) and never changes its argument. Images handed between modules are
-`uint8 (H, W, 3)` RGB; `rescale` is the one place that maps uint8 to float32 in [0, 1].
+`uint8 (H, W, 3)` RGB; `galaxy_core.inference.to_model_input` maps uint8 to float32 in [0, 1]
+(with `INVERSE_255`, the constant the tf.data pipeline multiplies by too).
 
 `preprocess_stages` is the chain's one definition; `preprocess_image`, `preprocess_batch`, the
 preprocessed cache (`galaxy_core.cache`) and the app's lab all use it.
@@ -10,7 +11,7 @@ preprocessed cache (`galaxy_core.cache`) and the app's lab all use it.
 Example:
     >>> cfg = Config()
     >>> out = preprocess_image(raw_rgb_uint8, cfg)      # uint8 (S, S, 3)
-    >>> x = rescale(out[None])                            # float32 (1, S, S, 3) in [0, 1]
+    >>> x = inference.to_model_input(out[None])           # float32 (1, S, S, 3) in [0, 1]
 """
 
 from __future__ import annotations
@@ -224,25 +225,6 @@ def preprocess_batch(images: np.ndarray | Sequence[np.ndarray], cfg: Config = _D
 
 
 INVERSE_255 = np.float32(1.0 / 255.0)  # float32(1/255) * 255 rounds to exactly 1.0
-
-
-def rescale(images: np.ndarray) -> np.ndarray:
-    """Map uint8 pixels to float32 in [0, 1] (x * float32(1/255)). The only uint8 -> [0, 1] place.
-
-    A multiplication, not a division: about 1.8x faster in the tf.data pipeline, which computes the
-    same float32 product (`galaxy_core.pipeline`), so both give identical bits. 0 -> 0.0, 255 -> 1.0.
-
-    Args:
-        images: uint8 array of any shape, e.g. `(N, S, S, 3)`.
-
-    Returns:
-        float32 array of the same shape, values in [0, 1].
-    """
-    images = _check_array(images, "images")
-    if images.dtype != np.uint8:
-        raise PreprocessError(f"rescale expects uint8 images (0..255); got dtype {images.dtype}. "
-                              "Preprocess the images first (preprocess_image / preprocess_batch).")
-    return np.multiply(images, INVERSE_255, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------

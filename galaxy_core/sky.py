@@ -5,9 +5,9 @@ twice. A random split puts some of those pairs across train and test, so the tes
 twin of a training image and the test accuracy is optimistic. `sky_groups` links every pair within
 a radius (union of pairs: chains A-B, B-C make one group) and `group_split` keeps each group in one
 split. `sky_split` does both from `ra`/`dec`; it is a drop-in beside
-`galaxy_core.data.split_indices` (same arguments plus the coordinates, same `Split` result).
+`galaxy_core.split.split_indices` (same arguments plus the coordinates, same `Split` result).
 
-How `group_split` stratifies: it runs `galaxy_core.data.split_indices` (two stratified scikit-learn
+How `group_split` stratifies: it runs `galaxy_core.split.split_indices` (two stratified scikit-learn
 `train_test_split` calls) on the GROUPS, each group labelled with its members' most common label
 (ties: the smaller label), and gives every image its group's split. So
 - with no twins (every group a single image) it returns exactly `split_indices`'s split;
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from galaxy_core.data import Split, split_indices
+from galaxy_core.split import Split, split_indices
 from galaxy_core.errors import GalaxyError
 
 DEFAULT_RADIUS_ARCSEC = 1.0
@@ -178,13 +178,13 @@ def group_split(labels, groups, val_fraction: float, test_fraction: float, seed:
         seed: random state; the same inputs and seed give the same split.
 
     Returns:
-        `galaxy_core.data.Split` of sorted int64 index arrays, disjoint, covering 0..N-1, with no
+        `galaxy_core.split.Split` of sorted int64 index arrays, disjoint, covering 0..N-1, with no
         group in more than one of them. Equal to `split_indices(labels, ...)` when no group has
         more than one image.
 
     Raises:
         SkyError: groups do not match labels.
-        ValueError, DatasetError: as `galaxy_core.data.split_indices` (bad fractions; a class
+        ValueError, DatasetError: as `galaxy_core.split.split_indices` (bad fractions; a class
             with fewer than 3 groups).
 
     Example:

@@ -12,7 +12,7 @@ from galaxy_core.calibration import calibration_summary
 from galaxy_core.compare import (CompareError, check_same_test_set, compare_metrics,
                                  confusion_difference, disagreements, row_normalised)
 from galaxy_core.config import Config
-from galaxy_core.evaluate import assemble_metrics, compute_metrics
+from galaxy_core.metrics import assemble_metrics, compute_metrics
 
 CFG = Config(image_size=32, weights="none")
 N = 40

@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Lowest layer first. Names absent from the package are allowed (modules other branches add).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "config", "io", "tf_quiet", "progress"),  # progress: until synthetic uses io (issue 9)
-    ("data", "download", "split"),
+    ("data", "download", "split", "sky", "properties"),
     # decode's output contract (RGB uint8) is preprocess.to_rgb_uint8, so it sits with preprocess.
     ("preprocess", "cache", "synthetic", "decode"),
     ("augment", "model"),
     ("pipeline",),
-    ("inference", "metrics", "curves", "explain"),
+    ("inference", "metrics", "curves", "calibration", "embedding", "explain"),
     ("bundle",),
-    ("checkpoint", "callbacks", "train", "evaluate", "predict"),
+    ("checkpoint", "callbacks", "train", "evaluate", "predict", "compare"),
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -5,7 +5,7 @@ import pytest
 
 from galaxy_core.config import Config
 from galaxy_core.pipeline import make_dataset
-from galaxy_core.preprocess import rescale
+from galaxy_core.inference import to_model_input
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_validation_batches_exact_values_order_and_one_hot(cache):
     assert x.dtype == np.float32 and x.shape == (11, 32, 32, 3)
     assert y.dtype == np.float32 and y.shape == (11, 10)
     # No augmentation and the same math as the numpy twin: bit-identical.
-    np.testing.assert_array_equal(x, rescale(np.asarray(images[indices])))
+    np.testing.assert_array_equal(x, to_model_input(np.asarray(images[indices])))
     np.testing.assert_array_equal(y.argmax(1), labels[indices])
     np.testing.assert_array_equal(y.sum(1), np.ones(11))
     x2, _ = _collect(dataset)

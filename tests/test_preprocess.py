@@ -214,7 +214,7 @@ def test_opening_rejects_bad_args(kwargs):
 
 
 # --------------------------------------------------------------------------------------------
-# preprocess_image / preprocess_batch / rescale
+# preprocess_image / preprocess_batch
 # --------------------------------------------------------------------------------------------
 def test_preprocess_image_is_the_composition():
     cfg = Config(image_size=32, channel_mode="per_channel", opening_kernel_shape="rect")
@@ -249,14 +249,3 @@ def test_preprocess_batch_rejects_single_image_and_bad_out():
         pp.preprocess_batch(RGB[None], cfg, out=np.zeros((1, 16, 16, 3), np.uint8))
     with pytest.raises(PreprocessError):
         pp.preprocess_image(RGB, cfg={"image_size": 32})
-
-
-def test_rescale_maps_uint8_to_unit_float32():
-    out = pp.rescale(np.array([[0, 51, 255]], dtype=np.uint8))
-    assert out.dtype == np.float32 and out.shape == (1, 3)
-    np.testing.assert_allclose(out, [[0.0, 0.2, 1.0]], rtol=1e-6)
-    every = pp.rescale(np.arange(256, dtype=np.uint8).reshape(16, 16))
-    assert every.shape == (16, 16) and every.min() == 0.0 and every.max() == 1.0
-    np.testing.assert_array_equal(np.rint(every * 255).astype(int).ravel(), np.arange(256))
-    with pytest.raises(PreprocessError):
-        pp.rescale(np.zeros(3, np.float32))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from galaxy_core import sky
-from galaxy_core.data import Split, open_dataset, split_indices
+from galaxy_core.data import open_dataset
+from galaxy_core.split import Split, split_indices
 from galaxy_core.errors import DatasetError
 from galaxy_core.sky import (SkyError, group_split, group_stats, sky_groups, sky_split,
                              split_crossings, twin_pairs)
