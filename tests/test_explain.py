@@ -324,3 +324,40 @@ def test_pixel_ranks_break_ties_out_of_raster_order():
     top_rows = ranks.reshape(16, 16)[:4]  # with raster order these would be ranks 1..64
     assert top_rows.max() > 128
     np.testing.assert_array_equal(ranks, pixel_ranks(heat))  # repeatable
+
+
+def test_lookup_returns_stored_rows_only_for_the_same_predictions(blob_task, tmp_path):
+    model, images, labels, probs, _ = blob_task
+    labels = labels.copy()
+    labels[:4] = (labels[:4] + 1) % 4
+    data = explain.compute_explanations(model, images, labels, probs, np.arange(len(labels)), list("abcd"),
+                                        cap=3, n_correct=1, smooth_samples=2, steps=4, batch_size=4)
+    path = explain.save_explanations(tmp_path / "explanations.h5", data)
+    row = int(data["rows"]["row"][0])
+    pred, label = int(probs[row].argmax()), int(labels[row])
+    with explain.load_explanations(path) as stored:
+        found = stored.lookup(row, "predicted", pred=pred, label=label)
+        assert sorted(found["maps"]) == sorted(explain.ALL_METHODS)
+        np.testing.assert_array_equal(found["maps"]["gradcam"], stored.map("gradcam", "predicted", 0))
+        assert found["scores"]["saliency"] == (float(stored.scores["saliency"]["predicted"]["deletion"][0]),
+                                               float(stored.scores["saliency"]["predicted"]["insertion"][0]))
+        assert stored.lookup(row, "predicted", pred=(pred + 1) % 4, label=label) is None  # re-evaluated since
+        assert stored.lookup(row, "no-such-target", pred=pred, label=label) is None
+        missing = next(r for r in range(len(labels)) if r not in set(data["rows"]["row"].tolist()))
+        assert stored.lookup(missing, "predicted", pred=0, label=0) is None
+
+
+def test_explain_image_and_score_maps_match_the_batch_functions(blob_task):
+    model, images, labels, _, _ = blob_task
+    maps = explain.explain_image(model, images[0], int(labels[0]), smooth_samples=2, seed=3)
+    assert list(maps) == list(explain.ALL_METHODS)
+    np.testing.assert_allclose(maps["gradcam"], explain.gradcam_map(model, images[:1], labels[:1])[0], atol=1e-6)
+    np.testing.assert_allclose(maps["smoothgrad"],
+                               explain.smoothgrad_map(model, images[:1], labels[:1], samples=2, seed=3)[0], atol=1e-6)
+    scores = explain.score_maps(model, images[0], maps, int(labels[0]), steps=4)
+    one = explain.faithfulness_scores(model, images[:1], maps["gradcam"][None], labels[:1], steps=4)
+    assert scores["gradcam"] == pytest.approx((float(one["deletion"][0]), float(one["insertion"][0])), abs=1e-6)
+    with pytest.raises(ExplainError, match="one image"):
+        explain.explain_image(model, images[:2], 0)
+    with pytest.raises(ExplainError, match="Unknown explanation method"):
+        explain.explain_image(model, images[0], 0, methods=("occlusion",))

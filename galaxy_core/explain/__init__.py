@@ -2,7 +2,9 @@
 
 One module per technique (tf-keras-vis style): `saliency` (vanilla saliency and SmoothGrad),
 `gradcam`, `gradcam_plus_plus`, `faithfulness` (deletion / insertion), `analysis` (error
-analysis on labels and probabilities), `overlay`, `store` (`explanations.h5`).
+analysis on labels and probabilities), `overlay`, `store` (`explanations.h5`, and
+`Explanations.lookup` of one stored image), `one_image` (`explain_image` / `score_maps`: the
+service that explains one galaxy).
 
 Every map function takes `(model, images float32 [0, 1] or uint8 (N, S, S, 3), class_indices (N,))`
 and returns float32 `(N, S, S)` in [0, 1] (each map scaled on its own; a constant map is zeros).
@@ -31,6 +33,7 @@ _LAZY = {
     "insertion_score": "faithfulness",
     "gradcam_map": "gradcam", "gradcam_plus_plus_map": "gradcam_plus_plus",
     "saliency_map": "saliency", "smoothgrad_map": "saliency",
+    "explain_image": "one_image", "score_maps": "one_image",
 }
 
 
@@ -46,9 +49,10 @@ def __getattr__(name):
 
 __all__ = [
     "ALL_METHODS", "DEFAULT_BASELINE", "ENGINES", "METHODS", "TARGETS", "Explanations", "check_model",
-    "clear_cache", "colorize", "compute_explanations", "deletion_score", "errors_by_pair",
+    "clear_cache", "colorize", "compute_explanations", "deletion_score", "errors_by_pair", "explain_image",
     "faithfulness_curves", "faithfulness_scores", "find_feature_layer", "gradcam_map",
     "gradcam_plus_plus_map", "insertion_score", "load_explanations", "margins",
     "misclassified", "most_ambiguous", "normalize_maps", "overlay", "saliency_map", "save_explanations",
+    "score_maps",
     "select_rows", "smoothgrad_map", "target_classes",
 ]

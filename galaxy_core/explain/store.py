@@ -244,6 +244,35 @@ class Explanations:
             raise ExplainError(f"row must be in [0, {len(self)}); got {row}.")
         return self._file[f"maps/{method}/{target}"][row].astype(np.float32) / np.float32(255.0)
 
+    def lookup(self, test_row: int, target: str, pred: int, label: int,
+               methods: Sequence[str] = ALL_METHODS) -> dict | None:
+        """The stored maps and scores of one test image, or None where they cannot be used.
+
+        Args:
+            test_row: row of the image in the bundle's `predictions.h5`.
+            target: one of `targets` (e.g. "pred" or "label").
+            pred, label: the image's current predicted and true class; a stored row made for other
+                predictions (e.g. before `train.py --evaluate`) is not used.
+            methods: the methods wanted; None is returned unless all are stored.
+
+        Returns:
+            `{"maps": {method: float32 (S, S)}, "scores": {method: (deletion, insertion)}}`.
+        """
+        positions = self._positions()
+        if test_row not in positions or target not in self.targets or not all(m in self.methods for m in methods):
+            return None
+        i = positions[test_row]
+        if int(self.rows["pred"][i]) != int(pred) or int(self.rows["label"][i]) != int(label):
+            return None
+        return {"maps": {m: self.map(m, target, i) for m in methods},
+                "scores": {m: (float(self.scores[m][target]["deletion"][i]),
+                               float(self.scores[m][target]["insertion"][i])) for m in methods}}
+
+    def _positions(self) -> dict[int, int]:
+        if not hasattr(self, "_position_of"):
+            self._position_of = {int(r): i for i, r in enumerate(self.rows["row"])}
+        return self._position_of
+
     def close(self) -> None:
         self._file.close()
 

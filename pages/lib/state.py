@@ -221,29 +221,19 @@ def current_explanations():
 
 
 def stored_explanation(row: int, target: str) -> dict | None:
-    """Maps and faithfulness of one test image from explanations.h5, or None if not stored.
-
-    A lookup the core does not offer yet (a CLI could use it too): it reads
-    `galaxy_core.explain.Explanations` and checks the stored row still matches the run's
-    predictions.
+    """Maps and faithfulness of one test image from explanations.h5, or None if not stored
+    (`galaxy_core.explain.Explanations.lookup`, which also refuses rows made for other predictions).
 
     Returns:
         `{"maps": {method: float32 (S, S)}, "scores": {method: (deletion, insertion)}}`.
     """
     stored = current_explanations()
-    if stored is None or row not in stored["positions"] or target not in stored["file"].targets:
-        return None
-    f, i = stored["file"], stored["positions"][row]
-    if not all(m in f.methods for m in METHODS):
+    if stored is None:
         return None
     path = current_run_path()
     run = load_run(path, stamp(path))
-    if (int(f.rows["pred"][i]) != int(run.predictions["probs"][row].argmax())
-            or int(f.rows["label"][i]) != int(run.predictions["labels"][row])):
-        return None  # stored for other predictions (e.g. re-evaluated since): compute anew
-    return {"maps": {m: f.map(m, target, i) for m in METHODS},
-            "scores": {m: (float(f.scores[m][target]["deletion"][i]),
-                           float(f.scores[m][target]["insertion"][i])) for m in METHODS}}
+    return stored["file"].lookup(row, target, pred=int(run.predictions["probs"][row].argmax()),
+                                 label=int(run.predictions["labels"][row]), methods=METHODS)
 
 
 def computed_maps(row: int, class_index: int) -> dict:
@@ -260,22 +250,16 @@ def computed_scores(row: int, class_index: int) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _compute_maps(path: str, path_stamp: float, row: int, class_index: int) -> dict:
-    """Explain one image with the four methods (a service the core does not offer as one call yet)."""
     model, run = load_model(path, path_stamp), load_run(path, path_stamp)
-    x = test_images(path, path_stamp, (row,))  # uint8 (1, S, S, 3): explain rescales it
+    image = test_images(path, path_stamp, (row,))[0]  # uint8 (S, S, 3)
     # SmoothGrad as the stored maps were made: the run's noise samples and seed.
-    options = {"smoothgrad": {"samples": run.config.smooth_samples, "seed": run.config.seed}}
-    return {m: explain.METHODS[m](model, x, np.array([class_index]), **options.get(m, {}))[0]
-            for m in METHODS}
+    return explain.explain_image(model, image, class_index, METHODS,
+                                 smooth_samples=run.config.smooth_samples, seed=run.config.seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _compute_scores(path: str, path_stamp: float, row: int, class_index: int) -> dict:
     model = load_model(path, path_stamp)
     maps = _compute_maps(path, path_stamp, row, class_index)
-    x = test_images(path, path_stamp, (row,))
-    n = len(METHODS)
-    # One faithfulness call for the four maps: the image repeated once per map.
-    found = explain.faithfulness_scores(model, np.repeat(x, n, axis=0), np.stack([maps[m] for m in METHODS]),
-                                        np.full(n, class_index), steps=FAITHFULNESS_STEPS)
-    return {m: (float(found["deletion"][i]), float(found["insertion"][i])) for i, m in enumerate(METHODS)}
+    image = test_images(path, path_stamp, (row,))[0]
+    return explain.score_maps(model, image, maps, class_index, steps=FAITHFULNESS_STEPS)
