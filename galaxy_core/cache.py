@@ -22,7 +22,6 @@ import os
 import shutil
 import socket
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import numpy as np
 
 from galaxy_core.config import Config
 from galaxy_core.errors import PreprocessError
-from galaxy_core.io import CACHE_DIR_ENV, default_cache_dir, progress_bar, write_json
+from galaxy_core.io import CACHE_DIR_ENV, atomic_dir, default_cache_dir, partial_owner, progress_bar, write_json
 from galaxy_core.preprocess import preprocess_batch
 
 # Bump when the pixels `preprocess_image` produces change for the same parameters: old caches are
@@ -178,10 +177,10 @@ def build_cache(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | o
             f"Not enough disk space for the preprocessed cache in {root}: it needs {needed / 1e9:.2f} GB, "
             f"{free / 1e9:.2f} GB are free. Free some space or point ${CACHE_DIR_ENV} (or cache_dir) "
             "at a disk with more room.")
-    tmp = root / f".tmp-{key_hash}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     started = time.perf_counter()
-    try:
+    # Built in io.atomic_dir's hidden sibling; another process that finishes the same cache first
+    # wins (replace=False): both built the same pixels.
+    with atomic_dir(final, replace=False) as tmp:
         # The .npy header and the (sparse) file are made here; workers write their rows in place.
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                            shape=(n, size, size, 3))
@@ -200,19 +199,9 @@ def build_cache(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | o
             "opencv": cv2.__version__,
         }
         write_json(tmp / "meta.json", meta)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            # Another process finished the same cache first: keep theirs if it is complete.
-            if is_cache_complete(final):
-                return final
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if tmp.exists() and final.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    if not is_cache_complete(final):
+        raise PreprocessError(f"{final} exists but is not a complete preprocessed cache. Delete {final} "
+                              "and run build_cache again.")
     return final
 
 
@@ -261,14 +250,16 @@ def _remove_dead_temp_folders(root: Path, key_hash: str) -> None:
 
     Such folders are never taken as a cache; this only frees their disk space.
     """
-    prefix = f".tmp-{key_hash}-{socket.gethostname()}-"
-    for folder in root.glob(prefix + "*"):
+    here = socket.gethostname()
+    for folder in root.glob(f".{key_hash}.partial-*"):
+        owner = partial_owner(folder)
+        if owner is None or owner[0] != here:
+            continue  # another host's build (a shared cache folder): not ours to judge
         try:
-            pid = int(folder.name[len(prefix):].split("-")[0])
-            os.kill(pid, 0)
+            os.kill(owner[1], 0)
         except ProcessLookupError:
             shutil.rmtree(folder, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
+        except (PermissionError, OSError):
             continue
 
 

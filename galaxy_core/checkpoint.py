@@ -47,7 +47,7 @@ CONFIG = "config.json"
 # What a run bundle holds at least (bundle.REQUIRED_MEMBERS has the full list).
 BUNDLE_MARKERS = ("config.json", "run.json", "model.keras")
 # Hidden folders next to bundles: a run's work folder and the bundle writer's temporaries.
-_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<kind>work|partial-[0-9a-f]+|old-[0-9a-f]+)")
+_LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?P<kind>work|partial-(?:.+-[0-9]+-)?[0-9a-f]+|old-[0-9a-f]+)")
 
 Log = Callable[[str], None]
 

@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -179,26 +180,56 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 # --- atomic folders -------------------------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
     """Build a folder in a hidden temporary sibling and rename it to `path` when the block ends.
 
-    An existing `path` is moved aside (`.<name>.old-<token>`) just before the rename and removed
-    after it; if the rename fails it is put back. On an exception inside the block the temporary
-    folder is removed and `path` is untouched. Files in the folder get the umask's mode.
+    The temporary folder is `.<name>.partial-<host>-<pid>-<token>` (`partial_owner` reads the
+    host and pid back, so leftovers of dead processes can be found). With `replace`, an existing
+    `path` is moved aside (`.<name>.old-<token>`) just before the rename and removed after it; if
+    the rename fails it is put back. Without `replace`, a `path` that exists by the end (another
+    process finished the same folder first) is kept and the new folder is dropped. On an exception
+    inside the block the temporary folder is removed and `path` is untouched. Files in the folder
+    get the umask's mode.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(4)
-    tmp = path.parent / f".{path.name}.partial-{token}"
+    tmp = path.parent / f".{path.name}.partial-{socket.gethostname()}-{os.getpid()}-{token}"
     tmp.mkdir()
     os.chmod(tmp, dir_mode())
     try:
         yield tmp
         _fix_modes(tmp)
-        _swap_into_place(tmp, path, token)
+        if replace:
+            _swap_into_place(tmp, path, token)
+        else:
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                if not path.exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # someone else's finished folder wins
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def partial_owner(folder: str | os.PathLike) -> tuple[str, int] | None:
+    """`(host, pid)` of the process building an `atomic_dir` temporary folder, or None.
+
+    Example:
+        >>> partial_owner(".run.partial-node1-4242-0a1b2c3d")
+        ('node1', 4242)
+    """
+    name = Path(folder).name
+    if ".partial-" not in name:
+        return None
+    rest = name.rsplit(".partial-", 1)[1]
+    host, sep, tail = rest.rpartition("-")  # tail = token
+    host, sep2, pid = host.rpartition("-")
+    if not (sep and sep2 and pid.isdigit()):
+        return None
+    return host, int(pid)
 
 
 def _fix_modes(folder: Path) -> None:

@@ -102,7 +102,7 @@ def test_half_built_temp_folder_is_never_taken(source, tmp_path):
     root = tmp_path / "c"
     final = pc.cache_path(source, CACHE_CFG, root)
     # what a killed build leaves: a temp folder with a partly written images.npy and no meta.json
-    alive = root / f".tmp-{final.name}-otherhost-1-abcd"
+    alive = root / f".{final.name}.partial-otherhost-1-abcd"
     alive.mkdir(parents=True)
     np.lib.format.open_memmap(alive / "images.npy", mode="w+", dtype=np.uint8, shape=(40, 32, 32, 3))
     np.save(alive / "labels.npy", np.zeros(40, np.int64))

@@ -96,3 +96,20 @@ def test_progress_prints_the_one_format(capsys):
     assert list(io.progress(range(5), desc="work")) == [0, 1, 2, 3, 4]
     err = capsys.readouterr().err
     assert re.search(r"work: 100%\|.*\| 5/5 \[", err)
+
+
+def test_atomic_dir_without_replace_keeps_a_finished_folder(tmp_path):
+    target = tmp_path / "cache"
+    with io.atomic_dir(target, replace=False) as d:
+        (d / "a").write_text("first")
+        assert io.partial_owner(d) == (__import__("socket").gethostname(), os.getpid())
+        target.mkdir()  # another process finished the same folder meanwhile
+        (target / "a").write_text("theirs")
+    assert (target / "a").read_text() == "theirs"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cache"]
+
+
+def test_partial_owner_reads_host_and_pid():
+    assert io.partial_owner(".run.partial-node-1.example-4242-0a1b2c3d") == ("node-1.example", 4242)
+    assert io.partial_owner(".run.partial-0a1b2c3d") is None  # an older writer's name
+    assert io.partial_owner("run") is None
