@@ -2,6 +2,11 @@
 
 Usage:
     python -m galaxy_core.predict --run runs/NAME [--format text|csv|json] [--top-k K] [--tta] IMAGE...
+    python -m galaxy_core.predict --run runs/NAME --labels labels.csv [--format text|json] FILES_OR_FOLDER...
+
+A folder stands for the image files in it. With `--labels` (a CSV of `filename,label_index`, see
+`galaxy_core.scoring`) the files are scored instead of listed: accuracy, balanced accuracy,
+per-class recall and the confusion matrix; unreadable or unlabelled files are reported and left out.
 
 Each file (PNG, JPEG, TIFF, BMP or WebP by content, up to 40 Mpx; grayscale, RGB, RGBA, 8 or 16 bit)
 is decoded by `galaxy_core.decode.read_image` to RGB uint8, preprocessed exactly as in training
@@ -9,7 +14,8 @@ is decoded by `galaxy_core.decode.read_image` to RGB uint8, preprocessed exactly
 (`galaxy_core.inference.predict_probs`). A file that cannot be read gets a row
 with its error and the others are still classified.
 
-Exit status: 0 if every file was classified, 1 if some failed, 2 on a usage or bundle error.
+Exit status: 0 if every file was classified (and, with --labels, scored), 1 if some failed or
+were left out, 2 on a usage, bundle or labels-CSV error.
 """
 
 from __future__ import annotations
@@ -150,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="average over the 8 rotations/flips of each image (8x slower)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, BMP or WebP)")
+    parser.add_argument("--labels", default=None, metavar="CSV",
+                        help="score the files against this CSV of filename,label_index (class names "
+                             "accepted): accuracy, balanced accuracy, recall, confusion matrix")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (PNG, JPEG, TIFF, BMP or WebP) or folders of them")
     return parser
 
 
@@ -162,18 +172,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--top-k must be >= 1")
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    if args.labels is not None and args.format == "csv":
+        parser.error("--labels prints a score: use --format text or json")
     from galaxy_core.bundle import load_bundle
+    from galaxy_core.scoring import expand_inputs, format_score, read_labels, score_rows
 
     try:
         bundle = load_bundle(args.run)
+        labels = None if args.labels is None else read_labels(args.labels, bundle.config.class_names)
         model = bundle.load_model()
     except GalaxyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if bundle.is_synthetic:
         print(SYNTHETIC_WARNING, file=sys.stdout if args.format == "text" else sys.stderr)
-    rows = classify_files(bundle, args.images, model=model, batch_size=args.batch_size, tta=args.tta,
-                          progress=True)
+    rows = classify_files(bundle, expand_inputs(args.images), model=model, batch_size=args.batch_size,
+                          tta=args.tta, progress=True)
+    if labels is not None:
+        score = score_rows(rows, labels, bundle.config.class_names)
+        sys.stdout.write(format_score(score, bundle.config.class_names, args.format))
+        left_out = len(score["unreadable"]) + len(score["unlabelled"])
+        if left_out or score["n_scored"] == 0:
+            print(f"{left_out} of {len(rows)} file(s) left out of the score", file=sys.stderr)
+            return 1
+        return 0
     sys.stdout.write(format_rows(rows, bundle.config.class_names, args.format, args.top_k))
     sys.stdout.flush()
     failed = [row for row in rows if row["error"] is not None]

@@ -14,8 +14,14 @@ target size (no upsampling):
 The class is decided by morphology only; colours, brightness and size are drawn from wide,
 overlapping ranges so that no class can be told apart by colour or brightness alone.
 
-Lengths are in units of the cutout side (the frame is [-0.5, 0.5) in x and y), fluxes in scaled
-band units per unit frame area, so that the same galaxy looks the same at any image size.
+Domain randomisation (version 3): each galaxy is drawn at a random apparent size (`Canvas.set_zoom`,
+`ZOOM_RANGE`), and seeing, sky noise and stretch are drawn from ranges wider than the survey's
+(`PSF_FWHM_PX`, `NOISE_RANGE`, `SOFTENING_RANGE`, `Q_STRETCH_RANGE`), so that a model trained on
+these images depends less on any one of them when it meets real cutouts.
+
+Lengths are in units of the cutout side (the frame is [-0.5, 0.5) in x and y; a galaxy drawn at
+zoom z uses "galaxy units" = frame units / z), fluxes in scaled band units per unit area, so that
+the same galaxy looks the same at any image size.
 
 CLI: `python -m galaxy_core.synthetic OUT.h5 --n N --size S --seed K [--balance uniform]`.
 """
@@ -36,7 +42,7 @@ import numpy as np
 from galaxy_core.config import CLASS_NAMES
 from galaxy_core.data import CLASS_COUNTS
 from galaxy_core.errors import DatasetError, GalaxyError
-from galaxy_core.progress import ProgressBar
+from galaxy_core.io import atomic_path, progress_bar
 
 NUM_CLASSES = len(CLASS_NAMES)
 BALANCES = ("real", "uniform")
@@ -44,7 +50,7 @@ PXSCALE_ARCSEC = 0.262  # DECaLS pixel scale written to `pxscale` (arcsec / pixe
 GENERATOR_NAME = "galaxy_core.synthetic"
 # Raised whenever the rendering changes, so files made by an older generator are not reused
 # (the demo's data file name includes it).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SYNTHETIC_NOTE = ("SYNTHETIC data: mock galaxies rendered by galaxy_core.synthetic (Sersic bulges, "
                   "disks, spiral arms, bars, mergers, PSF, noise). Not survey images; ra, dec and "
                   "redshift are random placeholders.")
@@ -53,6 +59,24 @@ SYNTHETIC_NOTE = ("SYNTHETIC data: mock galaxies rendered by galaxy_core.synthet
 _BAND_SCALES = np.array([6.0, 3.4, 2.2])  # g, r, z
 _RGB_PLANE = (2, 1, 0)  # g -> B, r -> G, z -> R
 _CHUNK = 32  # images per worker task
+
+# Domain randomisation (generator version 3): every image draws its galaxy's apparent size and its
+# observing conditions from ranges wider than the real ones, so that a model trained here does not
+# depend on any one of them. Apparent size: the galaxy is drawn at a log-uniform zoom (1 = the
+# sizes in the class renderers). Real Galaxy10 DECaLS disks often span only 20-40 of 256 px, so
+# disk, merging and disturbed classes reach small zooms; smooth classes are compact already, and
+# edge-on disks stay long (a short one is a cigar). A galaxy drawn smaller keeps more surface
+# brightness than plain distance would give (flux ~ zoom, not zoom^2): small galaxies in a
+# classified catalogue are the bright ones, and their disks and arms stay visible.
+ZOOM_RANGE = (0.3, 1.0)
+ZOOM_RANGES = {2: (0.6, 1.25), 3: (0.6, 1.25), 4: (0.6, 1.25), 8: (0.55, 1.0), 9: (0.55, 1.0)}
+# Observing conditions, wider than DECaLS's own (version 2 drew 2.6-5.2 px, 0.006-0.014, 0.025-0.04
+# and 15-25): seeing FWHM in pixels at 256 px, sky noise std (scaled flux units at 256 px,
+# log-uniform), the stretch's softening m (sky grey level) and asinh Q.
+PSF_FWHM_PX = (2.0, 8.0)
+NOISE_RANGE = (0.004, 0.03)
+SOFTENING_RANGE = (0.008, 0.045)
+Q_STRETCH_RANGE = (8.0, 40.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,11 +182,21 @@ class Canvas:
 
     def __init__(self, size: int, rng: np.random.Generator):
         self.size, self.rng = size, rng
-        self.x, self.y = _grid(size)
         self.galaxy = np.zeros((3, size, size), np.float32)
         self.diffuse = np.zeros((3, size, size), np.float32)
         self.stars = np.zeros((3, size, size), np.float32)
-        self.pixel = 1.0 / size  # pixel side in frame units
+        self.set_zoom(1.0)
+
+    def set_zoom(self, zoom: float) -> None:
+        """Draw what follows `zoom` times its size (lengths in "galaxy units" = frame units / zoom).
+
+        Surface brightness is kept: a galaxy drawn at zoom 0.5 is the same galaxy twice as far
+        away (half the size, a quarter of the flux), as the apparent sizes of real cutouts vary.
+        """
+        self.zoom = float(zoom)
+        gx, gy = _grid(self.size)
+        self.x, self.y = gx / np.float32(zoom), gy / np.float32(zoom)
+        self.pixel = 1.0 / (self.size * self.zoom)  # pixel side in galaxy units
 
     # -- geometry ------------------------------------------------------------------------
     def rotated(self, x0: float, y0: float, pa: float) -> tuple[np.ndarray, np.ndarray]:
@@ -196,16 +230,16 @@ class Canvas:
         """Splat point sources (bilinear) into a layer; the PSF gives them their shape.
 
         Args:
-            xs, ys: float `(k,)` positions in frame units.
+            xs, ys: float `(k,)` positions in galaxy units (frame units at zoom 1).
             fluxes: float `(k,)` total fluxes.
             colours: float `(k, 3)` or `(3,)` band colours.
         """
-        s = self.size
-        px = (np.asarray(xs) + 0.5) * s - 0.5
-        py = (np.asarray(ys) + 0.5) * s - 0.5
+        s, z = self.size, self.zoom
+        px = (np.asarray(xs) * z + 0.5) * s - 0.5
+        py = (np.asarray(ys) * z + 0.5) * s - 0.5
         keep = (px >= 0) & (px < s - 1) & (py >= 0) & (py < s - 1)
         colours = np.broadcast_to(np.asarray(colours, dtype=np.float64), (len(px), 3))[keep]
-        px, py, f = px[keep], py[keep], np.asarray(fluxes, dtype=np.float64)[keep] * s * s
+        px, py, f = px[keep], py[keep], np.asarray(fluxes, dtype=np.float64)[keep] * (s * z) ** 2
         ix, iy = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
         fx, fy = px - ix, py - iy
         flat = layer.reshape(3, -1)
@@ -216,10 +250,10 @@ class Canvas:
                 np.add.at(flat[b], idx, (f * w * colours[:, b]).astype(np.float32))
 
     def smooth_field(self, sigma: float) -> np.ndarray:
-        """Gaussian random field smoothed on `sigma` frame units, unit std: float32 `(size, size)`."""
+        """Gaussian random field smoothed on `sigma` galaxy units, unit std: float32 `(size, size)`."""
         s = self.size
         white = self.rng.standard_normal((s, s))
-        field = np.fft.irfft2(np.fft.rfft2(white) * _gauss_tf(s, sigma * s), s=(s, s))
+        field = np.fft.irfft2(np.fft.rfft2(white) * _gauss_tf(s, sigma * s * self.zoom), s=(s, s))
         return (field / (field.std() + 1e-12)).astype(np.float32)
 
     def dust_lane(self, x0, y0, pa, width, depth, length) -> None:
@@ -670,14 +704,19 @@ def render_galaxy(label: int, size: int, rng: np.random.Generator) -> np.ndarray
         raise ValueError(f"size must be >= 16 pixels, got {size}.")
     cv = Canvas(int(size), rng)
     pal = _Palette(rng)
+    zoom = _loguniform(rng, *ZOOM_RANGES.get(label, ZOOM_RANGE))
+    cv.set_zoom(zoom)
     _RENDERERS[label](cv, pal)
+    cv.galaxy /= np.float32(zoom)  # surface brightness up as the galaxy shrinks (see ZOOM_RANGE)
+    cv.diffuse /= np.float32(zoom)
+    cv.set_zoom(1.0)  # stars and background galaxies keep their frame sizes
     _add_field(cv, pal)
     return cv.render(
-        psf_fwhm=rng.uniform(2.6, 5.2) / 256,
-        noise=_loguniform(rng, 0.006, 0.014),
-        softening=rng.uniform(0.025, 0.04),
-        q_stretch=rng.uniform(15, 25),
-        diffuse_sigma=rng.uniform(0.004, 0.01),
+        psf_fwhm=rng.uniform(*PSF_FWHM_PX) / 256,
+        noise=_loguniform(rng, *NOISE_RANGE),
+        softening=rng.uniform(*SOFTENING_RANGE),
+        q_stretch=rng.uniform(*Q_STRETCH_RANGE),
+        diffuse_sigma=rng.uniform(0.004, 0.01) * zoom,
     )
 
 
@@ -749,8 +788,7 @@ def _render_chunk(task: tuple[np.ndarray, int, int, int]) -> tuple[int, np.ndarr
 
 
 def write_synthetic_dataset(path, n: int, size: int = 256, seed: int = 0, balance: str = "real",
-                            workers: int | None = None, progress: bool = True,
-                            on_progress: Callable[[int, int], None] | None = None) -> Path:
+                            workers: int | None = None, progress: bool = True) -> Path:
     """Write a synthetic Galaxy10-format HDF5 file.
 
     Datasets: `images` uint8 `(n, size, size, 3)`, `ans` uint8 `(n,)`, `ra`, `dec`, `redshift`,
@@ -765,7 +803,6 @@ def write_synthetic_dataset(path, n: int, size: int = 256, seed: int = 0, balanc
         balance: "real" (Galaxy10 DECaLS class proportions) or "uniform".
         workers: processes (default: CPU count for n >= 256, else 1).
         progress: draw a progress bar on stderr.
-        on_progress: optional callback `(done, total)` after each chunk.
 
     Returns:
         The path written.
@@ -790,42 +827,33 @@ def write_synthetic_dataset(path, n: int, size: int = 256, seed: int = 0, balanc
         workers = (os.cpu_count() or 1) if n >= 256 else 1
     workers = max(1, min(int(workers), math.ceil(n / _CHUNK)))
     tasks = [(labels[s:s + _CHUNK], size, seed, s) for s in range(0, n, _CHUNK)]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f, ProgressBar(n, desc="synthetic", unit="img", enabled=progress) as bar:
-            images = f.create_dataset("images", shape=(n, size, size, 3), dtype=np.uint8,
-                                      chunks=(1, size, size, 3))
-            f.create_dataset("ans", data=labels)
-            for key, value in meta.items():
-                f.create_dataset(key, data=value)
-            f.attrs["synthetic"] = True
-            f.attrs["generator"] = GENERATOR_NAME
-            f.attrs["generator_version"] = GENERATOR_VERSION
-            f.attrs["seed"] = seed
-            f.attrs["balance"] = balance
-            f.attrs["note"] = SYNTHETIC_NOTE
-            done = 0
-            if workers == 1:
-                results = map(_render_chunk, tasks)
-                pool = None
-            else:
-                pool = multiprocessing.get_context("spawn").Pool(workers)
-                results = pool.imap(_render_chunk, tasks)
-            try:
-                for start, chunk in results:
-                    images[start:start + len(chunk)] = chunk
-                    done += len(chunk)
-                    bar.update(len(chunk))
-                    if on_progress is not None:
-                        on_progress(done, n)
-            finally:
-                if pool is not None:
-                    pool.terminate()
-                    pool.join()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, \
+            progress_bar(n, desc="synthetic", unit="img", disable=not progress) as bar:
+        images = f.create_dataset("images", shape=(n, size, size, 3), dtype=np.uint8,
+                                  chunks=(1, size, size, 3))
+        f.create_dataset("ans", data=labels)
+        for key, value in meta.items():
+            f.create_dataset(key, data=value)
+        f.attrs["synthetic"] = True
+        f.attrs["generator"] = GENERATOR_NAME
+        f.attrs["generator_version"] = GENERATOR_VERSION
+        f.attrs["seed"] = seed
+        f.attrs["balance"] = balance
+        f.attrs["note"] = SYNTHETIC_NOTE
+        if workers == 1:
+            results = map(_render_chunk, tasks)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            results = pool.imap(_render_chunk, tasks)
+        try:
+            for start, chunk in results:
+                images[start:start + len(chunk)] = chunk
+                bar.update(len(chunk))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
     return path
 
 

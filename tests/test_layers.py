@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 # Lowest layer first. Names absent from the package are allowed (modules other branches add).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "config", "io", "tf_quiet", "progress"),  # progress: until synthetic uses io (issue 9)
+    ("errors", "config", "io", "tf_quiet"),
     ("data", "download", "split", "sky", "properties"),
     # decode's output contract (RGB uint8) is preprocess.to_rgb_uint8, so it sits with preprocess.
     ("preprocess", "cache", "synthetic", "decode"),
@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline",),
     ("inference", "metrics", "curves", "calibration", "embedding", "explain"),
     ("bundle",),
-    ("checkpoint", "callbacks", "train", "evaluate", "predict", "compare"),
+    ("checkpoint", "callbacks", "train", "evaluate", "predict", "scoring", "compare"),
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

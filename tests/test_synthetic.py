@@ -122,7 +122,7 @@ def test_galaxy_is_centred_on_dark_noisy_sky(batch):
     border = np.median(np.concatenate([grey[:, :6].reshape(len(grey), -1),
                                        grey[:, -6:].reshape(len(grey), -1)], axis=1), axis=1)
     assert (centre > border + 10).mean() > 0.95  # a galaxy in the middle of nearly every image
-    assert ((border > 15) & (border < 70)).all()  # black-ish sky, like survey cutouts
+    assert ((border > 5) & (border < 70)).all()  # black-ish sky (grey level randomised), never white
     for k in range(10):  # every class has its galaxy in the middle
         assert np.median(centre[labels == k] - border[labels == k]) > 10
 
@@ -176,10 +176,11 @@ def test_elongated_classes_have_lower_axis_ratio_than_round_smooth(batch):
     median = {k: np.nanmedian(q[labels == k]) for k in range(10)}
     assert median[2] > 0.8  # Round Smooth: nearly circular
     assert 0.4 < median[3] < 0.75  # In-between Round Smooth
-    assert median[4] < 0.45 and median[8] < 0.3 and median[9] < 0.5  # Cigar, edge-on disks
+    # Cigar, edge-on disks (a wide PSF, up to 8 px at 256, rounds the small cigars a little)
+    assert median[4] < 0.5 and median[8] < 0.3 and median[9] < 0.5
     for k in (4, 8, 9):
         assert median[k] < median[2] - 0.3, k
-        assert np.nanpercentile(q[labels == k], 90) < np.nanpercentile(q[labels == 2], 10), k
+        assert np.nanpercentile(q[labels == k], 75) < np.nanpercentile(q[labels == 2], 25), k
 
 
 def major_axis(image):
@@ -189,12 +190,37 @@ def major_axis(image):
 
 def test_cigars_are_short_and_disks_are_large(batch):
     """As in Galaxy10 DECaLS: cigars are small and short (not long thin edge-on disks), and
-    spirals fill more of the cutout than compact round smooth galaxies."""
+    spirals are larger than compact round smooth galaxies (though drawn at many apparent sizes)."""
     images, labels = batch
     a = np.array([major_axis(image) for image in images])
     median = {k: np.nanmedian(a[labels == k]) for k in range(10)}
     assert median[4] < 0.6 * min(median[8], median[9]), median
-    assert min(median[5], median[6], median[7]) > 1.4 * median[2], median
+    assert min(median[5], median[6], median[7]) > 1.15 * median[2], median
+
+
+def test_apparent_size_is_randomised(batch):
+    """Domain randomisation: the same class appears at widely different sizes (many real disks
+    span only 20-40 of 256 px, others most of the cutout)."""
+    images, labels = batch
+    a = np.array([major_axis(image) for image in images])
+    for k in (5, 6, 7, 8, 9):
+        sizes = a[labels == k]
+        assert np.nanpercentile(sizes, 90) > 1.6 * np.nanpercentile(sizes, 10), (k, sizes)
+
+
+def test_zoom_scales_the_galaxy_not_the_field(monkeypatch):
+    """A galaxy drawn at zoom 0.5 (same random draws) has about half the extent; the stars and
+    the sky around it are the same."""
+    extent, skies = {}, {}
+    for zoom in (1.0, 0.5):
+        monkeypatch.setattr(synthetic, "ZOOM_RANGES", {})
+        monkeypatch.setattr(synthetic, "ZOOM_RANGE", (zoom, zoom))
+        images = synthetic.generate_images([8] * 6, 128, seed=3)  # edge-on disks: easy to measure
+        extent[zoom] = np.array([major_axis(image) for image in images])
+        skies[zoom] = np.median(images.astype(float).mean(axis=-1)[:, :10, :10], axis=(1, 2))
+    ratio = extent[0.5] / extent[1.0]
+    assert ((0.35 < ratio) & (ratio < 0.7)).all(), ratio  # PSF keeps the small one a bit wider
+    np.testing.assert_allclose(skies[0.5], skies[1.0], atol=2)
 
 
 def test_mean_colour_alone_does_not_decide_the_class(batch):
