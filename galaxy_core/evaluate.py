@@ -103,8 +103,9 @@ def bundle_embedding(run: RunBundle | str | Path, model=None, progress: bool = F
     `galaxy_core.embedding.project_2d` (method `auto_method(N)`: t-SNE up to 5,000 images, PCA
     above; seed = the run's `config.seed`). Computed arrays are then cached into `predictions.h5`
     (a copy edited and swapped in atomically with `galaxy_core.io.atomic_path`), so the next call
-    is instant; where the bundle folder or file is read-only nothing is cached and no error is
-    raised (`cached` is False).
+    is instant; where the bundle folder or file is read-only, or its predictions.h5 was replaced
+    since `run` was loaded (its `probs` differ), nothing is cached and no error is raised (`cached`
+    is False).
 
     Args:
         run: a loaded `RunBundle` or the bundle folder.
@@ -147,13 +148,23 @@ def bundle_embedding(run: RunBundle | str | Path, model=None, progress: bool = F
         method = auto_method(len(features))
         embedding = project_2d(features, method=method, seed=int(bundle.config.seed))
         new[EMBEDDING_2D] = embedding
-    cached = bool(new) and cache and _cache_arrays(bundle.path / "predictions.h5", new, method)
+    cached = bool(new) and cache and _cache_arrays(bundle.path / "predictions.h5", new, method,
+                                                   bundle.predictions["probs"])
     return {"features": features, "embedding_2d": embedding, "method": method if embedding is not None
             else None, "computed": bool(new), "cached": cached}
 
 
-def _cache_arrays(path: Path, arrays: dict[str, np.ndarray], method: str | None) -> bool:
-    """Add (or replace) datasets of `predictions.h5` atomically; False where it cannot be written."""
+class _Replaced(Exception):
+    """predictions.h5 is no longer the file the arrays were computed from."""
+
+
+def _cache_arrays(path: Path, arrays: dict[str, np.ndarray], method: str | None,
+                  expected_probs: np.ndarray) -> bool:
+    """Add (or replace) datasets of `predictions.h5` atomically; False where it cannot be written.
+
+    Nothing is written either when the file's `probs` differ from `expected_probs` (the bundle was
+    replaced, e.g. by a new run under the same name, while the features were computed).
+    """
     import h5py
 
     if not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
@@ -162,12 +173,14 @@ def _cache_arrays(path: Path, arrays: dict[str, np.ndarray], method: str | None)
         with atomic_path(path) as tmp:
             shutil.copyfile(path, tmp)  # raw copy: compressed image chunks are not re-encoded
             with h5py.File(tmp, "r+") as f:
+                if not np.array_equal(f["probs"][()], expected_probs):
+                    raise _Replaced
                 for key, value in arrays.items():
                     if key in f:
                         del f[key]
                     f.create_dataset(key, data=np.asarray(value, np.float32))
                 if EMBEDDING_2D in arrays:
                     f[EMBEDDING_2D].attrs["method"] = method or "tsne"
-    except OSError:  # read-only file system, disk full, ...: the arrays are still returned
+    except (OSError, _Replaced):  # read-only file system, disk full, a new bundle: not cached
         return False
     return True

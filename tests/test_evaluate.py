@@ -153,3 +153,14 @@ def test_reevaluate_keeps_the_temperature_and_rescores_the_test_split(tmp_path, 
         parts["predictions"]["labels"], b.predictions["probs"], 1.5, 10))
     assert b.temperature == 1.5
     np.testing.assert_array_equal(b.features, feats)  # the other datasets are kept
+
+
+def test_bundle_embedding_does_not_cache_into_a_bundle_replaced_meanwhile(tmp_path, good_bundle):
+    run = copy_bundle(good_bundle, tmp_path / "replaced")
+    b = load_bundle(run)
+    with h5py.File(run / "predictions.h5", "r+") as f:  # another run wrote this name since loading
+        f["probs"][...] = np.full_like(f["probs"][()], 0.1)
+    emb = evaluate.bundle_embedding(b)
+    assert emb["computed"] and not emb["cached"] and emb["features"].shape[0] == N_TEST
+    assert load_bundle(run).features is None
+    assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
