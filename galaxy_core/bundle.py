@@ -12,7 +12,16 @@ A run bundle is the folder `runs/<name>/` with:
 - `metrics.json`: see `galaxy_core.metrics` (required key `test`; optional `test_tta`, `val`, ...).
 - `predictions.h5`: the test split: `indices` int64 (N,), `labels` int64 (N,), `probs` float32
   (N, C), optional `probs_tta` float32 (N, C), `images` uint8 (N, S, S, 3) gzip-compressed, one
-  image per chunk; attribute `class_names`.
+  image per chunk; attribute `class_names`. Optional (bundles without them still load):
+  - `ra`, `dec`, `redshift`, `pxscale` float32 (N,): the dataset's catalogue columns of the test
+    images (`galaxy_core.properties.sky_columns`); `ra` and `dec` come together.
+  - `features` float32 (N, D): penultimate-layer features of the test images
+    (`galaxy_core.embedding.penultimate_features`).
+  - `embedding_2d` float32 (N, 2): their 2-D map (`galaxy_core.embedding.project_2d`), with the
+    attribute `method` ("tsne" or "pca").
+- `metrics.json` may hold `calibration` (`galaxy_core.calibration.calibration_summary`: the
+  temperature fitted on the validation split, ECE/NLL before and after); `run.json` may hold
+  `split` (how the data was split: `split_by` "sky"/"random", `groups_merged`, ...).
 - `curves.png`: `galaxy_core.curves.plot_curves` of the history.
 - `explanations.h5` (optional): `galaxy_core.explain.save_explanations`.
 
@@ -42,6 +51,7 @@ import numpy as np
 
 from galaxy_core.config import Config, ConfigError
 from galaxy_core.curves import plot_curves
+from galaxy_core.data import METADATA_KEYS
 from galaxy_core.errors import BundleError, ModelError
 from galaxy_core.io import atomic_dir, default_runs_dir, write_bytes, write_json
 from galaxy_core.metrics import METRIC_KEYS
@@ -50,6 +60,12 @@ RUN_FORMAT_VERSION = 1
 REQUIRED_MEMBERS = ("config.json", "run.json", "model.keras", "history.csv", "metrics.json",
                     "predictions.h5", "curves.png")
 EXPLANATIONS = "explanations.h5"
+# Optional predictions.h5 datasets: the test images' catalogue columns (float32 (N,) each), their
+# penultimate-layer features (float32 (N, D)) and 2-D map (float32 (N, 2)).
+SKY_COLUMNS: tuple[str, ...] = METADATA_KEYS  # ("ra", "dec", "redshift", "pxscale")
+FEATURES, EMBEDDING_2D = "features", "embedding_2d"
+EMBEDDING_METHODS = ("tsne", "pca")
+OPTIONAL_PREDICTIONS: tuple[str, ...] = ("probs_tta", *SKY_COLUMNS, FEATURES, EMBEDDING_2D)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Rows of images written per HDF5 call (bounds memory when images is a large memmap).
 _WRITE_BLOCK = 256
@@ -86,7 +102,9 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
         run_info: run.json content; needs `synthetic` (bool). `format_version` is set here and
             `created` (UTC ISO time) is filled in when missing.
         predictions: `indices` (N,), `labels` (N,), `probs` (N, C), `images` uint8 (N, S, S, 3)
-            with C = config.num_classes and S = config.image_size; optional `probs_tta` (N, C).
+            with C = config.num_classes and S = config.image_size; optional `probs_tta` (N, C),
+            `ra`/`dec` (together), `redshift`, `pxscale` (N,), `features` (N, D), `embedding_2d`
+            (N, 2) with `embedding_method` ("tsne" or "pca"; default "tsne").
         explanations: optional dict for `galaxy_core.explain.save_explanations`.
 
     Returns:
@@ -161,9 +179,11 @@ def _write_predictions(path: Path, arrays: Mapping[str, np.ndarray], class_names
 
     images = arrays["images"]
     with h5py.File(path, "w") as f:
-        for key in ("indices", "labels", "probs", "probs_tta"):
+        for key in ("indices", "labels", "probs", *OPTIONAL_PREDICTIONS):
             if key in arrays:
                 f.create_dataset(key, data=arrays[key])
+        if EMBEDDING_2D in arrays:
+            f[EMBEDDING_2D].attrs["method"] = arrays.get("embedding_method") or "tsne"
         n, s = images.shape[0], images.shape[1]
         dset = f.create_dataset("images", shape=images.shape, dtype=np.uint8,
                                 chunks=(1, s, s, 3) if n else None,
@@ -186,8 +206,10 @@ def _check_predictions(predictions: Mapping[str, Any], cfg: Config, where: str) 
         "labels": np.asarray(predictions["labels"]).astype(np.int64),
         "probs": np.asarray(predictions["probs"]).astype(np.float32),
     }
-    if predictions.get("probs_tta") is not None:
-        out["probs_tta"] = np.asarray(predictions["probs_tta"]).astype(np.float32)
+    for key in OPTIONAL_PREDICTIONS:
+        if predictions.get(key) is not None:
+            out[key] = np.asarray(predictions[key]).astype(np.float32)
+    method = predictions.get("embedding_method")
     images = predictions["images"]
     n, c, s = len(out["labels"]), cfg.num_classes, cfg.image_size
     problems = []
@@ -197,6 +219,27 @@ def _check_predictions(predictions: Mapping[str, Any], cfg: Config, where: str) 
         if key in out and out[key].shape != (n, c):
             problems.append(f"{key} has shape {out[key].shape}, expected ({n}, {c}) "
                             f"(N test images x config.num_classes)")
+    for key in SKY_COLUMNS:
+        if key in out and out[key].shape != (n,):
+            problems.append(f"{key} has shape {out[key].shape}, expected ({n},) (one per test image)")
+    if ("ra" in out) != ("dec" in out):
+        problems.append("ra and dec must be stored together (a sky position needs both)")
+    if FEATURES in out and (out[FEATURES].ndim != 2 or out[FEATURES].shape[0] != n
+                            or out[FEATURES].shape[1] < 1):
+        problems.append(f"features has shape {out[FEATURES].shape}, expected ({n}, D) (one feature "
+                        f"vector per test image)")
+    if EMBEDDING_2D in out and out[EMBEDDING_2D].shape != (n, 2):
+        problems.append(f"embedding_2d has shape {out[EMBEDDING_2D].shape}, expected ({n}, 2)")
+    for key in (FEATURES, EMBEDDING_2D):
+        if key in out and not np.all(np.isfinite(out[key])):
+            problems.append(f"{key} holds NaN or infinite values")
+    if method is not None:
+        if EMBEDDING_2D not in out:
+            problems.append("embedding_method is given without embedding_2d")
+        elif method not in EMBEDDING_METHODS:
+            problems.append(f"embedding_method must be one of {EMBEDDING_METHODS}, got {method!r}")
+        else:
+            out["embedding_method"] = str(method)
     if tuple(images.shape) != (n, s, s, 3):
         problems.append(f"images have shape {tuple(images.shape)}, expected ({n}, {s}, {s}, 3) "
                         f"(config.image_size = {s})")
@@ -229,6 +272,14 @@ def _check_metrics(metrics: Any, cfg: Config, where: str) -> None:
         if cm.shape != (c, c):
             raise BundleError(f"{where}: metrics[{key!r}] confusion matrix has shape {cm.shape}, "
                               f"expected ({c}, {c})")
+    calib = metrics.get("calibration")
+    if calib is not None:
+        temperature = calib.get("temperature") if isinstance(calib, Mapping) else None
+        if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
+                or not np.isfinite(temperature) or temperature <= 0):
+            raise BundleError(f"{where}: metrics['calibration'] must be an object with a positive "
+                              f"'temperature' (galaxy_core.calibration.calibration_summary), got "
+                              f"{calib!r:.200}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,8 +296,12 @@ class RunBundle:
         run_info: run.json dict.
         metrics: metrics.json dict.
         history: `{column: list}` from history.csv (`epoch` ints, the rest floats).
-        predictions: `indices` int64 (N,), `labels` int64 (N,), `probs` float32 (N, C), and
-            `probs_tta` float32 (N, C) when stored. Test images: `read_test_images`.
+        predictions: `indices` int64 (N,), `labels` int64 (N,), `probs` float32 (N, C), and when
+            stored: `probs_tta` float32 (N, C), `ra`, `dec`, `redshift`, `pxscale` float32 (N,),
+            `features` float32 (N, D), `embedding_2d` float32 (N, 2) (see the module docstring).
+            Test images: `read_test_images`. Typed views: `sky`, `features`, `embedding_2d`.
+        embedding_method: "tsne" or "pca" (predictions.h5 `embedding_2d.attrs["method"]`), or
+            None without a stored map.
     """
 
     path: Path
@@ -256,6 +311,7 @@ class RunBundle:
     metrics: dict
     history: dict
     predictions: dict
+    embedding_method: str | None = None
 
     @property
     def is_synthetic(self) -> bool:
@@ -323,6 +379,54 @@ class RunBundle:
     def test_tta_accuracy(self) -> float | None:
         """Test accuracy with the 8-fold TTA (metrics.json `test_tta.accuracy`), or None."""
         return _optional_float((self.metrics.get("test_tta") or {}).get("accuracy"))
+
+    # Optional members of issue 13 (None in bundles written before them).
+    @property
+    def sky(self) -> dict[str, np.ndarray] | None:
+        """The stored catalogue columns of the test images, float32 (N,) each, or None.
+
+        Keys: those of `SKY_COLUMNS` (`ra`, `dec` in degrees, `redshift`, `pxscale` arcsec/pixel)
+        that predictions.h5 holds; None when it holds none of them.
+        """
+        columns = {key: self.predictions[key] for key in SKY_COLUMNS if key in self.predictions}
+        return columns or None
+
+    @property
+    def features(self) -> np.ndarray | None:
+        """Penultimate-layer features of the test images, float32 (N, D), or None.
+
+        For a bundle without them use `galaxy_core.evaluate.bundle_embedding` (computes and caches).
+        """
+        return self.predictions.get(FEATURES)
+
+    @property
+    def embedding_2d(self) -> np.ndarray | None:
+        """2-D map of the test features, float32 (N, 2) (method: `embedding_method`), or None."""
+        return self.predictions.get(EMBEDDING_2D)
+
+    @property
+    def calibration(self) -> dict | None:
+        """metrics.json `calibration` (`galaxy_core.calibration.calibration_summary`), or None."""
+        value = self.metrics.get("calibration")
+        return dict(value) if isinstance(value, Mapping) else None
+
+    @property
+    def temperature(self) -> float | None:
+        """The temperature fitted on the validation split (metrics.json `calibration.temperature`)."""
+        calib = self.calibration
+        return None if calib is None else _optional_float(calib.get("temperature"))
+
+    @property
+    def split_info(self) -> dict | None:
+        """run.json `split`: `split_by` ("sky"/"random"), `groups_merged`, ... or None."""
+        value = self.run_info.get("split")
+        return dict(value) if isinstance(value, Mapping) else None
+
+    @property
+    def split_by(self) -> str | None:
+        """"sky" or "random" (run.json `split.split_by`), or None for bundles that do not say."""
+        value = (self.split_info or {}).get("split_by")
+        return None if value is None else str(value)
 
     @property
     def explanations_path(self) -> Path | None:
@@ -432,6 +536,7 @@ def load_bundle(path: str | Path) -> RunBundle:
     _check_metrics(metrics, config, where=f"{where}: metrics.json")
     history = _read_history_csv(path / "history.csv", where)
     predictions = _read_predictions(path / "predictions.h5", config, where)
+    embedding_method = predictions.pop("embedding_method", None)
     check_model_archive(path / "model.keras", where)
     with open(path / "curves.png", "rb") as f:
         if f.read(8) != PNG_SIGNATURE:
@@ -443,7 +548,7 @@ def load_bundle(path: str | Path) -> RunBundle:
             raise BundleError(f"{where}: {EXPLANATIONS} is not an HDF5 file (delete it, or recompute "
                               f"the explanations)")
     return RunBundle(path=path, name=path.name, config=config, run_info=run_info, metrics=metrics,
-                     history=history, predictions=predictions)
+                     history=history, predictions=predictions, embedding_method=embedding_method)
 
 
 def list_bundles(runs_dir: str | Path | None = None) -> list[BundleEntry]:
@@ -571,7 +676,11 @@ def _read_predictions(path: Path, cfg: Config, where: str) -> dict[str, np.ndarr
             missing = [k for k in ("indices", "labels", "probs", "images") if k not in f]
             if missing:
                 raise BundleError(f"{where}: predictions.h5 lacks dataset(s) {missing}")
-            arrays = {key: f[key][()] for key in ("indices", "labels", "probs", "probs_tta") if key in f}
+            arrays = {key: f[key][()] for key in ("indices", "labels", "probs", *OPTIONAL_PREDICTIONS)
+                      if key in f}
+            if EMBEDDING_2D in f:
+                method = f[EMBEDDING_2D].attrs.get("method", "tsne")
+                arrays["embedding_method"] = method.decode() if isinstance(method, bytes) else str(method)
             arrays["images"] = _Shape(f["images"].shape, f["images"].dtype)
             names = f.attrs.get("class_names")
             names = None if names is None else [n.decode() if isinstance(n, bytes) else str(n) for n in names]

@@ -40,6 +40,9 @@ from galaxy_core.errors import GalaxyError, ModelError
 from galaxy_core.inference import to_model_input
 
 PROJECTION_METHODS = ("tsne", "pca")
+# Largest number of points mapped with t-SNE by `auto_method`; above it PCA (t-SNE's time grows
+# faster than linearly: ~1,800 points took over a minute on 2 busy cores, see the module docstring).
+TSNE_MAX_POINTS = 5000
 # Attribute set on the models made by `feature_model` (so penultimate_features uses them as they are).
 _MARK = "_galaxy_feature_model"
 # Layers that are the identity at inference: stepped over when walking back from the classifier.
@@ -186,6 +189,19 @@ def _check_features(features: Any, what: str = "features") -> np.ndarray:
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def auto_method(n: int, tsne_max_points: int = TSNE_MAX_POINTS) -> str:
+    """The projection the bundle writers use for `n` points: "tsne" for 4..tsne_max_points, else "pca".
+
+    t-SNE needs at least 4 points; above `tsne_max_points` (default 5,000, more than a Galaxy10
+    test split of 10 %: 1,774) it would take minutes, so the linear PCA map is used instead.
+
+    Example:
+        >>> auto_method(1774), auto_method(3), auto_method(20000)
+        ('tsne', 'pca', 'pca')
+    """
+    return "tsne" if 4 <= int(n) <= int(tsne_max_points) else "pca"
 
 
 def project_2d(features, method: str = "tsne", seed: int = 0, perplexity: float = 30.0,

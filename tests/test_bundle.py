@@ -369,3 +369,80 @@ def parts_results(parts):
     test = evaluate_split(parts["model"], parts["predictions"]["images"], parts["predictions"]["labels"],
                           cfg.class_names, batch_size=8, tta=False)
     return test, None
+
+
+# --- optional members of issue 13: sky columns, features, 2-D map, calibration, split -------------
+def issue13_predictions(parts, **changes):
+    """`parts`' predictions plus every optional member (deterministic values)."""
+    rng = np.random.default_rng(3)
+    extra = {"ra": rng.uniform(0, 360, N_TEST), "dec": rng.uniform(-20, 60, N_TEST),
+             "redshift": rng.uniform(0.01, 0.2, N_TEST), "pxscale": np.full(N_TEST, 0.262),
+             "features": rng.normal(size=(N_TEST, 5)), "embedding_2d": rng.normal(size=(N_TEST, 2)),
+             "embedding_method": "pca"}
+    return {**parts["predictions"], **extra, **changes}
+
+
+def test_optional_members_round_trip_with_typed_accessors(tmp_path, parts):
+    preds = issue13_predictions(parts)
+    calib = {"method": "temperature", "fitted_on": "val", "temperature": 1.7, "n_bins": 15,
+             "val": {"n": 5}, "test": {"n": N_TEST}}
+    split = {"split_by": "sky", "twin_radius_arcsec": 1.0, "groups_merged": 2}
+    b = load_bundle(write(tmp_path / "full", parts, predictions=preds,
+                          metrics={**parts["metrics"], "calibration": calib},
+                          run_info={**parts["run_info"], "split": split}))
+    assert sorted(b.sky) == ["dec", "pxscale", "ra", "redshift"]
+    for key in ("ra", "dec", "redshift", "pxscale"):
+        assert b.sky[key].dtype == np.float32 and b.sky[key].shape == (N_TEST,)
+        np.testing.assert_allclose(b.sky[key], preds[key], rtol=1e-6)
+    assert b.features.dtype == np.float32 and b.features.shape == (N_TEST, 5)
+    np.testing.assert_allclose(b.features, preds["features"], rtol=1e-6)
+    assert b.embedding_2d.shape == (N_TEST, 2) and b.embedding_method == "pca"
+    assert b.calibration == calib and b.temperature == 1.7
+    assert b.split_info == split and b.split_by == "sky"
+    with h5py.File(tmp_path / "full" / "predictions.h5") as f:
+        assert f["embedding_2d"].attrs["method"] == "pca"
+
+
+def test_bundles_without_the_optional_members_give_none(good_bundle):
+    b = load_bundle(good_bundle)
+    assert (b.sky, b.features, b.embedding_2d, b.embedding_method, b.calibration, b.temperature,
+            b.split_info, b.split_by) == (None,) * 8
+    assert sorted(b.predictions) == ["indices", "labels", "probs"]
+
+
+def test_a_map_without_a_method_is_recorded_as_tsne_and_sky_columns_may_be_partial(tmp_path, parts):
+    preds = issue13_predictions(parts)
+    for key in ("embedding_method", "redshift", "pxscale", "features"):
+        del preds[key]
+    b = load_bundle(write(tmp_path / "some", parts, predictions=preds))
+    assert sorted(b.sky) == ["dec", "ra"] and b.features is None
+    assert b.embedding_2d.shape == (N_TEST, 2) and b.embedding_method == "tsne"
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"ra": np.zeros(N_TEST - 1)}, r"ra has shape \(11,\), expected \(12,\)"),
+    ({"dec": None}, "ra and dec must be stored together"),
+    ({"features": np.zeros(N_TEST)}, r"features has shape \(12,\), expected \(12, D\)"),
+    ({"features": np.zeros((N_TEST + 1, 4))}, r"features has shape \(13, 4\)"),
+    ({"embedding_2d": np.zeros((N_TEST, 3))}, r"embedding_2d has shape \(12, 3\), expected \(12, 2\)"),
+    ({"features": np.full((N_TEST, 4), np.nan)}, "features holds NaN"),
+    ({"embedding_method": "umap"}, "embedding_method must be one of"),
+    ({"embedding_2d": None}, "embedding_method is given without embedding_2d"),
+])
+def test_write_rejects_bad_optional_members(tmp_path, parts, changes, reason):
+    with pytest.raises(BundleError, match=reason):
+        write(tmp_path / "runs" / "bad", parts, predictions=issue13_predictions(parts, **changes))
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_load_rejects_bad_optional_members_and_calibration(tmp_path, good_bundle):
+    run = copy_bundle(good_bundle, tmp_path / "feat")
+    with h5py.File(run / "predictions.h5", "r+") as f:
+        f.create_dataset("features", data=np.zeros((N_TEST - 2, 4), np.float32))
+    with pytest.raises(BundleError, match=r"predictions.h5: predictions invalid: features has shape"):
+        load_bundle(run)
+    run = copy_bundle(good_bundle, tmp_path / "calib")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "calibration": {"temperature": -1}}))
+    with pytest.raises(BundleError, match="positive 'temperature'"):
+        load_bundle(run)

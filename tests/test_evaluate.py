@@ -69,3 +69,65 @@ def test_reevaluated_files_keep_the_umask_mode(tmp_path, good_bundle, umask):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.iterdir()}
     assert modes["metrics.json"] == 0o666 & ~umask and modes["predictions.h5"] == 0o666 & ~umask, modes
     assert load_bundle(run).metrics["test_tta"] is None
+
+
+# --- bundle_embedding: features and 2-D map on demand for bundles written without them -----------
+def test_bundle_embedding_computes_caches_and_then_reads_the_stored_arrays(tmp_path, good_bundle, parts):
+    from galaxy_core.embedding import penultimate_features
+
+    run = copy_bundle(good_bundle, tmp_path / "runs" / "old")
+    seen = []
+    emb = evaluate.bundle_embedding(run, on_progress=lambda done, total: seen.append((done, total)))
+    expected = penultimate_features(parts["model"], parts["predictions"]["images"])
+    assert emb["computed"] and emb["cached"] and emb["method"] == "tsne"  # 12 points: t-SNE
+    np.testing.assert_allclose(emb["features"], expected, rtol=1e-5, atol=1e-6)
+    assert emb["embedding_2d"].shape == (N_TEST, 2) and emb["embedding_2d"].dtype == np.float32
+    assert seen[-1] == (N_TEST, N_TEST)
+
+    b = load_bundle(run)  # cached into predictions.h5: the bundle now carries them, nothing else moved
+    np.testing.assert_array_equal(b.features, emb["features"])
+    np.testing.assert_array_equal(b.embedding_2d, emb["embedding_2d"])
+    assert b.embedding_method == "tsne"
+    np.testing.assert_array_equal(b.read_test_images(range(N_TEST)), parts["predictions"]["images"])
+    np.testing.assert_array_equal(b.predictions["probs"], load_bundle(good_bundle).predictions["probs"])
+    assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
+
+    class NoModel:  # stored arrays are returned without touching a model
+        def __getattr__(self, name):
+            raise AssertionError("the model must not be used when features are stored")
+
+    again = evaluate.bundle_embedding(b, model=NoModel())
+    assert not again["computed"] and not again["cached"] and again["method"] == "tsne"
+    np.testing.assert_array_equal(again["embedding_2d"], emb["embedding_2d"])
+
+
+def test_bundle_embedding_maps_stored_features_that_lack_a_map(tmp_path, good_bundle):
+    run = copy_bundle(good_bundle, tmp_path / "feat")
+    feats = np.random.default_rng(0).normal(size=(N_TEST, 6)).astype(np.float32)
+    with h5py.File(run / "predictions.h5", "r+") as f:
+        f.create_dataset("features", data=feats)
+    emb = evaluate.bundle_embedding(run, model=object())  # the model is not needed
+    np.testing.assert_array_equal(emb["features"], feats)
+    assert emb["computed"] and emb["cached"] and emb["embedding_2d"].shape == (N_TEST, 2)
+    assert load_bundle(run).embedding_2d is not None
+
+
+def test_bundle_embedding_of_a_read_only_bundle_is_computed_but_not_cached(tmp_path, good_bundle,
+                                                                             monkeypatch):
+    run = copy_bundle(good_bundle, tmp_path / "ro")
+    before = (run / "predictions.h5").read_bytes()
+
+    def read_only(path):  # a read-only file system (tests may run as root, where chmod does not bite)
+        raise PermissionError(13, "Read-only file system", str(path))
+
+    monkeypatch.setattr(evaluate, "atomic_path", read_only)
+    emb = evaluate.bundle_embedding(run)
+    assert emb["computed"] and not emb["cached"] and emb["features"].shape[0] == N_TEST
+    assert (run / "predictions.h5").read_bytes() == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(bundle_mod.REQUIRED_MEMBERS)
+    monkeypatch.undo()
+
+    monkeypatch.setattr(evaluate.os, "access", lambda path, mode: False)  # folder not writable
+    assert evaluate.bundle_embedding(run, cache=True)["cached"] is False
+    assert evaluate.bundle_embedding(run, cache=False)["cached"] is False
+    assert (run / "predictions.h5").read_bytes() == before
