@@ -43,6 +43,7 @@ def test_selected_rows_reads_the_test_row_of_each_selected_point():
               {"customdata": 5}]
     assert figures.selected_rows({"points": points}) == [7, 2, 5]
     assert figures.selected_rows(None) == [] and figures.selected_rows({"points": []}) == []
+    assert figures.selected_rows({"selection": {"points": points[:2]}}) == [7, 2]  # the whole event
 
 
 def test_embedding_figure_colours_by_class_marks_errors_and_carries_rows():

@@ -264,7 +264,7 @@ def selected_rows(selection: Mapping | None) -> list[int]:
 
     Args:
         selection: the event's `selection` (`{"points": [{"customdata": [row, ...], ...}, ...]}`),
-            or None.
+            the event itself (`{"selection": ...}`), or None.
 
     Returns:
         The distinct rows, in the order first selected.
@@ -274,6 +274,8 @@ def selected_rows(selection: Mapping | None) -> list[int]:
         [4, 1]
     """
     rows: list[int] = []
+    if selection and "selection" in selection:
+        selection = selection["selection"]
     for point in (selection or {}).get("points", []) or []:
         data = point.get("customdata")
         if isinstance(data, (list, tuple)) and data:

@@ -62,7 +62,7 @@ else:
     event = st.plotly_chart(embedding_figure(xy, labels, preds, class_names, colour_by), width="stretch",
                             key=MAP_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"displaylogo": False})
-    rows = selected_rows(event.selection if event is not None else None)
+    rows = selected_rows(event)
     if rows:
         shown = rows[:GALLERY_MAX]
         st.markdown(f"**{len(rows)} selected test image(s)**"

@@ -57,7 +57,7 @@ st.caption(f"{int(correct.sum())} correct, {int((~correct).sum())} misclassified
 event = st.plotly_chart(sky_map_figure(ra, dec, correct), width="stretch", key=MAP_KEY,
                         on_select="rerun", selection_mode=("points", "box", "lasso"),
                         config={"displaylogo": False})
-rows = selected_rows(event.selection if event is not None else None)
+rows = selected_rows(event)
 if rows:
     title = f"**{len(rows)} selected galaxies**"
 else:  # nothing selected: the most confident errors
