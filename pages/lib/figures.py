@@ -325,7 +325,8 @@ def embedding_figure(xy: np.ndarray, labels: np.ndarray, preds: np.ndarray,
             hovertemplate="test row #%{customdata[0]}<br>true %{customdata[1]}<br>"
                           "predicted %{customdata[2]}<extra></extra>"))
     fig = go.Figure(traces)
-    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
+    # t=40: room above the plot for the mode bar (box and lasso tools), clear of the legend.
+    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 10}, dragmode="lasso",
                       xaxis={"showticklabels": False, "title": None, "zeroline": False},
                       yaxis={"showticklabels": False, "title": None, "zeroline": False},
                       legend={"title": {"text": f"{colour_by} class (x: misclassified)"}})
@@ -354,10 +355,10 @@ def sky_map_figure(ra: np.ndarray, dec: np.ndarray, correct: np.ndarray) -> go.F
             hovertemplate="test row #%{customdata[0]}<br>ra %{x:.4f}°, dec %{y:.4f}°<extra>"
                           + name + "</extra>"))
     fig = go.Figure(traces)
-    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
+    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10}, dragmode="lasso",
                       xaxis={"title": "right ascension (°)", "autorange": "reversed"},
                       yaxis={"title": "declination (°)"},
-                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right",
+                      legend={"orientation": "h", "y": 1.02, "x": 0, "xanchor": "left",
                               "yanchor": "bottom"})
     return fig
 

@@ -58,7 +58,8 @@ else:
                f"{method} (scikit-learn). x: misclassified. "
                + ("t-SNE keeps neighbourhoods: nearby points look alike to the model; distances "
                   "between far-apart clusters mean little. " if found["method"] == "tsne" else "")
-               + "Drag a box or a lasso (or click a point) to see the images.")
+               + "Draw a lasso around points (or pick the box tool above the map) to see their "
+                 "images; double-click the map to clear.")
     event = st.plotly_chart(embedding_figure(xy, labels, preds, class_names, colour_by), width="stretch",
                             key=MAP_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"displaylogo": False})
@@ -70,7 +71,7 @@ else:
         captions = [f"#{r}: {class_names[labels[r]]}" + ("" if preds[r] == labels[r]
                                                            else f" → {class_names[preds[r]]}")
                     for r in shown]
-        widgets.show_images(state.current_test_images(shown), captions, columns=8,
+        widgets.show_images(state.current_test_images(shown), captions, columns=6,
                             links=sky_links(sky, shown))
     else:
         rows = []
@@ -110,8 +111,8 @@ if query is not None:
     left, right = st.columns([1, 5], gap="medium")
     left.image(query_image, caption=query_caption, width="stretch")
     with right:
-        captions = [f"#{r}: {class_names[labels[r]]} · d {d:.3f}" for r, d in zip(near, dist)]
-        widgets.show_images(state.current_test_images(near), captions, columns=min(8, len(near)),
+        captions = [f"#{r}: {class_names[labels[r]]} · d {d:.2g}" for r, d in zip(near, dist)]
+        widgets.show_images(state.current_test_images(near), captions, columns=min(6, len(near)),
                             links=sky_links(sky, near))
     if exclude is not None:
         same = int(np.sum(labels[near] == labels[exclude]))

@@ -25,8 +25,8 @@ widgets.synthetic_banner(run)
 sky = run.sky or {}
 if sky.get("ra") is None and sky.get("redshift") is None:
     st.info("This run's bundle keeps no sky columns (`ra`, `dec`, `redshift`, `pxscale` of the test "
-            "images in predictions.h5): it was written before they were stored. Re-train or "
-            "re-evaluate it to see accuracy against redshift and the sky map.", icon=":material/info:")
+            "images in predictions.h5): it was written before they were stored. Runs trained "
+            "since keep them, for accuracy against redshift and a sky map.", icon=":material/info:")
     st.stop()
 if run.is_synthetic:
     st.caption("Synthetic run: the positions and redshifts below are generated, not catalogue values.")
@@ -52,8 +52,9 @@ if sky.get("ra") is None:
     st.stop()
 ra, dec = sky["ra"], sky["dec"]
 st.caption(f"{int(correct.sum())} correct, {int((~correct).sum())} misclassified test galaxies. "
-           "Drag a box or a lasso (or click a point) to see them, each with a link to the Legacy "
-           "Surveys viewer (opens the survey online; the app itself needs no internet).")
+           "Draw a lasso around galaxies (or pick the box tool above the map) to see them, each "
+           "with a link to the Legacy Surveys viewer (it opens the survey online; the app itself "
+           "needs no internet).")
 event = st.plotly_chart(sky_map_figure(ra, dec, correct), width="stretch", key=MAP_KEY,
                         on_select="rerun", selection_mode=("points", "box", "lasso"),
                         config={"displaylogo": False})
@@ -70,5 +71,5 @@ if shown:
     z = sky.get("redshift")
     captions = [f"#{r}: {class_names[labels[r]]}" + ("" if correct[r] else f" → {class_names[preds[r]]}")
                 + (f", z {z[r]:.3f}" if z is not None and np.isfinite(z[r]) else "") for r in shown]
-    widgets.show_images(state.current_test_images(shown), captions, columns=8,
+    widgets.show_images(state.current_test_images(shown), captions, columns=6,
                         links=sky_links(sky, shown))
