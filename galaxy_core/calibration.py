@@ -299,14 +299,35 @@ def calibration_summary(val_y, val_probs, test_y, test_probs, n_bins: int = DEFA
         raise CalibrationError(f"val_probs has {val_p.shape[1]} classes but test_probs has "
                                f"{test_p.shape[1]}; pass both splits of the same model.")
     temperature = fit_temperature(val_p, val_y, kind="probs")
-
-    def part(y, p) -> dict:
-        after = apply_temperature(p, temperature)
-        return {"n": int(len(p)),
-                "ece_before": expected_calibration_error(y, p, n_bins),
-                "ece_after": expected_calibration_error(y, after, n_bins),
-                "nll_before": negative_log_likelihood(y, p),
-                "nll_after": negative_log_likelihood(y, after)}
-
     return {"method": "temperature", "fitted_on": "val", "temperature": temperature,
-            "n_bins": n_bins, "val": part(val_y, val_p), "test": part(test_y, test_p)}
+            "n_bins": n_bins, "val": calibration_scores(val_y, val_p, temperature, n_bins),
+            "test": calibration_scores(test_y, test_p, temperature, n_bins)}
+
+
+def calibration_scores(y_true, probs, temperature: float, n_bins: int = DEFAULT_BINS) -> dict:
+    """ECE and NLL of one split before and after a given temperature (a `calibration_summary` PART).
+
+    Used by `calibration_summary`, and by `galaxy_core.evaluate.reevaluate_bundle` to rescore the
+    test split with the temperature stored in metrics.json (the validation split is not in a bundle).
+
+    Args:
+        y_true: int `(N,)` labels; probs: float `(N, C)` softmax probabilities; temperature: T > 0;
+        n_bins: bins of the ECE.
+
+    Returns:
+        `{"n": int, "ece_before": float, "ece_after": float, "nll_before": float, "nll_after": float}`.
+
+    Raises:
+        CalibrationError: bad input, N = 0, or T not positive.
+
+    Example:
+        >>> s = calibration_scores([0, 1], [[0.9, 0.1], [0.2, 0.8]], temperature=2.0)
+        >>> s["n"], round(s["ece_before"], 3), s["ece_after"] > s["ece_before"]  # T > 1 under-confident
+        (2, 0.15, True)
+    """
+    after = apply_temperature(probs, temperature)
+    return {"n": int(len(after)),
+            "ece_before": expected_calibration_error(y_true, probs, n_bins),
+            "ece_after": expected_calibration_error(y_true, after, n_bins),
+            "nll_before": negative_log_likelihood(y_true, probs),
+            "nll_after": negative_log_likelihood(y_true, after)}

@@ -2,7 +2,7 @@
 
 While a run trains, a hidden work folder next to its bundle, `<out_dir.parent>/.<name>.work/`, holds
 after EVERY epoch: the model with its optimizer state (`checkpoint-<epoch>.keras`), the best weights
-so far (`best_weights-<epoch>.npz`), the split (`split.npz`), the config (`config.json`), the
+so far (`best_weights-<epoch>.npz`), the split (`split.npz`, and its record `split.json`), the config (`config.json`), the
 dataset's identity (`dataset.json`) and `state.json` (epochs done, history so far, early-stopping
 state, the dtype policy and the names of the checkpoint files that belong to it). `state.json` is
 written last and atomically, so a crash at any point leaves a state whose files exist and match it;
@@ -36,13 +36,14 @@ from galaxy_core.config import Config
 from galaxy_core.data import open_dataset
 from galaxy_core.errors import TrainingError
 from galaxy_core.io import atomic_file, file_mode, write_json, write_text
-from galaxy_core.split import Split, load_split, save_split, split_indices
+from galaxy_core.split import Split, load_split, save_split
 
 CHECKPOINT = "checkpoint.keras"  # names used by work folders from before state.json named its files
 BEST_WEIGHTS = "best_weights.npz"
 STATE = "state.json"
 DATASET = "dataset.json"
 SPLIT = "split.npz"
+SPLIT_INFO = "split.json"  # the split's run.json record (galaxy_core.sky.make_split)
 CONFIG = "config.json"
 # What a run bundle holds at least (bundle.REQUIRED_MEMBERS has the full list).
 BUNDLE_MARKERS = ("config.json", "run.json", "model.keras")
@@ -292,13 +293,26 @@ def check_same_policy(state: dict[str, Any], policy: str, n_gpus: int) -> None:
                             f"started the run.")
 
 
-def load_or_make_split(work: Path, labels: np.ndarray, cfg: Config) -> Split:
-    """The run's split: the one saved in `work`, else a new stratified split saved there."""
+def load_or_make_split(work: Path, labels: np.ndarray, cfg: Config, ra: np.ndarray | None = None,
+                       dec: np.ndarray | None = None) -> tuple[Split, dict[str, Any]]:
+    """The run's split and its run.json record: the ones saved in `work`, else new ones saved there.
+
+    A new split is `galaxy_core.sky.make_split(cfg.split_by, labels, ra, dec, ...)` (ra/dec in
+    degrees, needed for "sky"). A resumed run keeps its saved split whatever the config says now;
+    a work folder from before `split.json` existed made a random split and is recorded so.
+    """
+    from galaxy_core.sky import make_split
+
     if (work / SPLIT).exists():
-        return load_split(work / SPLIT)
-    split = split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        split = load_split(work / SPLIT)
+        if (work / SPLIT_INFO).exists():
+            return split, json.loads((work / SPLIT_INFO).read_text(encoding="utf-8"))
+        return split, {"split_by": "random", "note": "split saved by a run from before split_by"}
+    split, info = make_split(cfg.split_by, labels, ra, dec, cfg.val_fraction, cfg.test_fraction,
+                             cfg.seed)
+    write_json(work / SPLIT_INFO, info)  # the record first: a split.npz never lacks its record
     save_split(split, work / SPLIT)
-    return split
+    return split, info
 
 
 def remove_work(work: Path) -> None:

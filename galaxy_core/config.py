@@ -36,6 +36,9 @@ KERNEL_SHAPES = ("ellipse", "rect", "cross")
 CHANNEL_MODES = ("luminance", "per_channel")
 HEADS = ("flatten", "gap")
 STRATEGIES = ("default", "mirrored", "multiworker")
+# How the images are split (galaxy_core.sky.make_split): "sky" keeps images of the same galaxy (twins
+# within 1 arcsec) in one split; "random" is the plain stratified split.
+SPLIT_BY = ("sky", "random")
 
 # The preprocessing chain's parameters, in the order the chain applies them (CLAHE, then opening):
 # the preprocessed cache key, the preprocessing lab and `preprocess_image` all use this one list.
@@ -90,6 +93,11 @@ class Config:
     val_fraction: float = field(default=0.1, metadata={"help": "validation fraction"})
     test_fraction: float = field(default=0.1, metadata={"help": "test fraction"})
     seed: int = field(default=42, metadata={"help": "seed for split, shuffling and init"})
+    split_by: str = field(
+        default="sky",
+        metadata={"help": "sky: images of one galaxy (twins within 1 arcsec) stay in one split; "
+                          "random: plain stratified split", "choices": SPLIT_BY},
+    )
     # --- model --------------------------------------------------------------------------------
     backbone: str = field(default="DenseNet201", metadata={"help": "keras.applications model name"})
     weights: str = field(
@@ -207,6 +215,7 @@ def validate_config(cfg: Config) -> None:
         (0 < cfg.val_fraction < 1, "val_fraction", "must be in (0, 1)"),
         (0 < cfg.test_fraction < 1, "test_fraction", "must be in (0, 1)"),
         (cfg.val_fraction + cfg.test_fraction < 1, "val_fraction", "val + test fractions must be < 1"),
+        (cfg.split_by in SPLIT_BY, "split_by", f"must be one of {SPLIT_BY}"),
         (cfg.head in HEADS, "head", f"must be one of {HEADS}"),
         (cfg.dense_units >= 1, "dense_units", "must be >= 1"),
         (0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)"),

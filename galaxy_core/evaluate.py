@@ -32,8 +32,11 @@ def reevaluate_bundle(run_dir: str | Path, tta: bool = True, batch_size: int = 6
 
     Loads `model.keras` and the test images/labels stored in `predictions.h5`, predicts (plain and,
     if `tta`, with the 8 rotations/flips), then atomically rewrites `metrics.json` (keys `test`,
-    `test_tta`, `reevaluated_at`; other keys such as `val` and `best_epoch` are kept) and the
-    probabilities in `predictions.h5` (`probs`, and `probs_tta` when computed).
+    `test_tta`, `reevaluated_at`; other keys such as `val` and `best_epoch` are kept; a stored
+    `calibration` keeps its temperature and validation scores, fitted on the validation split that
+    the bundle does not hold, and its `test` scores are recomputed with that temperature) and the
+    probabilities in `predictions.h5` (`probs`, and `probs_tta` when computed; the other datasets,
+    such as features and the sky columns, are kept: the model is the same).
 
     Returns:
         The new metrics.json dict.
@@ -56,6 +59,15 @@ def reevaluate_bundle(run_dir: str | Path, tta: bool = True, batch_size: int = 6
     metrics = dict(bundle.metrics)
     metrics["test"] = result["plain"]
     metrics["test_tta"] = result["tta"]
+    calib = bundle.calibration
+    if calib is not None:
+        # The temperature stays (same model; the validation split is not in the bundle); the test
+        # scores are recomputed from the new probabilities with it.
+        from galaxy_core.calibration import DEFAULT_BINS, calibration_scores
+
+        n_bins = int(calib.get("n_bins") or DEFAULT_BINS)
+        metrics["calibration"] = {**calib, "test": calibration_scores(
+            labels, result["probs"], float(calib["temperature"]), n_bins)}
     metrics["reevaluated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     metrics = to_jsonable(metrics)
 

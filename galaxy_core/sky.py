@@ -6,6 +6,8 @@ twin of a training image and the test accuracy is optimistic. `sky_groups` links
 a radius (union of pairs: chains A-B, B-C make one group) and `group_split` keeps each group in one
 split. `sky_split` does both from `ra`/`dec`; it is a drop-in beside
 `galaxy_core.split.split_indices` (same arguments plus the coordinates, same `Split` result).
+`make_split(split_by, ...)` is what training calls: "sky" (`sky_split`) or "random"
+(`split_indices`), each with its `run.json` record.
 
 How `group_split` stratifies: it runs `galaxy_core.split.split_indices` (two stratified scikit-learn
 `train_test_split` calls) on the GROUPS, each group labelled with its members' most common label
@@ -31,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from galaxy_core.split import Split, split_indices
+from galaxy_core.config import SPLIT_BY
 from galaxy_core.errors import GalaxyError
+from galaxy_core.split import Split, split_indices
 
 DEFAULT_RADIUS_ARCSEC = 1.0
-SPLIT_MODES = ("sky", "random")
+SPLIT_MODES = SPLIT_BY  # ("sky", "random"): Config.split_by's choices
 
 
 class SkyError(GalaxyError, ValueError):
@@ -247,3 +250,41 @@ def sky_split(labels, ra_deg, dec_deg, val_fraction: float, test_fraction: float
     groups = sky_groups(ra_deg, dec_deg, radius_arcsec)
     split = group_split(labels, groups, val_fraction, test_fraction, seed)
     return split, {"split_by": "sky", "twin_radius_arcsec": float(radius_arcsec), **group_stats(groups)}
+
+
+def make_split(split_by: str, labels, ra_deg, dec_deg, val_fraction: float, test_fraction: float,
+               seed: int, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC) -> tuple[Split, dict[str, Any]]:
+    """The split `Config.split_by` asks for, and its `run.json` record (run.json `split`).
+
+    Args:
+        split_by: "sky" (`sky_split`: twins stay together) or "random" (`split_indices`).
+        labels: int `(N,)`; ra_deg, dec_deg: float `(N,)` degrees (e.g. `Galaxy10File.metadata()`);
+            for "random" they may be None (then the record has no twin counts).
+        val_fraction, test_fraction, seed, radius_arcsec: as `sky_split`.
+
+    Returns:
+        `(Split, info)`; "sky": `sky_split`'s info; "random": `{"split_by": "random",
+        "twin_radius_arcsec", "groups_merged": twin groups in the data, "images_in_merged_groups",
+        "largest_group", "groups_across_splits": twin groups the random split breaks}` (only
+        `split_by` without coordinates).
+
+    Raises:
+        SkyError: unknown `split_by`, or bad coordinates for "sky"; as `sky_split` otherwise.
+
+    Example:
+        >>> labels = np.repeat(np.arange(3), 10)
+        >>> ra, dec = np.arange(30.0), np.zeros(30)
+        >>> make_split("random", labels, ra, dec, 0.2, 0.2, seed=0)[1]["groups_across_splits"]
+        0
+    """
+    if split_by not in SPLIT_MODES:
+        raise SkyError(f"split_by must be one of {SPLIT_MODES}, got {split_by!r}.")
+    if split_by == "sky":
+        return sky_split(labels, ra_deg, dec_deg, val_fraction, test_fraction, seed, radius_arcsec)
+    split = split_indices(labels, val_fraction, test_fraction, seed)
+    info: dict[str, Any] = {"split_by": "random"}
+    if ra_deg is not None and dec_deg is not None:
+        groups = sky_groups(ra_deg, dec_deg, radius_arcsec)
+        info.update(twin_radius_arcsec=float(radius_arcsec), **group_stats(groups),
+                    groups_across_splits=split_crossings(split, groups))
+    return split, info

@@ -6,10 +6,14 @@
    folder at `out_dir` that is not a run bundle, unknown backbone or weights).
 2. under the run lock (`checkpoint.RunLock`), `prepare_work`: clean leftovers of dead runs, then a
    fresh work folder or the resume guard (`galaxy_core.checkpoint` owns all persistence).
-3. `data_phase`: dataset, split, class weights, preprocessed cache.
+3. `data_phase`: dataset, split (`cfg.split_by`: "sky" keeps twins together, `galaxy_core.sky`),
+   class weights, preprocessed cache, the test images' catalogue columns (ra, dec, redshift, pxscale).
 4. `build_or_resume`: distribution strategy, dtype policy, a new compiled model or the checkpoint.
 5. `fit_phase`: `fit` with early stopping, a checkpoint after every epoch and tqdm epoch bars.
-6. `evaluate_phase`: test (plain + TTA) and validation metrics.
+6. `evaluate_phase`: test (plain + TTA) and validation metrics, and the temperature scaling fitted
+   on the validation split (`galaxy_core.calibration`, metrics.json `calibration`).
+   `embedding_phase`: penultimate-layer features of the test images and their 2-D map
+   (`galaxy_core.embedding`; t-SNE up to `embedding.TSNE_MAX_POINTS` test images, PCA above).
 7. `explain_phase`: maps and faithfulness scores of the test errors and a sample of correct ones.
 8. `write_phase`: the run bundle, then the work folder is removed.
 
@@ -26,7 +30,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -39,7 +43,7 @@ from galaxy_core import checkpoint
 from galaxy_core.callbacks import MONITOR, BestWeightsEarlyStopping, EpochProgressBar, WorkCheckpoint
 from galaxy_core.checkpoint import STATE, RunLock, work_dir_for
 from galaxy_core.config import Config
-from galaxy_core.errors import TrainingError
+from galaxy_core.errors import ModelError, TrainingError
 from galaxy_core.model import build_model, load_model
 from galaxy_core.pipeline import make_dataset
 
@@ -153,13 +157,16 @@ class Work:
 
 @dataclass
 class RunData:
-    """The data phase's result: labels, split, class weights and the opened cache."""
+    """The data phase's result: labels, split (+ its run.json record), class weights, the opened
+    cache, and the catalogue columns of the test images (`properties.sky_columns`, float32)."""
 
     labels: np.ndarray
     split: Any  # galaxy_core.split.Split
     class_weight: dict[int, float] | None
     cache: Any  # galaxy_core.cache.PreprocessedCache
     synthetic: bool
+    split_info: dict[str, Any] = field(default_factory=dict)
+    test_sky: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -219,20 +226,36 @@ def data_phase(cfg: Config, data_path: Path, work: Path, cache_dir: str | Path |
     """Dataset labels, the run's split, class weights and the preprocessed cache."""
     from galaxy_core.cache import build_cache, open_cache
     from galaxy_core.data import open_dataset
+    from galaxy_core.properties import sky_columns
 
     with open_dataset(data_path) as source:
         labels, synthetic, n_images = source.labels, bool(source.is_synthetic), source.n
-    split = checkpoint.load_or_make_split(work, labels, cfg)
+        meta = source.metadata()  # float64 ra/dec: twin matching needs more than float32
+        split, split_info = checkpoint.load_or_make_split(work, labels, cfg, meta["ra"], meta["dec"])
+        test_sky = sky_columns(source, split.test)
     sizes = split.sizes()
     log(f"data: {data_path} ({n_images} images{', SYNTHETIC' if synthetic else ''}); split "
-        f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} (seed {cfg.seed})")
+        f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} (seed {cfg.seed}, "
+        f"{describe_split(split_info)})")
     class_weight = class_weights_for(cfg, labels[split.train])
     log(format_class_weights(class_weight, cfg.class_names))
     cache = open_cache(build_cache(data_path, cfg, cache_dir=cache_dir))
     if cache.n != n_images:
         raise TrainingError(f"Preprocessed cache {cache.path} has {cache.n} images but the dataset "
                             f"has {n_images}; delete the cache folder and run again.")
-    return RunData(labels, split, class_weight, cache, synthetic)
+    return RunData(labels, split, class_weight, cache, synthetic, split_info, test_sky)
+
+
+def describe_split(info: Mapping[str, Any]) -> str:
+    """One line about a split record (`galaxy_core.sky.make_split`'s info), for the run log."""
+    by = info.get("split_by", "?")
+    if "groups_merged" not in info:
+        return f"split by {by}"
+    if by == "sky":
+        return (f"split by sky: {info['groups_merged']} group(s) of twins within "
+                f"{info['twin_radius_arcsec']:g} arcsec kept in one split")
+    return (f"split at random: {info.get('groups_across_splits', '?')} of {info['groups_merged']} "
+            f"twin group(s) cross splits")
 
 
 def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Strategy, keras.Model]:
@@ -297,9 +320,13 @@ def evaluate_phase(model: keras.Model, cfg: Config, data: RunData, fit: FitResul
     """Test (plain + 8-fold TTA) and validation metrics; returns (metrics.json dict, predictions).
 
     `started` is the run's `time.perf_counter()` start: `wall_time_s` counts up to here.
-    The only place training calls the metrics and inference code.
+    The only place training calls the metrics and inference code. metrics.json `calibration` is
+    `galaxy_core.calibration.calibration_summary` of the plain validation and test probabilities
+    (left out, with a log line, when the validation split is too small to fit a temperature).
+    The predictions carry the test images' catalogue columns (`data.test_sky`).
     """
     from galaxy_core import metrics as metrics_mod
+    from galaxy_core.calibration import CalibrationError, calibration_summary
 
     split, labels = data.split, data.labels
     test_images = np.asarray(data.cache.images[split.test])  # uint8 (n_test, S, S, 3)
@@ -315,9 +342,54 @@ def evaluate_phase(model: keras.Model, cfg: Config, data: RunData, fit: FitResul
                                            epochs_run=fit.epochs_run)
     log(f"test accuracy {metrics['test']['accuracy']:.4f} (TTA "
         f"{metrics['test_tta']['accuracy']:.4f}), val accuracy {metrics['val']['accuracy']:.4f}")
+    try:
+        calib = calibration_summary(labels[split.val], val["probs"], labels[split.test], test["probs"])
+    except CalibrationError as err:
+        log(f"calibration: skipped ({err})")
+    else:
+        metrics["calibration"] = calib
+        log(f"calibration: temperature {calib['temperature']:.3f} (fitted on val); test ECE "
+            f"{calib['test']['ece_before']:.4f} -> {calib['test']['ece_after']:.4f}")
     predictions = {"indices": split.test, "labels": labels[split.test], "probs": test["probs"],
-                   "probs_tta": test["probs_tta"], "images": test_images}
+                   "probs_tta": test["probs_tta"], "images": test_images, **data.test_sky}
     return metrics, predictions
+
+
+def embedding_phase(model: keras.Model, cfg: Config, predictions: dict[str, np.ndarray],
+                    log: Log) -> dict[str, Any]:
+    """Add the test images' penultimate-layer `features` and their `embedding_2d` to `predictions`.
+
+    The map is `embedding.project_2d` with `embedding.auto_method(N)`: t-SNE for up to
+    `embedding.TSNE_MAX_POINTS` (5,000) test images, PCA above (t-SNE would take many minutes),
+    seeded with `cfg.seed`. Without a penultimate layer (a model not from `build_model`) nothing is
+    added: the app computes them on demand (`galaxy_core.evaluate.bundle_embedding`).
+
+    Returns:
+        run.json `embedding`: `{"method", "n", "dim", "features_s", "map_s"}` (seconds), or
+        `{"skipped": reason}`.
+    """
+    from galaxy_core import embedding
+
+    images = predictions["images"]
+    started = time.perf_counter()
+    try:
+        features = embedding.penultimate_features(model, images, batch_size=cfg.batch_size)
+    except (embedding.EmbeddingError, ModelError) as err:
+        log(f"embedding: skipped ({err})")
+        return {"skipped": str(err)}
+    features_s = time.perf_counter() - started
+    info: dict[str, Any] = {"method": None, "n": int(features.shape[0]), "dim": int(features.shape[1]),
+                            "features_s": round(features_s, 3), "map_s": None}
+    predictions["features"] = features
+    if len(features) >= 2:
+        method = embedding.auto_method(len(features))
+        started = time.perf_counter()
+        predictions["embedding_2d"] = embedding.project_2d(features, method=method, seed=cfg.seed)
+        predictions["embedding_method"] = method
+        info.update(method=method, map_s=round(time.perf_counter() - started, 3))
+    log(f"embedding: {info['n']} x {info['dim']} features in {features_s:.1f} s"
+        + (f", {info['method']} map in {info['map_s']:.1f} s" if info["method"] else ", no map (< 2 images)"))
+    return info
 
 
 def explain_phase(model: keras.Model, cfg: Config, predictions: Mapping[str, np.ndarray],
@@ -371,6 +443,7 @@ def run_info_for(cfg: Config, data_path: Path, data: RunData, fit: FitResult, wa
         "dataset_sha256": _sha256_or_none(data_path),
         "synthetic": data.synthetic,
         "split_sizes": data.sizes,
+        "split": dict(data.split_info),
         "best_epoch": fit.best_epoch,
         "epochs_run": fit.epochs_run,
         "wall_time_s": wall_time_s,
@@ -440,9 +513,10 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         if not chief:
             checkpoint.remove_work(work.folder)
             return out_dir
+        embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_phase(model, work.cfg, predictions, log)
         run_info = run_info_for(work.cfg, data_path, data, fit, metrics["wall_time_s"], strategy, len(gpus),
-                                resume, run_info_extra)
+                                resume, {"embedding": embedding_info, **dict(run_info_extra or {})})
         return write_phase(out_dir, model, work, data, fit, metrics, predictions, explanations,
                            run_info, log)
 

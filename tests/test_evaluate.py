@@ -131,3 +131,25 @@ def test_bundle_embedding_of_a_read_only_bundle_is_computed_but_not_cached(tmp_p
     assert evaluate.bundle_embedding(run, cache=True)["cached"] is False
     assert evaluate.bundle_embedding(run, cache=False)["cached"] is False
     assert (run / "predictions.h5").read_bytes() == before
+
+
+def test_reevaluate_keeps_the_temperature_and_rescores_the_test_split(tmp_path, good_bundle, parts):
+    from galaxy_core.calibration import calibration_scores
+
+    run = copy_bundle(good_bundle, tmp_path / "calib")
+    metrics = json.loads((run / "metrics.json").read_text())
+    val_part = {"n": 7, "ece_before": 0.2, "ece_after": 0.1, "nll_before": 2.0, "nll_after": 1.9}
+    metrics["calibration"] = {"method": "temperature", "fitted_on": "val", "temperature": 1.5,
+                              "n_bins": 10, "val": val_part, "test": {"n": 0, "ece_before": 9.0}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    feats = np.ones((N_TEST, 3), np.float32)
+    with h5py.File(run / "predictions.h5", "r+") as f:
+        f.create_dataset("features", data=feats)
+    new = evaluate.reevaluate_bundle(run, tta=False, progress=False)
+    calib = new["calibration"]
+    assert (calib["temperature"], calib["n_bins"], calib["val"]) == (1.5, 10, val_part)
+    b = load_bundle(run)
+    assert calib["test"] == pytest.approx(calibration_scores(
+        parts["predictions"]["labels"], b.predictions["probs"], 1.5, 10))
+    assert b.temperature == 1.5
+    np.testing.assert_array_equal(b.features, feats)  # the other datasets are kept

@@ -165,3 +165,23 @@ def test_errors_say_what_is_wrong(call, error, words):
     with pytest.raises(error) as info:
         call()
     assert words in str(info.value)
+
+
+def test_make_split_sky_keeps_twins_together_and_random_reports_the_broken_groups():
+    labels, ra, dec, planted = planted_layout(600, n_pairs=40, n_triples=3)
+    sky_parts, sky_info = sky.make_split("sky", labels, ra, dec, 0.1, 0.2, seed=1)
+    assert sky_info["split_by"] == "sky" and sky_info["groups_merged"] == 43
+    part = np.empty(600, np.int8)
+    for code, rows in enumerate((sky_parts.train, sky_parts.val, sky_parts.test)):
+        part[rows] = code
+    assert all(len(set(part[group])) == 1 for group in planted)
+
+    random_parts, info = sky.make_split("random", labels, ra, dec, 0.1, 0.2, seed=1)
+    expected = split_indices(labels, 0.1, 0.2, 1)  # exactly today's split
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(random_parts, name), getattr(expected, name))
+    assert info["split_by"] == "random" and info["groups_merged"] == 43
+    assert info["groups_across_splits"] == split_crossings(random_parts, sky_groups(ra, dec)) > 0
+    assert sky.make_split("random", labels, None, None, 0.1, 0.2, seed=1)[1] == {"split_by": "random"}
+    with pytest.raises(SkyError, match="split_by must be one of"):
+        sky.make_split("galactic", labels, ra, dec, 0.1, 0.2, seed=1)

@@ -169,6 +169,106 @@ def test_small_model_learns_held_out_quadrants(resumed_run):
 
 
 # --------------------------------------------------------------------------------------------
+# Issue 13: the sky split, calibration, sky columns, features and their 2-D map in the bundle
+# --------------------------------------------------------------------------------------------
+N_TWIN_PAIRS = 30
+
+
+def write_quadrants_with_twins(path, n=240, seed=0):
+    """`write_quadrants` data (SYNTHETIC) where rows 8k and 8k+4 (k < 30) are the same galaxy.
+
+    Each twin has the same label and image as its partner and sits 0.3 arcsec from it; all other
+    positions are random (no other pair is within 1 arcsec). Returns (path, pairs).
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 4
+    images = quadrant_images(labels)
+    ra, dec = rng.uniform(0, 360, n), rng.uniform(-20, 60, n)
+    pairs = [(8 * k, 8 * k + 4) for k in range(N_TWIN_PAIRS)]
+    for a, b in pairs:
+        images[b] = images[a]
+        ra[b], dec[b] = ra[a] + 0.3 / 3600 / np.cos(np.radians(dec[a])), dec[a]
+    path = write_galaxy10_like(path, n=n, size=32, labels=labels, images=images, ra=ra, dec=dec)
+    return path, pairs
+
+
+@pytest.fixture(scope="module")
+def twin_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("twins")
+    data, pairs = write_quadrants_with_twins(tmp / "twins.h5")
+    cfg = CFG.replace(epochs=1, explain_errors=0, explain_correct=0)
+    assert cfg.split_by == "sky"  # the default
+    logged = []
+    path = train_run(cfg, data, tmp / "runs" / "twins", cache_dir=tmp / "cache", progress=False,
+                     on_log=logged.append)
+    return dict(path=path, data=data, pairs=pairs, log=logged, cfg=cfg)
+
+
+@pytest.mark.slow
+def test_sky_split_run_keeps_every_twin_out_of_the_test_set_and_records_it(twin_run):
+    from galaxy_core.bundle import load_bundle
+
+    bundle = load_bundle(twin_run["path"])
+    assert bundle.split_info == {"split_by": "sky", "twin_radius_arcsec": 1.0,
+                                 "groups_merged": N_TWIN_PAIRS, "images_in_merged_groups": 2 * N_TWIN_PAIRS,
+                                 "largest_group": 2}
+    assert bundle.split_by == "sky"
+    test = set(bundle.predictions["indices"].tolist())
+    twins_in_test = [(a, b) for a, b in twin_run["pairs"] if a in test or b in test]
+    assert twins_in_test, "the seed should put some twin pair into the test set"
+    assert all(a in test and b in test for a, b in twins_in_test)  # never one of them in training
+    assert any(f"{N_TWIN_PAIRS} group(s) of twins" in line for line in twin_run["log"])
+
+
+@pytest.mark.slow
+def test_training_writes_calibration_sky_columns_features_and_map(twin_run):
+    from galaxy_core.bundle import load_bundle
+    from galaxy_core.calibration import calibration_scores
+    from galaxy_core.data import open_dataset
+    from galaxy_core.embedding import penultimate_features
+
+    bundle = load_bundle(twin_run["path"])
+    n_test, indices = bundle.num_test, bundle.predictions["indices"]
+    calib = bundle.calibration
+    assert calib["fitted_on"] == "val" and bundle.temperature > 0
+    assert calib["val"]["n"] == bundle.split_sizes["val"] and calib["test"]["n"] == n_test
+    # The test part is the stored test probabilities scored with the fitted temperature.
+    again = calibration_scores(bundle.predictions["labels"], bundle.predictions["probs"],
+                               bundle.temperature, calib["n_bins"])
+    assert calib["test"] == pytest.approx(again, abs=1e-6)
+
+    with open_dataset(twin_run["data"]) as ds:
+        meta = ds.metadata()
+    for key in ("ra", "dec", "redshift", "pxscale"):
+        assert bundle.sky[key].dtype == np.float32 and bundle.sky[key].shape == (n_test,)
+        np.testing.assert_allclose(bundle.sky[key], meta[key][indices], rtol=1e-6)
+
+    dim = twin_run["cfg"].dense_units
+    assert bundle.features.shape == (n_test, dim) and bundle.embedding_2d.shape == (n_test, 2)
+    expected = penultimate_features(bundle.load_model(), bundle.read_test_images(range(n_test)))
+    np.testing.assert_allclose(bundle.features, expected, rtol=1e-4, atol=1e-5)
+    assert bundle.embedding_method == "tsne" and np.isfinite(bundle.embedding_2d).all()
+    info = bundle.run_info["embedding"]
+    assert (info["method"], info["n"], info["dim"]) == ("tsne", n_test, dim)
+    assert info["features_s"] >= 0 and info["map_s"] >= 0
+
+
+def test_split_by_flag_reaches_the_config_and_refuses_unknown_modes(capsys):
+    import train as cli
+
+    from galaxy_core.config import ConfigError, config_from_args
+
+    parser = cli.build_parser()
+    assert config_from_args(parser.parse_args([])).split_by == "sky"
+    assert config_from_args(parser.parse_args(["--split-by", "random"])).split_by == "random"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--split-by", "galactic"])
+    assert "invalid choice: 'galactic'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="split_by"):
+        Config(split_by="galactic")
+
+
+# --------------------------------------------------------------------------------------------
 # MirroredStrategy on two logical CPU devices (must be configured before TF starts: subprocess)
 # --------------------------------------------------------------------------------------------
 @pytest.mark.slow
@@ -253,6 +353,11 @@ def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
     after = json.loads((path / "metrics.json").read_text())
     assert "reevaluated_at" in after and "reevaluated_at" not in before
     assert after["test"]["accuracy"] == pytest.approx(before["test"]["accuracy"])
+    # Same model, no validation split in the bundle: the fitted temperature is kept.
+    assert after["calibration"]["temperature"] == before["calibration"]["temperature"]
+    assert after["calibration"]["val"] == before["calibration"]["val"]
+    assert after["calibration"]["test"]["ece_before"] == pytest.approx(
+        before["calibration"]["test"]["ece_before"], abs=1e-4)
 
 
 def test_interrupt_hint_is_shell_quoted(tmp_path):
