@@ -44,6 +44,7 @@ def test_selected_rows_reads_the_test_row_of_each_selected_point():
     assert figures.selected_rows({"points": points}) == [7, 2, 5]
     assert figures.selected_rows(None) == [] and figures.selected_rows({"points": []}) == []
     assert figures.selected_rows({"selection": {"points": points[:2]}}) == [7, 2]  # the whole event
+    assert figures.selected_rows({"points": [{"customdata": {"0": 3, "1": 9}}]}) == [3]  # a typed array
 
 
 def test_embedding_figure_colours_by_class_marks_errors_and_carries_rows():
@@ -69,6 +70,7 @@ def test_sky_map_splits_correct_and_wrong_and_draws_ra_to_the_left():
     correct, wrong = fig.data
     assert correct.name == "correct (2)" and list(correct.x) == [10.0, 30.0]
     assert wrong.name == "misclassified (1)" and np.asarray(wrong.customdata)[:, 0].tolist() == [1]
+    assert isinstance(fig.to_plotly_json()["data"][1]["customdata"], list)  # not a binary typed array
     assert fig.layout.xaxis.autorange == "reversed"
 
 

@@ -221,7 +221,8 @@ def overlaid_curves_figure(histories: Mapping[str, Mapping[str, Sequence[float]]
                     legendgroup=name, showlegend=col == 1 and bool(prefix),
                     hovertemplate=f"{label}<br>epoch %{{x}}: {prefix}{metric} %{{y:.4f}}<extra></extra>"),
                     row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
+    longest = max((len(h.get("val_loss", h.get("loss", []))) for h in histories.values()), default=0)
+    fig.update_xaxes(title_text="epoch", dtick=max(1, longest // 10))  # whole epochs only
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       legend={"orientation": "h", "y": -0.25, "x": 0.5, "xanchor": "center",
                               "yanchor": "top"})
@@ -260,7 +261,9 @@ def selected_rows(selection: Mapping | None) -> list[int]:
 
     Each point of those figures carries its test row (a row of `predictions.h5`) as
     `customdata[0]`; Streamlit's `st.plotly_chart(..., on_select="rerun")` returns the selected
-    points in `event.selection["points"]`.
+    points in `event.selection["points"]`. The figures pass customdata as plain lists: a numpy
+    array would travel as a binary typed array, which comes back from the browser as an object
+    `{"0": row}` (read here too, to be safe).
 
     Args:
         selection: the event's `selection` (`{"points": [{"customdata": [row, ...], ...}, ...]}`),
@@ -278,6 +281,8 @@ def selected_rows(selection: Mapping | None) -> list[int]:
         selection = selection["selection"]
     for point in (selection or {}).get("points", []) or []:
         data = point.get("customdata")
+        if isinstance(data, Mapping):  # a typed array serialised by the browser: {"0": row, ...}
+            data = data.get("0")
         if isinstance(data, (list, tuple)) and data:
             data = data[0]
         if data is None:
@@ -321,7 +326,7 @@ def embedding_figure(xy: np.ndarray, labels: np.ndarray, preds: np.ndarray,
             marker={"color": class_colour(c), "size": np.where(wrong, 8, 6).tolist(),
                     "symbol": np.where(wrong, "x", "circle").tolist(), "opacity": 0.85,
                     "line": {"width": 0}},
-            customdata=np.column_stack([rows, names[labels[rows]], names[preds[rows]]]),
+            customdata=np.column_stack([rows, names[labels[rows]], names[preds[rows]]]).tolist(),
             hovertemplate="test row #%{customdata[0]}<br>true %{customdata[1]}<br>"
                           "predicted %{customdata[2]}<extra></extra>"))
     fig = go.Figure(traces)
@@ -351,7 +356,7 @@ def sky_map_figure(ra: np.ndarray, dec: np.ndarray, correct: np.ndarray) -> go.F
         rows = np.flatnonzero(mask)
         traces.append(go.Scatter(
             x=ra[rows], y=dec[rows], mode="markers", name=f"{name} ({rows.size})", marker=style,
-            customdata=rows[:, None],
+            customdata=rows[:, None].tolist(),  # plain lists: see selected_rows
             hovertemplate="test row #%{customdata[0]}<br>ra %{x:.4f}°, dec %{y:.4f}°<extra>"
                           + name + "</extra>"))
     fig = go.Figure(traces)
