@@ -60,8 +60,10 @@ def test_embedding_figure_colours_by_class_marks_errors_and_carries_rows():
     by_pred = figures.embedding_figure(xy, labels, preds, ["a", "b", "c"], colour_by="predicted")
     (b,) = [t for t in by_pred.data if t.name == "b"]
     assert sorted(int(r) for r in np.asarray(b.customdata)[:, 0]) == [1, 2, 3]
+    # correct points first (the legend shows a trace's first symbol): rows 2, 3, then the error 1
+    assert [int(r) for r in np.asarray(b.customdata)[:, 0]] == [2, 3, 1] and b.marker.symbol[0] == "circle"
     # what a selection of the figure's points gives back
-    point = {"customdata": list(np.asarray(b.customdata)[0])}
+    point = {"customdata": list(b.customdata[2])}
     assert figures.selected_rows({"points": [point]}) == [1]
 
 

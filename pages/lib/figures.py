@@ -320,6 +320,8 @@ def embedding_figure(xy: np.ndarray, labels: np.ndarray, preds: np.ndarray,
         rows = np.flatnonzero(key == c)
         if rows.size == 0:
             continue
+        # correct points first: the legend draws a trace's first symbol (a dot, unless all are wrong)
+        rows = rows[np.argsort(preds[rows] != labels[rows], kind="stable")]
         wrong = preds[rows] != labels[rows]
         traces.append(go.Scatter(
             x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=str(name),
