@@ -13,7 +13,9 @@ Projection library: scikit-learn (PCA, then t-SNE), not umap-learn.
 - Determinism: t-SNE with `random_state` gives the same map for the same input (tested); UMAP is
   reproducible only with `random_state` set, which also turns its parallelism off.
 - Speed: neither is instant on CPU. Barnes-Hut t-SNE (1,000 iterations) on 1,800 x 1,024 features
-  took 75 s on this project's 2 shared cores under a load average of ~7 (PCA to 2-D: under 1 s);
+  took 75 s on this project's 2 shared cores under a load average of ~7 with scikit-learn's
+  default threads (PCA to 2-D: under 1 s); one OpenMP thread (`TSNE_THREADS`) is 3-10x faster
+  on such a busy machine (1,774 synthetic 256-D points: 55.8 s -> 18.3 s at load ~9);
   UMAP adds the numba compilation of its functions on first use in each process. So compute the
   map once per run and keep it (store it in the bundle at evaluation time), not per page view.
 t-SNE keeps local neighbourhoods (what look-alike browsing needs); distances between far-apart
@@ -43,6 +45,12 @@ PROJECTION_METHODS = ("tsne", "pca")
 # Largest number of points mapped with t-SNE by `auto_method`; above it PCA (t-SNE's time grows
 # faster than linearly: ~1,800 points took over a minute on 2 busy cores, see the module docstring).
 TSNE_MAX_POINTS = 5000
+# OpenMP threads of t-SNE (`project_2d(n_threads=...)`). One: on this project's 2 shared cores
+# (load average ~9) scikit-learn's default (all cores) made the Barnes-Hut gradient 3-10x SLOWER
+# (spinning threads fight for busy cores): 250 x 128 demo features 37.7 s -> 4.0 s, 1,774 x 256
+# 55.8 s -> 18.3 s. The map is computed once per run, often beside training or the app; None
+# uses every core (faster only on an idle machine).
+TSNE_THREADS: int | None = 1
 # Attribute set on the models made by `feature_model` (so penultimate_features uses them as they are).
 _MARK = "_galaxy_feature_model"
 # Layers that are the identity at inference: stepped over when walking back from the classifier.
@@ -205,7 +213,7 @@ def auto_method(n: int, tsne_max_points: int = TSNE_MAX_POINTS) -> str:
 
 
 def project_2d(features, method: str = "tsne", seed: int = 0, perplexity: float = 30.0,
-               pca_dims: int = 50) -> np.ndarray:
+               pca_dims: int = 50, n_threads: int | None = TSNE_THREADS) -> np.ndarray:
     """Project features to 2-D with scikit-learn (see the module docstring for the choice).
 
     Rows are first scaled to unit length, so Euclidean distances on them order pairs as the cosine
@@ -220,6 +228,7 @@ def project_2d(features, method: str = "tsne", seed: int = 0, perplexity: float 
         seed: random state of PCA's randomized solver and of t-SNE; same seed, same map.
         perplexity: t-SNE's effective number of neighbours (5-50; 30 suits ~1,800 points).
         pca_dims: PCA dimensions before t-SNE.
+        n_threads: OpenMP threads of t-SNE's gradient (default `TSNE_THREADS` = 1; None: all).
 
     Returns:
         float32 `(N, 2)`.
@@ -252,7 +261,11 @@ def project_2d(features, method: str = "tsne", seed: int = 0, perplexity: float 
     reduced = PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < d else x
     tsne = TSNE(n_components=2, perplexity=float(min(perplexity, (n - 1) / 3.0)), init="pca",
                 learning_rate="auto", random_state=seed)
-    return tsne.fit_transform(reduced).astype(np.float32)
+    from threadpoolctl import threadpool_limits
+
+    # Barnes-Hut's gradient is an OpenMP loop; see `TSNE_THREADS` for why one thread by default.
+    with threadpool_limits(limits=None if n_threads is None else int(n_threads), user_api="openmp"):
+        return tsne.fit_transform(reduced).astype(np.float32)
 
 
 def nearest_neighbours(features, query_features, k: int = 8,

@@ -149,3 +149,14 @@ def test_nearest_neighbour_errors(call, words):
     with pytest.raises(EmbeddingError) as info:
         call()
     assert words in str(info.value)
+
+
+def test_tsne_thread_count_is_a_parameter_and_one_thread_is_the_default():
+    from galaxy_core import embedding
+
+    x = np.random.default_rng(4).normal(size=(40, 6)).astype(np.float32)
+    assert embedding.TSNE_THREADS == 1
+    one = embedding.project_2d(x, seed=0)
+    np.testing.assert_array_equal(one, embedding.project_2d(x, seed=0, n_threads=1))
+    every = embedding.project_2d(x, seed=0, n_threads=None)
+    assert every.shape == (40, 2) and np.isfinite(every).all()
