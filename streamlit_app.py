@@ -38,6 +38,10 @@ else:
         st.Page("pages/views/classify.py", title="Classify", icon=":material/upload_file:"),
         st.Page("pages/views/confusion_matrix.py", title="Confusion matrix", icon=":material/grid_on:"),
         st.Page("pages/views/explain_errors.py", title="Explain errors", icon=":material/troubleshoot:"),
+        st.Page("pages/views/compare_runs.py", title="Compare runs", icon=":material/compare_arrows:"),
+        st.Page("pages/views/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
+        st.Page("pages/views/calibration.py", title="Calibration", icon=":material/speed:"),
+        st.Page("pages/views/galaxy_properties.py", title="Galaxy properties", icon=":material/public:"),
         start,
     ]
 

@@ -34,12 +34,14 @@ def tiny_model(image_size: int, num_classes: int):
 
 
 def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER_CLASS, seed: int = 0,
-                      name: str = "tiny-synthetic") -> Path:
+                      name: str = "tiny-synthetic", members: bool = False) -> Path:
     """Write a small, valid run bundle (labelled synthetic) under `out_dir/name`.
 
     Test images are synthetic galaxies (`per_class` per class, preprocessed like training); the
     probabilities are random with the true class most likely for about 2 of 3 images, so every view
-    has both correct and misclassified images.
+    has both correct and misclassified images. With `members`, the bundle also holds issue 13's
+    optional members: the test images' sky columns (from the dataset file), their penultimate-layer
+    features and 2-D map (t-SNE), and a temperature fitted on random "validation" probabilities.
     """
     import keras
 
@@ -80,6 +82,16 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     indices = np.arange(len(labels))
     predictions = {"indices": indices, "labels": labels, "probs": probs.astype(np.float32), "images": images}
     model = tiny_model(image_size, c)
+    if members:
+        from galaxy_core import calibration, embedding, properties
+
+        predictions.update(properties.sky_columns(dataset, indices))
+        predictions["features"] = embedding.penultimate_features(model, images)
+        predictions["embedding_2d"] = embedding.project_2d(predictions["features"], "tsne", seed=seed)
+        val_logits = rng.normal(0.0, 1.0, size=(len(labels), c))
+        val_logits[np.arange(len(labels)), labels] += 4.0 * (rng.random(len(labels)) < 0.67)
+        val_probs = np.exp(3 * val_logits) / np.exp(3 * val_logits).sum(axis=1, keepdims=True)
+        metrics["calibration"] = calibration.calibration_summary(labels, val_probs, labels, probs)
     # Maps stored for the 4 most confident errors (+2 correct rows); the other errors are computed
     # on demand by the app.
     explanations = explain.compute_explanations(model, images, labels, probs.astype(np.float32), indices,
@@ -526,3 +538,258 @@ def test_a_bundle_with_only_the_required_run_keys_still_loads(tmp_path, monkeypa
     assert any("data: n/a (synthetic)" in c for c in texts(at.caption))
     for view in ("preprocessing_lab", "confusion_matrix", "explain_errors"):
         run_view(at, view)
+
+
+# --- AppTest: the views of issue 13 (compare, embedding map, calibration, galaxy properties) -------
+_RICH_RUNS: list[Path] = []
+
+
+def shared_rich_runs(tmp_path_factory) -> Path:
+    """A runs folder with two tiny bundles on the same test set holding every optional member
+    (sky columns, features + 2-D map, calibration); built once per session, read only."""
+    if not _RICH_RUNS:
+        runs = tmp_path_factory.mktemp("rich_runs")
+        build_tiny_bundle(runs, seed=0, name="full-a", members=True)
+        build_tiny_bundle(runs, seed=1, name="full-b", members=True)
+        _RICH_RUNS.append(runs)
+    return _RICH_RUNS[0]
+
+
+@pytest.fixture(scope="session")
+def rich_runs(tmp_path_factory):
+    return shared_rich_runs(tmp_path_factory)
+
+
+def rich_app(rich_runs, monkeypatch, run: str = "full-a"):
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(rich_runs))
+    at = new_app()
+    at.session_state["run_path"] = str(rich_runs / run)
+    return at.run()
+
+
+def copy_runs(tmp_path, *sources) -> Path:
+    """A fresh runs folder with copies of the given bundle folders (views may write into them)."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    for source in sources:
+        shutil.copytree(source, runs / Path(source).name)
+    return runs
+
+
+def charts(at) -> list:
+    return at.get("plotly_chart")
+
+
+def select_points(at, key: str, rows) -> None:
+    """What a box/lasso selection of these test rows on a map sends back (customdata[0] = row)."""
+    at.session_state[key] = {"selection": {"points": [{"customdata": [int(r)]} for r in rows],
+                                           "point_indices": list(range(len(rows))), "box": [],
+                                           "lasso": []}}
+
+
+def sky_link_texts(at) -> list[str]:
+    return [t for t in texts(at.markdown) if "legacysurvey.org/viewer?ra=" in t]
+
+
+def test_compare_runs_shows_two_runs_side_by_side(rich_runs, monkeypatch):
+    from galaxy_core import bundle, compare
+
+    at = run_view(rich_app(rich_runs, monkeypatch), "compare_runs")
+    assert texts(at.title) == ["Compare runs"]
+    assert any("Synthetic run" in w for w in texts(at.warning))
+    assert at.multiselect(key="cmp_runs").value == [str(rich_runs / "full-a"), str(rich_runs / "full-b")]
+    a, b = bundle.load_bundle(rich_runs / "full-a"), bundle.load_bundle(rich_runs / "full-b")
+    table = at.dataframe[0].value
+    assert list(table.index) == ["full-a", "full-b"]
+    np.testing.assert_allclose(table["accuracy"], [a.metrics["test"]["accuracy"], b.metrics["test"]["accuracy"]])
+    np.testing.assert_allclose(table["ECE"], [a.calibration["test"]["ece_before"],
+                                              b.calibration["test"]["ece_before"]])
+    assert len(charts(at)) == 3  # per-class F1, curves, confusion difference
+    a_only, b_only = compare.disagreements(a, b)
+    assert [t.label for t in at.tabs] == [f"full-a right, full-b wrong ({a_only.size})",
+                                          f"full-b right, full-a wrong ({b_only.size})"]
+    captions = _image_captions(at)
+    assert len(captions) == min(24, a_only.size) + min(24, b_only.size) > 0
+    names = a.config.class_names
+    r = int(a_only[0])
+    assert captions[0] == f"#{r}: {names[a.predictions['labels'][r]]}; full-b says " \
+                          f"{names[b.predictions['probs'][r].argmax()]}"
+    assert len(sky_link_texts(at)) == len(captions)  # every galaxy links to the sky viewer
+
+    at.selectbox(key="cmp_a").set_value("full-b").run()  # swap: B is now full-a
+    assert not at.exception
+    assert at.selectbox(key="cmp_b").value == "full-a"
+    assert at.tabs[0].label == f"full-b right, full-a wrong ({b_only.size})"
+
+
+def test_compare_runs_refuses_runs_tested_on_other_images(rich_runs, tmp_path, monkeypatch):
+    import h5py
+
+    runs = copy_runs(tmp_path, rich_runs / "full-a", rich_runs / "full-b")
+    with h5py.File(runs / "full-b" / "predictions.h5", "r+") as f:
+        f["indices"][...] = f["indices"][()] + 100  # other rows of the dataset
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app()
+    at.session_state["run_path"] = str(runs / "full-a")
+    at = run_view(at.run(), "compare_runs")
+    (error,) = texts(at.error)
+    assert error.startswith("These runs cannot be compared") and "different test images" in error
+    assert len(charts(at)) == 0
+
+
+def test_compare_runs_with_a_single_run_says_what_is_needed(app_with_run):
+    at = run_view(app_with_run, "compare_runs")
+    assert any("at least 2 valid runs" in t for t in texts(at.info))
+    assert any("Synthetic run" in w for w in texts(at.warning))
+
+
+def test_embedding_map_shows_selected_points_and_look_alikes(rich_runs, monkeypatch):
+    from galaxy_core import bundle, embedding
+
+    at = run_view(rich_app(rich_runs, monkeypatch), "embedding_map")
+    run = bundle.load_bundle(rich_runs / "full-a")
+    assert any("mapped to 2-D with t-SNE" in c for c in texts(at.caption))
+    (chart,) = charts(at)
+    labels, names = run.predictions["labels"], run.config.class_names
+    # no selection yet: only the look-alikes of the default test image (row 0), 8 of them
+    near, _ = embedding.nearest_neighbours(run.features, run.features[0], k=8, exclude=[0])
+    look = [c for c in _image_captions(at) if " · d " in c]
+    assert [int(c.split(":")[0][1:]) for c in look] == near[0].tolist()
+    assert any(f"of 8 look-alikes share its true class" in c for c in texts(at.caption))
+
+    select_points(at, "emb_map", [5, 2, 5])
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(t.startswith("**2 selected test image(s)**") for t in texts(at.markdown))
+    preds = run.predictions["probs"].argmax(axis=1)
+    gallery = [c for c in _image_captions(at) if " · d " not in c][:2]
+    assert gallery == [f"#{r}: {names[labels[r]]}" + ("" if preds[r] == labels[r] else f" → {names[preds[r]]}")
+                       for r in (5, 2)]
+    # the look-alike picker lists the selection first
+    assert [o.split(":")[0] for o in at.selectbox(key="emb_row").options[:3]] == ["#5", "#2", "#0"]
+
+    at.button_group(key="emb_colour").set_value("predicted").run()
+    assert not at.exception
+    at.radio(key="emb_source").set_value("an uploaded image").run()
+    assert any("Upload a JPEG or PNG" in t for t in texts(at.info))
+    from galaxy_core import synthetic
+
+    galaxy = synthetic.render_galaxy(3, 120, np.random.default_rng(1))
+    at.file_uploader(key="emb_upload").set_value([("mine.png", png_bytes(galaxy), "image/png")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "mine.png (preprocessed)" in _image_captions(at)
+    assert len([c for c in _image_captions(at) if " · d " in c]) == 8
+
+
+def test_embedding_map_computes_features_for_an_older_bundle(tiny_runs, tmp_path, monkeypatch):
+    from galaxy_core import bundle
+
+    runs = copy_runs(tmp_path, tiny_runs / "tiny-synthetic")
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "embedding_map")
+    assert any("keeps no penultimate-layer features" in t for t in texts(at.info))
+    assert len(charts(at)) == 0
+    at.button(key="emb_compute").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(charts(at)) == 1
+    stored = bundle.load_bundle(runs / "tiny-synthetic")  # the core cached them into the bundle
+    assert stored.features is not None and stored.embedding_2d.shape == (stored.num_test, 2)
+
+
+def test_calibration_view_with_a_fitted_temperature(rich_runs, monkeypatch):
+    from galaxy_core import bundle, calibration
+
+    at = run_view(rich_app(rich_runs, monkeypatch), "calibration")
+    run = bundle.load_bundle(rich_runs / "full-a")
+    metrics = {m.label: m.value for m in at.metric}
+    n_bins = run.calibration["n_bins"]
+    ece = calibration.expected_calibration_error(run.predictions["labels"], run.predictions["probs"], n_bins)
+    assert metrics["ECE · full-a"] == f"{ece:.3f}"
+    assert metrics["Temperature T"] == f"{run.temperature:.3f}"
+    assert metrics["Test ECE"] == f"{run.calibration['test']['ece_after']:.3f}"
+    assert len(charts(at)) == 3  # reliability per run, temperature bars, before/after
+    at.multiselect(key="cal_runs").set_value([str(rich_runs / "full-a"), str(rich_runs / "full-b")]).run()
+    assert not at.exception
+    assert {"ECE · full-a", "ECE · full-b"} <= {m.label for m in at.metric}
+
+
+def test_calibration_view_of_a_run_without_temperature_says_it_predates_it(app_with_run, tiny_runs):
+    from galaxy_core import bundle, calibration
+
+    at = run_view(app_with_run, "calibration")
+    run = bundle.load_bundle(tiny_runs / "tiny-synthetic")
+    ece = calibration.expected_calibration_error(run.predictions["labels"], run.predictions["probs"], 15)
+    assert {m.label: m.value for m in at.metric}["ECE · tiny-synthetic"] == f"{ece:.3f}"
+    assert any("predates temperature scaling" in t for t in texts(at.info))
+    assert len(charts(at)) == 1
+    assert any("Synthetic run" in w for w in texts(at.warning))
+
+
+def test_classify_shows_calibrated_probabilities_when_the_run_has_a_temperature(rich_runs, monkeypatch):
+    from galaxy_core import bundle, synthetic
+
+    at = run_view(rich_app(rich_runs, monkeypatch), "classify")
+    run = bundle.load_bundle(rich_runs / "full-a")
+    galaxy = synthetic.render_galaxy(1, 100, np.random.default_rng(2))
+    at.file_uploader(key="cls_upload").set_value([("g.png", png_bytes(galaxy), "image/png")]).run()
+    raw_table = at.dataframe[0].value
+    raw = float(raw_table["confidence"].iloc[0])
+    box = at.checkbox(key="cls_calibrated")
+    assert not box.disabled
+    box.check().run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = at.dataframe[0].value
+    calibrated = float(table["confidence"].iloc[0])
+    assert any("(calibrated)" in t for t in texts(at.markdown))
+    # the top probability moves towards 1/C for T > 1 (away from it for T < 1); the class stays
+    assert calibrated != raw and (calibrated < raw) == (run.temperature > 1)
+    assert table["predicted"].iloc[0] == raw_table["predicted"].iloc[0]
+
+
+def test_classify_calibration_checkbox_is_off_for_a_run_without_temperature(app_with_run):
+    at = run_view(app_with_run, "classify")
+    assert at.checkbox(key="cls_calibrated").disabled
+
+
+def test_galaxy_properties_with_sky_columns(rich_runs, monkeypatch):
+    from galaxy_core import bundle, properties
+
+    at = run_view(rich_app(rich_runs, monkeypatch), "galaxy_properties")
+    run = bundle.load_bundle(rich_runs / "full-a")
+    assert any("Synthetic run" in w for w in texts(at.warning))
+    assert len(charts(at)) == 2  # accuracy by redshift, sky map
+    labels, probs = run.predictions["labels"], run.predictions["probs"]
+    wrong = np.flatnonzero(probs.argmax(axis=1) != labels)
+    assert any(t.startswith(f"**Misclassified galaxies** ({wrong.size})") for t in texts(at.markdown))
+    links = sky_link_texts(at)
+    assert len(links) == len(_image_captions(at)) == min(24, wrong.size)
+    first = wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][0]
+    assert properties.legacy_survey_url(run.sky["ra"][first], run.sky["dec"][first]) in links[0]
+
+    select_points(at, "prop_sky", [0, 1, 2])
+    at.slider(key="prop_bins").set_value(3)
+    at.run()
+    assert not at.exception
+    assert any(t.startswith("**3 selected galaxies**") for t in texts(at.markdown))
+    assert [c.split(":")[0] for c in _image_captions(at)] == ["#0", "#1", "#2"]
+
+
+def test_galaxy_properties_without_sky_columns_says_so(app_with_run):
+    at = run_view(app_with_run, "galaxy_properties")
+    assert any("keeps no sky columns" in t for t in texts(at.info))
+    assert len(charts(at)) == 0
+
+
+def test_confusion_gallery_and_explain_errors_link_each_galaxy_to_the_sky_viewer(rich_runs, monkeypatch):
+    at = run_view(rich_app(rich_runs, monkeypatch), "confusion_matrix")
+    assert len(sky_link_texts(at)) == len(_image_captions(at)) > 0
+    at = run_view(rich_app(rich_runs, monkeypatch), "explain_errors")
+    assert any("legacysurvey.org/viewer?ra=" in t and t.startswith("**Test image #") for t in texts(at.markdown))
+
+
+def test_galleries_of_a_run_without_sky_columns_have_no_links(app_with_run):
+    at = run_view(app_with_run, "confusion_matrix")
+    assert _image_captions(at) and sky_link_texts(at) == []
+    at = run_view(at, "explain_errors")
+    assert sky_link_texts(at) == [] and not any("legacysurvey" in t for t in texts(at.markdown))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_app import ROOT, png_bytes, shared_tiny_runs
+from test_app import ROOT, png_bytes, shared_rich_runs, shared_tiny_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
@@ -32,7 +32,19 @@ VIEWS = [
     ("Classify", "Upload one or more images", "03_classify"),
     ("Confusion matrix", "Classification report", "05_confusion_matrix"),
     ("Explain errors", "Faithfulness (Petsiuk", "06_explain_errors"),
+    # the tiny bundle has one run and none of issue 13's optional members: each view says so
+    ("Compare runs", "at least 2 valid runs", "08_compare_runs_one_run"),
+    ("Embedding map", "Compute the features and the map", "09_embedding_map_no_features"),
+    ("Calibration", "predates temperature scaling", "10_calibration_no_temperature"),
+    ("Galaxy properties", "keeps no sky columns", "11_galaxy_properties_no_sky"),
     ("Get started", "Offline demo run", "07_get_started"),
+]
+# The same views over two bundles holding every optional member (test_app.shared_rich_runs).
+RICH_VIEWS = [
+    ("Compare runs", "right, full-", "12_compare_runs"),
+    ("Embedding map", "look-alikes share its true class", "13_embedding_map"),
+    ("Calibration", "Temperature scaling", "14_calibration"),
+    ("Galaxy properties", "Misclassified galaxies", "15_galaxy_properties"),
 ]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -61,7 +73,17 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A Streamlit server on 127.0.0.1 serving the app over the tiny bundle; yields its URL."""
-    runs = shared_tiny_runs(tmp_path_factory)
+    yield from serve(shared_tiny_runs(tmp_path_factory), tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def rich_server(tmp_path_factory):
+    """The app over two tiny bundles with sky columns, features, map and temperature."""
+    yield from serve(shared_rich_runs(tmp_path_factory), tmp_path_factory)
+
+
+def serve(runs, tmp_path_factory):
+    """Run `streamlit run streamlit_app.py` over the runs folder `runs`; yield its URL, then stop it."""
     port = free_port()
     env = {**os.environ, "GALAXY_RUNS_DIR": str(runs), "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
@@ -155,4 +177,40 @@ def test_every_view_in_a_real_browser(server, browser, tmp_path):
             assert found and found.group(1).strip() in CLASS_NAMES, result.inner_text()
             assert 0.0 < float(found.group(2)) <= 100.0
             page.screenshot(path=str(ARTIFACTS / "04_classify_upload.png"), full_page=True)
+    page.close()
+
+
+
+def lasso(page, area) -> None:
+    """Draw a lasso around the upper-left quarter of a Plotly plot area (its drag layer)."""
+    box = area.bounding_box()
+    x0, y0 = box["x"] + 4, box["y"] + 4
+    x1, y1 = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)):
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def test_the_views_of_several_runs_and_optional_members_in_a_real_browser(rich_server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1500})
+    page.goto(rich_server, wait_until="domcontentloaded")
+    page.locator("h1", has_text="Overview: full-").wait_for(timeout=90_000)
+    settle(page, "Class distribution")
+    for label, text, name in RICH_VIEWS:
+        open_view(page, label, text)
+        assert page.get_by_text("Synthetic run.").count() == 1, label
+        assert_no_exception(page, label)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        if label == "Embedding map":  # a Plotly selection event reaches the app
+            lasso(page, page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first)
+            page.get_by_text("selected test image(s)").first.wait_for(timeout=60_000)
+            settle(page, "look-alikes share its true class")
+            assert_no_exception(page, "Embedding map after a selection")
+            page.screenshot(path=str(ARTIFACTS / "13b_embedding_map_selected.png"), full_page=True)
+        if label == "Galaxy properties":
+            links = page.locator('a[href^="https://www.legacysurvey.org/viewer?ra="]')
+            assert links.count() > 0  # plain links; nothing is fetched from them
     page.close()

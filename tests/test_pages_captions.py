@@ -18,3 +18,20 @@ def test_classify_caption_names_the_formats_and_the_pixel_limit():
     text = captions.classify_caption(256, ("png", "jpg", "jpeg"), 40_000_000)
     assert text.startswith("PNG or JPEG (.png, .jpg, .jpeg), up to 40 Mpx (e.g. 6,324 x 6,324 px).")
     assert "256x256 px" in text and "any size" not in text
+
+
+def test_sky_links_point_at_the_legacy_viewer_and_skip_unknown_positions():
+    import numpy as np
+
+    link = captions.sky_link(150.1, 2.2)
+    assert link.startswith("[sky viewer ↗](https://www.legacysurvey.org/viewer?ra=150.100000&dec=2.200000")
+    assert captions.sky_link(float("nan"), 2.0) is None and captions.sky_link(None, None) is None
+    sky = {"ra": np.array([10.0, np.nan, 30.0], np.float32), "dec": np.array([1.0, 2.0, -3.0], np.float32)}
+    links = captions.sky_links(sky, [2, 1])
+    assert "ra=30.000000" in links[0] and "dec=-3.000000" in links[0] and links[1] is None
+    assert captions.sky_links(None, [0]) is None
+
+
+def test_run_names_reads_as_a_sentence():
+    assert captions.run_names(["a"]) == "**a**"
+    assert captions.run_names(["a", "b", "c"]) == "**a**, **b** and **c**"

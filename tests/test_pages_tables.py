@@ -70,3 +70,16 @@ def test_results_table_lists_every_file_with_its_top_classes_or_error():
     assert list(table.columns) == ["file", "predicted", "confidence", "class 2", "p 2", "error"]
     assert table.loc[0, "predicted"] == "b" and table.loc[0, "class 2"] == "a"
     assert table["predicted"].isna().tolist() == [False, True] and table.loc[1, "error"] == "Cannot decode"
+
+
+def test_compare_table_has_one_row_per_run_and_keeps_missing_metrics_missing():
+    rows = [{"name": "a", "backbone": "X", "n_test": 30, "accuracy": 0.5, "balanced_accuracy": 0.4,
+             "macro_f1": 0.3, "tta_accuracy": None, "ece": 0.1, "best_epoch": 3, "synthetic": True},
+            {"name": "b", "backbone": "Y", "n_test": 30, "accuracy": 0.6, "balanced_accuracy": 0.5,
+             "macro_f1": 0.45, "tta_accuracy": 0.62, "ece": None, "best_epoch": None, "synthetic": False}]
+    table = tables.compare_table(rows)
+    assert list(table.index) == ["a", "b"]
+    assert list(table.columns) == ["backbone", "test images", "accuracy", "balanced accuracy", "macro F1",
+                                   "TTA accuracy", "ECE", "best epoch", "synthetic"]
+    assert np.isnan(table.loc["a", "TTA accuracy"]) and table.loc["b", "TTA accuracy"] == 0.62
+    assert np.isnan(table.loc["b", "ECE"]) and table["synthetic"].tolist() == [True, False]

@@ -101,3 +101,38 @@ def classify_caption(image_size: int, formats: Sequence[str], max_pixels: int) -
             f"(e.g. {side:,} x {side:,} px). Grayscale and RGBA images are converted to RGB; each "
             f"image is resized to {image_size}x{image_size} px and preprocessed exactly like the "
             f"run's training images (CLAHE + opening) before the model sees it.")
+
+
+def sky_link(ra: float | None, dec: float | None) -> str | None:
+    """A Markdown link to the Legacy Surveys sky viewer at (ra, dec), or None without a position.
+
+    A plain link (`galaxy_core.properties.legacy_survey_url`): nothing is fetched, the app works
+    offline; the browser opens it only when clicked.
+
+    Example:
+        >>> sky_link(150.1, 2.2)
+        '[sky viewer ↗](https://www.legacysurvey.org/viewer?ra=150.100000&dec=2.200000&layer=ls-dr10&zoom=14)'
+    """
+    from galaxy_core.properties import PropertyError, legacy_survey_url
+
+    if ra is None or dec is None:
+        return None
+    try:
+        return f"[sky viewer ↗]({legacy_survey_url(ra, dec)})"
+    except PropertyError:
+        return None
+
+
+def sky_links(sky: Any, rows) -> list[str | None] | None:
+    """`sky_link` of each test row, from a bundle's sky columns (`{"ra", "dec", ...}` arrays), or
+    None when the bundle keeps no sky positions."""
+    if not sky or sky.get("ra") is None or sky.get("dec") is None:
+        return None
+    ra, dec = np.asarray(sky["ra"]), np.asarray(sky["dec"])
+    return [sky_link(float(ra[r]), float(dec[r])) for r in rows]
+
+
+def run_names(names: Sequence[str]) -> str:
+    """`["a", "b", "c"]` -> `'**a**, **b** and **c**'` (a sentence's list of run names)."""
+    bold = [f"**{n}**" for n in names]
+    return bold[0] if len(bold) == 1 else ", ".join(bold[:-1]) + " and " + bold[-1]

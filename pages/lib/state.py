@@ -1,7 +1,8 @@
 """The app's state and loaders: the chosen run, and cached calls into `galaxy_core`.
 
 Every call the views make into the core goes through this module (with `lab.py`, which calls
-`preprocess_image`), so the app's dependencies on the core are listed in one place. Heavy objects
+`preprocess_image`, and `captions.sky_link`, which builds a sky-viewer URL), so the app's
+dependencies on the core are listed in one place. Heavy objects
 (bundles, models) are cached with `st.cache_resource`, keyed by the bundle's path and modification
 time, so a bundle replaced on disk is read again; results (classifications, maps) with
 `st.cache_data`.
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from galaxy_core import bundle, decode, explain, inference, preprocess, synthetic
+from galaxy_core import (bundle, calibration, compare, decode, embedding, explain, inference,
+                         preprocess, properties, synthetic)
 from galaxy_core.config import Config
 from galaxy_core.data import open_dataset
 from galaxy_core.io import default_runs_dir
@@ -263,3 +265,138 @@ def _compute_scores(path: str, path_stamp: float, row: int, class_index: int) ->
     maps = _compute_maps(path, path_stamp, row, class_index)
     image = test_images(path, path_stamp, (row,))[0]
     return explain.score_maps(model, image, maps, class_index, steps=FAITHFULNESS_STEPS)
+
+
+# --- several runs (Compare runs, Calibration) -----------------------------------------------------
+def valid_runs() -> list:
+    """The valid `BundleEntry`s of the runs folder, newest first (as the sidebar lists them)."""
+    root = runs_dir()
+    return list_runs(str(root), stamp(root))[0]
+
+
+def load_runs(paths) -> list:
+    """The `RunBundle`s at `paths` (cached like the chosen run)."""
+    return [load_run(str(p), stamp(p)) for p in paths]
+
+
+def compare_runs(paths) -> list[dict]:
+    """`galaxy_core.compare.compare_metrics` of the runs at `paths` (raises `CompareError` when
+    their test sets differ)."""
+    return compare.compare_metrics(load_runs(paths))
+
+
+def confusion_difference(path_a: str, path_b: str, tta: bool = False) -> np.ndarray:
+    """float64 `(C, C)`: row-normalised confusion of run A minus run B (`compare.confusion_difference`)."""
+    a, b = load_runs([path_a, path_b])
+    return compare.confusion_difference(a, b, tta=tta)
+
+
+def disagreements(path_a: str, path_b: str, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`(rows A gets right and B wrong, rows B gets right and A wrong)`, int64 test rows."""
+    a, b = load_runs([path_a, path_b])
+    return compare.disagreements(a, b, tta=tta)
+
+
+def run_test_images(path: str, rows) -> np.ndarray:
+    """uint8 `(k, S, S, 3)` test images of any listed run (rows of its `predictions.h5`)."""
+    return test_images(str(path), stamp(path), tuple(int(r) for r in rows))
+
+
+# --- calibration ----------------------------------------------------------------------------------
+def reliability(labels, probs, n_bins: int) -> dict:
+    """`galaxy_core.calibration.reliability_bins` of test labels and probabilities."""
+    return calibration.reliability_bins(labels, probs, n_bins)
+
+
+def calibration_error(labels, probs, n_bins: int) -> float:
+    """Expected calibration error (`galaxy_core.calibration.expected_calibration_error`)."""
+    return calibration.expected_calibration_error(labels, probs, n_bins)
+
+
+def calibrated(probs, temperature: float) -> np.ndarray:
+    """Probabilities after temperature scaling (`galaxy_core.calibration.apply_temperature`)."""
+    return calibration.apply_temperature(probs, temperature)
+
+
+# --- galaxy properties ----------------------------------------------------------------------------
+def accuracy_by_bins(values, correct, n_bins: int):
+    """`(edges, accuracy, counts)` in `n_bins` quantile bins of `values` (`galaxy_core.properties`)."""
+    return properties.accuracy_by_bins(values, correct, int(n_bins))
+
+
+# --- embedding and look-alikes --------------------------------------------------------------------
+def current_embedding() -> dict | None:
+    """The chosen run's test features and 2-D map, or None when neither is stored nor computed yet.
+
+    Returns:
+        `{"features": float32 (N, D), "embedding_2d": float32 (N, 2) or None, "method": str or
+        None, "stored": bool}`.
+    """
+    path = current_run_path()
+    run = load_run(path, stamp(path))
+    if run.features is not None and run.embedding_2d is not None:
+        return {"features": run.features, "embedding_2d": run.embedding_2d,
+                "method": run.embedding_method, "stored": True}
+    if path in st.session_state.get(_COMPUTED_KEY, ()):  # computed in this session, not written
+        return dict(_embedding(path, stamp(path)), stored=False)
+    return None
+
+
+_COMPUTED_KEY = "embedding_computed"  # run paths whose embedding this session computed
+
+
+def compute_embedding(on_progress=None) -> dict:
+    """Compute the chosen run's features and map now (`galaxy_core.evaluate.bundle_embedding`),
+    reporting `(done, total)` images to `on_progress`. Cached per bundle; where the bundle folder
+    is writable the core also stores them in its predictions.h5 (so the bundle is read anew)."""
+    path = current_run_path()
+    result = _embedding(path, stamp(path), on_progress)
+    st.session_state.setdefault(_COMPUTED_KEY, set()).add(path)
+    return result
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _embedding(path: str, path_stamp: float, _on_progress=None) -> dict:
+    from galaxy_core.evaluate import bundle_embedding
+
+    found = bundle_embedding(load_run(path, path_stamp), model=load_model(path, path_stamp),
+                             on_progress=_on_progress)
+    return {"features": found["features"], "embedding_2d": found["embedding_2d"],
+            "method": found["method"]}
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _feature_model(path: str, path_stamp: float):
+    """The feature extractor of a run's model (`embedding.feature_model`), built once per bundle."""
+    return embedding.feature_model(load_model(path, path_stamp))
+
+
+def upload_features(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """An uploaded image file as the chosen run's model sees it, and its features.
+
+    decode.read_image -> preprocess (the run's settings) -> penultimate-layer features.
+
+    Returns:
+        `(uint8 (S, S, 3) preprocessed image, float32 (D,) features)`.
+
+    Raises:
+        DecodeError (a GalaxyError) for a file that is not a readable image.
+    """
+    path = current_run_path()
+    return _upload_features(path, stamp(path), data)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _upload_features(path: str, path_stamp: float, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    run = load_run(path, path_stamp)
+    image = preprocess.preprocess_image(read_upload(data), run.config)
+    features = embedding.penultimate_features(_feature_model(path, path_stamp), image[None])
+    return image, features[0]
+
+
+def look_alikes(features, query, k: int, exclude: int | None = None):
+    """`(rows int64 (k,), cosine distances float32 (k,))` of the test images nearest to `query`
+    (`galaxy_core.embedding.nearest_neighbours`; `exclude`: the query's own test row)."""
+    idx, dist = embedding.nearest_neighbours(features, query, k=int(k),
+                                             exclude=None if exclude is None else [int(exclude)])
+    return idx[0], dist[0]

@@ -1,5 +1,5 @@
 """pandas tables of the views: splits, class counts, per-class scores, confusion cells, errors,
-classification results.
+classification results, runs side by side.
 
 Plain Python / numpy / pandas (no streamlit), so each table is tested without a browser.
 """
@@ -178,3 +178,34 @@ def results_table(results: Sequence[Mapping[str, Any]], class_names: Sequence[st
             table[col] = None
     first = ["file", "predicted", "confidence"]
     return table[first + [c for c in table.columns if c not in first + ["error"]] + ["error"]]
+
+
+COMPARE_COLUMNS = {  # compare_metrics key -> column of compare_table
+    "backbone": "backbone",
+    "n_test": "test images",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro F1",
+    "tta_accuracy": "TTA accuracy",
+    "ece": "ECE",
+    "best_epoch": "best epoch",
+}
+
+
+def compare_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Runs side by side: one row per run (index: its name), the headline test metrics as columns.
+
+    Args:
+        rows: `galaxy_core.compare.compare_metrics` rows.
+
+    Returns:
+        Columns `backbone`, `test images`, `accuracy`, `balanced accuracy`, `macro F1`, `TTA
+        accuracy` (None when the run stored no TTA), `ECE` (test, before temperature scaling; None
+        when metrics.json has no calibration), `best epoch`, `synthetic`.
+    """
+    table = pd.DataFrame([{column: row.get(key) for key, column in COMPARE_COLUMNS.items()}
+                          | {"synthetic": bool(row.get("synthetic"))} for row in rows],
+                         index=pd.Index([row["name"] for row in rows], name="run"))
+    for column in ("accuracy", "balanced accuracy", "macro F1", "TTA accuracy", "ECE"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table

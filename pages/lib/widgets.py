@@ -77,14 +77,29 @@ def synthetic_banner(run) -> None:
                    "are classified.", icon=":material/science:")
 
 
-def show_images(images, captions, columns: int, width: Any = "stretch") -> None:
+def show_images(images, captions, columns: int, width: Any = "stretch", links=None) -> None:
     """Images in a grid of `columns` columns, with captions (one `st.columns` per row, so rows
-    stay aligned when captions wrap)."""
+    stay aligned when captions wrap).
+
+    `links`: optional Markdown per image (e.g. `captions.sky_link`, the galaxy in the Legacy
+    Surveys viewer), drawn under its caption; None entries draw nothing.
+    """
     images, captions = list(images), list(captions)
+    links = list(links) if links is not None else [None] * len(images)
     for start in range(0, len(images), columns):
-        for col, image, caption in zip(st.columns(columns), images[start:start + columns],
-                                       captions[start:start + columns]):
+        for col, image, caption, link in zip(st.columns(columns), images[start:start + columns],
+                                             captions[start:start + columns],
+                                             links[start:start + columns]):
             col.image(image, caption=caption, width=width)
+            if link:
+                col.markdown(link)
+
+
+def synthetic_banner_any(runs) -> None:
+    """`synthetic_banner` once for a view of several runs, if any of them is synthetic."""
+    synthetic = [r for r in runs if r is not None and r.is_synthetic]
+    if synthetic:
+        synthetic_banner(synthetic[0])
 
 
 def stream_command(command: list[str], cwd: str | Path, tail: int = 15) -> int:

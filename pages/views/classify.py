@@ -22,11 +22,20 @@ widgets.synthetic_banner(run)
 
 uploads = st.file_uploader("Galaxy images", type=list(state.UPLOAD_TYPES), accept_multiple_files=True,
                            key="cls_upload")
-opt1, opt2, _ = st.columns([2, 2, 3])
+opt1, opt2, opt3, _ = st.columns([2, 2, 2, 1])
 k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, len(class_names)),
                 key="cls_topk")
 tta = opt2.toggle("Test-time augmentation", key="cls_tta",
                   help="Average the predictions over the 8 rotations and flips of each image (8x slower).")
+temperature = run.temperature
+calibrate = opt3.checkbox(
+    "Calibrated probabilities", key="cls_calibrated", disabled=temperature is None,
+    help=(f"Temperature scaling with T = {temperature:.2f} (fitted on the validation split): "
+          "confidences that match how often the model is right. The predicted class stays the same."
+          + (" With TTA the temperature (fitted on plain predictions) is an approximation."))
+    if temperature is not None else "This run predates temperature scaling (no temperature in "
+                                    "its metrics.json).")
+calibrate = bool(calibrate and temperature is not None)
 
 if not uploads:
     st.info("Upload one or more images to classify them. Tip: centred galaxy cutouts like Galaxy10's "
@@ -37,6 +46,9 @@ widgets.require_model()  # an unloadable model: its reason, then stop
 files = tuple((u.name, u.getvalue()) for u in uploads)
 with st.spinner(f"Classifying {len(files)} image(s)..."):
     results = state.classify_uploads(files, tta)
+if calibrate:  # a copy per file: the cached results stay as computed
+    results = [dict(r, probs=state.calibrated(r["probs"], temperature)) if r["probs"] is not None else r
+               for r in results]
 
 table = results_table(results, class_names, k=min(3, len(class_names)))
 bad = [r for r in results if r["error"]]
@@ -51,7 +63,7 @@ for i, r in enumerate(good[:MAX_SHOWN]):
     pred = int(np.argmax(r["probs"]))
     with st.container(border=True):
         st.markdown(f"**{r['name']}** — predicted **{class_names[pred]}** with "
-                    f"{r['probs'][pred]:.1%} confidence")
+                    f"{r['probs'][pred]:.1%} confidence" + (" (calibrated)" if calibrate else ""))
         c1, c2, c3 = st.columns([1, 1, 2], gap="medium")
         c1.image(r["input"], caption="model input (preprocessed)", width="stretch")
         with c2:
@@ -73,6 +85,7 @@ st.dataframe(table, width="stretch", hide_index=True,
              column_config={c: percent for c in table.columns if c == "confidence" or c.startswith("p ")})
 # The file leaves the app: it says which run made it and whether that run saw real data.
 download = table.assign(run=run.name, trained_on="SYNTHETIC galaxies" if run.is_synthetic
-                        else "Galaxy10 DECaLS")
+                        else "Galaxy10 DECaLS",
+                        probabilities=f"calibrated (T = {temperature:.3f})" if calibrate else "raw")
 st.download_button("Download results (CSV)", download.to_csv(index=False), file_name="classifications.csv",
                    mime="text/csv", icon=":material/download:")

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages.lib import state, widgets
+from pages.lib.captions import sky_links
 from pages.lib.figures import confusion_figure
 from pages.lib.tables import cell_indices, cell_position, cell_table, per_class_table
 
@@ -74,7 +75,7 @@ with gallery:
         captions = [f"#{r}: p(pred) {probs[r, pred_label]:.0%}"
                     + ("" if true_label == pred_label else f", p(true) {probs[r, true_label]:.0%}")
                     for r in rows]
-        widgets.show_images(images, captions, columns=3)
+        widgets.show_images(images, captions, columns=3, links=sky_links(run.sky, rows))
 
 left, right = st.columns([3, 2], gap="large")
 with left:

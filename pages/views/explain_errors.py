@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.lib import state, widgets
+from pages.lib.captions import sky_links
 from pages.lib.saliency import METHODS, map_caption, most_faithful, render_map
 from pages.lib.tables import error_pairs, error_table
 
@@ -76,7 +77,8 @@ class_index = pred_label if target_key == "predicted" else true_label
 with st.container(border=True):
     st.markdown(f"**Test image #{row}**: true **{class_names[true_label]}**, predicted "
                 f"**{class_names[pred_label]}** ({probs[row, pred_label]:.0%}); p(true) "
-                f"{probs[row, true_label]:.0%}")
+                f"{probs[row, true_label]:.0%}"
+                + "".join(f" · {link}" for link in (sky_links(run.sky, [row]) or []) if link))
     image = state.current_test_images([row])[0]
     result = state.stored_explanation(row, target_key)
     st.caption(("Maps from `explanations.h5`." if result else "Maps computed now (not in "
