@@ -271,6 +271,38 @@ def test_classify_uploads_png_and_reports_a_bad_file(app_with_run):
     assert any(t.startswith("Grad-CAM") for t in _image_captions(at))
 
 
+def test_classify_scores_uploads_against_a_labels_csv(app_with_run):
+    from galaxy_core import synthetic
+    from galaxy_core.config import CLASS_NAMES
+
+    at = run_view(app_with_run, "classify")
+    rng = np.random.default_rng(4)
+    at.file_uploader(key="cls_upload").set_value([
+        ("a.png", png_bytes(synthetic.render_galaxy(2, 64, rng)), "image/png"),
+        ("b.png", png_bytes(synthetic.render_galaxy(6, 64, rng)), "image/png"),
+        ("broken.png", b"\x89PNG but not really", "image/png"),
+    ]).run()
+    table = at.dataframe[0].value
+    pred = dict(zip(table["file"], table["predicted"]))
+    wrong = next(c for c in CLASS_NAMES if c != pred["b.png"])
+    # a.png labelled with its predicted class (right), b.png with another (wrong), one file not uploaded.
+    csv = (f"filename,label_index\na.png,{CLASS_NAMES.index(pred['a.png'])}\nb.png,{wrong.lower()}\n"
+           f"broken.png,0\nnot-uploaded.png,3\n")
+    at.file_uploader(key="cls_labels").set_value([("labels.csv", csv.encode(), "text/csv")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Accuracy": "50.0%", "Balanced accuracy": "50.0%", "Scored images": "2 of 3"}
+    captions = texts(at.caption)
+    assert any("broken.png (unreadable)" in c for c in captions)
+    assert any("not-uploaded.png" in c and "were not uploaded" in c for c in captions)
+
+    bad = "filename,label_index\na.png,Spiral Galaxy\n"
+    at.file_uploader(key="cls_labels").set_value([("labels.csv", bad.encode(), "text/csv")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("labels CSV cannot be used" in e and "Spiral Galaxy" in e and "Round Smooth" in e
+               for e in texts(at.error))
+
+
 def _image_captions(at) -> list[str]:
     return [caption for image in at.image for caption in image.captions]
 

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from galaxy_core import (bundle, calibration, compare, decode, embedding, explain, inference,
-                         preprocess, properties, synthetic)
+                         preprocess, properties, scoring, synthetic)
 from galaxy_core.config import Config
 from galaxy_core.data import open_dataset
 from galaxy_core.io import default_runs_dir
@@ -185,6 +185,17 @@ def _classify(path: str, path_stamp: float, files: tuple[tuple[str, bytes], ...]
         for r, p in zip(good, probs):
             r["probs"] = p
     return results
+
+
+def score_uploads(results: list[dict], labels_csv: bytes, class_names) -> dict:
+    """The score of classified uploads against a labels CSV (`galaxy_core.scoring`'s SCORE dict).
+
+    Raises:
+        scoring.LabelsError: the CSV cannot be read (the message names the row and the fix).
+    """
+    labels = scoring.read_labels(labels_csv, class_names)
+    rows = [{"file": r["name"], "probs": r["probs"], "error": r["error"]} for r in results]
+    return scoring.score_rows(rows, labels, class_names)
 
 
 def gradcam_overlay(image: np.ndarray, class_index: int) -> np.ndarray:

@@ -6,9 +6,9 @@ import numpy as np
 import streamlit as st
 
 from pages.lib import state, widgets
-from pages.lib.captions import classify_caption
-from pages.lib.figures import topk_figure
-from pages.lib.tables import results_table
+from pages.lib.captions import classify_caption, describe_error
+from pages.lib.figures import confusion_figure, topk_figure
+from pages.lib.tables import per_class_table, results_table
 
 MAX_SHOWN = 40  # images drawn one by one; the results table lists every upload
 
@@ -22,6 +22,10 @@ widgets.synthetic_banner(run)
 
 uploads = st.file_uploader("Galaxy images", type=list(state.UPLOAD_TYPES), accept_multiple_files=True,
                            key="cls_upload")
+labels_file = st.file_uploader(
+    "Labels CSV (optional): score the run on your labelled images", type=["csv"], key="cls_labels",
+    help="Rows of filename,label_index (a header is optional; class names are accepted instead of "
+         "indices). Files are matched by name; unreadable or unlabelled files are left out of the score.")
 opt1, opt2, opt3, _ = st.columns([2, 2, 2, 1])
 k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, len(class_names)),
                 key="cls_topk")
@@ -78,6 +82,37 @@ for i, r in enumerate(good[:MAX_SHOWN]):
                         config={"displayModeBar": False}, key=f"cls_chart_{i}")
 if len(good) > MAX_SHOWN:
     st.caption(f"{len(good) - MAX_SHOWN} more image(s) are in the table below.")
+
+if labels_file is not None:
+    st.subheader("Score on your labelled images")
+    try:
+        score = state.score_uploads(results, labels_file.getvalue(), class_names)
+    except ValueError as err:  # scoring.LabelsError: the message names the row and the fix
+        st.error(f"The labels CSV cannot be used: {describe_error(err)}", icon=":material/error:")
+        score = None
+    if score is not None and score["metrics"] is None:
+        st.warning("None of the uploaded images has a label in the CSV (files are matched by name).",
+                   icon=":material/warning:")
+    elif score is not None:
+        m = score["metrics"]
+        if run.is_synthetic:
+            st.caption("This model was trained on SYNTHETIC galaxies: its score on real images says how "
+                       "well the synthetic training transfers, nothing about the published recipe.")
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Accuracy", f"{m['accuracy']:.1%}")
+        c2.metric("Balanced accuracy", f"{m['balanced_accuracy']:.1%}")
+        c3.metric("Scored images", f"{score['n_scored']} of {score['n_files']}")
+        left, right = st.columns([3, 2], gap="medium")
+        left.plotly_chart(confusion_figure(np.asarray(m["confusion_matrix"]), class_names), width="stretch",
+                          key="cls_score_cm")
+        right.dataframe(per_class_table(m["per_class"], class_names), width="stretch", hide_index=True)
+        left_out = ([f"{u['file']} (unreadable)" for u in score["unreadable"]]
+                    + [f"{name} (no label)" for name in score["unlabelled"]])
+        if left_out:
+            st.caption("Left out of the score: " + ", ".join(left_out))
+        if score["missing"]:
+            st.caption(f"{len(score['missing'])} labelled file(s) were not uploaded: "
+                       + ", ".join(score["missing"][:10]) + (" ..." if len(score["missing"]) > 10 else ""))
 
 st.subheader("All results")
 percent = st.column_config.NumberColumn(format="percent")
