@@ -132,7 +132,8 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
     Args:
         bundle: a `galaxy_core.bundle.RunBundle`.
         paths: image files.
-        model: the bundle's model if already loaded (else `bundle.load_model()`).
+        model: a Keras model or a `galaxy_core.predictor` predictor (anything with
+            `predict_on_batch`); default `make_predictor(bundle)` (ONNX Runtime, else Keras).
         batch_size: files read, preprocessed and classified at a time (bounds memory).
         tta: average over the 8 rotations/flips.
         progress: progress bar on stderr.
@@ -144,8 +145,10 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
     """
     from galaxy_core.evaluate import predict_probs
 
+    from galaxy_core.predictor import make_predictor
+
     cfg = bundle.config
-    model = bundle.load_model() if model is None else model
+    model = make_predictor(bundle) if model is None else model
     paths = [str(p) for p in paths]
     rows: list[dict[str, Any]] = []
     starts: Iterable[int] = range(0, len(paths), batch_size)
@@ -250,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="average over the 8 rotations/flips of each image (8x slower)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
+    parser.add_argument("--backend", choices=("auto", "onnxruntime", "keras"), default="auto",
+                        help="auto (default): ONNX Runtime (model.onnx, exported on first use), else "
+                             "Keras; onnxruntime: fail if unavailable; keras: always Keras")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     return parser
 
@@ -263,13 +269,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
     from galaxy_core.bundle import load_bundle
+    from galaxy_core.predictor import make_predictor
 
     try:
         bundle = load_bundle(args.run)
-        model = bundle.load_model()
+        model = make_predictor(bundle, backend=args.backend)  # ONNX Runtime, else Keras
     except GalaxyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if model.note:
+        print(model.note, file=sys.stderr)
     if bundle.is_synthetic:
         print(SYNTHETIC_WARNING, file=sys.stdout if args.format == "text" else sys.stderr)
     rows = classify_files(bundle, args.images, model=model, batch_size=args.batch_size, tta=args.tta,
