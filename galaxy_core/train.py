@@ -361,6 +361,9 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
     else:
         split = data.split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.seed)
         data.save_split(split, work / SPLIT)
+    if cfg.max_eval_images:  # a bounded run (rehearsal): N evenly spaced images of val and test
+        split = data.Split(split.train, _spread(split.val, cfg.max_eval_images),
+                           _spread(split.test, cfg.max_eval_images))
     sizes = split.sizes()
     log(f"data: {data_path} ({n_images} images{', SYNTHETIC' if synthetic else ''}); split "
         f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} (seed {cfg.seed})")
@@ -412,7 +415,8 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
             initial_epoch = int(state["epochs_done"])
             stopper.restore_state(state["best"], state["best_epoch"], state["wait"],
                                   load_best_weights(work))
-        checkpoint = WorkCheckpoint(work, stopper, history, sizes["train"], cfg.epochs, log=log)
+        n_train = min(sizes["train"], cfg.steps_per_epoch * cfg.batch_size or sizes["train"])
+        checkpoint = WorkCheckpoint(work, stopper, history, n_train, cfg.epochs, log=log)
         done = state is not None and (state["stopped"] or initial_epoch >= cfg.epochs)
         fit_started = time.perf_counter()
         if not done:
@@ -420,6 +424,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
                 verbose = 1 if sys.stdout.isatty() else 2
             model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
                       initial_epoch=initial_epoch, class_weight=class_weight, shuffle=False,
+                      steps_per_epoch=cfg.steps_per_epoch or None,
                       callbacks=[stopper, keras.callbacks.ProgbarLogger(), checkpoint, *callbacks],
                       verbose=verbose)  # our ProgbarLogger first: the summary line comes after it
         else:
@@ -512,6 +517,13 @@ def explain_test_set(model: keras.Model, cfg: Config, predictions: Mapping[str, 
         n_correct=cfg.explain_correct, smooth_samples=cfg.smooth_samples,
         steps=max(cfg.faithfulness_steps, 1), faithfulness=cfg.faithfulness_steps > 0,
         seed=cfg.seed)
+
+
+def _spread(indices: np.ndarray, n: int) -> np.ndarray:
+    """At most `n` evenly spaced entries of `indices` (int64 (k,) -> int64 (min(n, k),))."""
+    if n >= len(indices):
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, n).round().astype(np.int64)]
 
 
 def _sha256_or_none(path: Path) -> str | None:
