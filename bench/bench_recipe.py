@@ -77,6 +77,7 @@ def make_rehearsal_file(path: Path, unique: int, seed: int = 0, n: int = N_IMAGE
         for lo in range(0, n, 512):
             block = []
             for label in labels[lo:lo + 512]:
+                label = int(label)  # uint8 labels: label * unique would wrap at 256
                 j = seen[label]
                 seen[label] += 1
                 image = base[label * unique + j % unique]
