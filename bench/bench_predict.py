@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--model", help="an existing .keras file to use instead of building one")
+    parser.add_argument("--onnx", help="its existing .onnx export (skips the export)")
     args = parser.parse_args(argv)
 
     import cv2
@@ -74,11 +75,14 @@ def main(argv=None) -> int:
         build_model(cfg).save(model_path)
         print(f"built + saved {cfg.backbone} {cfg.image_size} px {cfg.head}: "
               f"{time.perf_counter() - start:.1f} s, {model_path.stat().st_size / 1e6:.0f} MB")
-    start = time.perf_counter()
-    onnx_path = export_model_file(model_path, work / "model.onnx")
-    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"ONNX export (child process): {time.perf_counter() - start:.1f} s, "
-          f"{onnx_path.stat().st_size / 1e6:.0f} MB, child peak RSS {child_peak:.0f} MB")
+    if args.onnx:
+        onnx_path = Path(args.onnx)
+    else:
+        start = time.perf_counter()
+        onnx_path = export_model_file(model_path, work / "model.onnx")
+        child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"ONNX export (child process): {time.perf_counter() - start:.1f} s, "
+              f"{onnx_path.stat().st_size / 1e6:.0f} MB, child peak RSS {child_peak:.0f} MB")
 
     start = time.perf_counter()
     onnx = OnnxPredictor(onnx_path)
@@ -106,6 +110,8 @@ def main(argv=None) -> int:
     decode_ms = median_ms(lambda: rescale(preprocess_image(read_image_file(png), cfg)), args.repeats)
     diff = float(np.abs(onnx.predict(batch[:8]) - keras_pred.predict(batch[:8])).max())
 
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
     print(f"\n{cfg.backbone} {cfg.image_size} px, {cfg.head} head, weights=None; "
           f"{default_threads()} cores; load: onnxruntime {onnx_load:.1f} s, keras {keras_load:.1f} s")
     print(f"decode + preprocess alone: {decode_ms:.1f} ms per image")
