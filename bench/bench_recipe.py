@@ -116,7 +116,7 @@ class Monitor:
 
     def wait(self) -> int:
         for line in self.proc.stdout:
-            self.log.write(line)
+            self.log.write(f"[{time.strftime('%H:%M:%S')}] {line}")
             self.log.flush()
             self.lines.append(line.rstrip())
             for marker, phase in PHASES:
@@ -139,6 +139,7 @@ def du(path: Path) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/tmp/rehearsal")
+    parser.add_argument("--name", default="densenet201-rehearsal", help="bundle name under ROOT/runs")
     parser.add_argument("--unique", type=int, default=40, help="rendered galaxies per class")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=2)
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
 
     root = Path(args.root)
     (root / "runs").mkdir(parents=True, exist_ok=True)
-    data_path, out = root / "Galaxy10_synthetic_full.h5", root / "runs" / "densenet201-rehearsal"
+    data_path, out = root / "Galaxy10_synthetic_full.h5", root / "runs" / args.name
     results: dict = {"args": vars(args)}
     if not data_path.exists():
         print(f"writing {data_path} ...", flush=True)
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
         results["onnx_export"] = {"rc": export.wait(), "s": time.perf_counter() - t0,
                                   "mb": du(out / "model.onnx"), "peak_rss_mb": export.peaks}
     print(json.dumps({k: v for k, v in results.items() if k != "run1"}, indent=1), flush=True)
-    (root / "results.json").write_text(json.dumps(results, indent=1))
+    (root / f"results-{args.name}.json").write_text(json.dumps(results, indent=1))
     return 0 if rc2 == 0 else 1
 
 
