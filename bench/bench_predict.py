@@ -34,14 +34,24 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+CPU_MS: dict[str, float] = {}  # last median_ms call's CPU time per call (all threads of this process)
+
+
 def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    """Median wall ms per call; CPU ms per call (process time) goes to CPU_MS["last"].
+
+    On a shared, loaded machine wall time mostly measures the wait for a core; CPU time / cores
+    estimates the wall time on idle cores (the "est. idle" columns).
+    """
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
+        cpu.append((time.process_time() - start_cpu) * 1000.0)
+    CPU_MS["last"] = statistics.median(cpu)
     return statistics.median(times)
 
 
@@ -103,10 +113,13 @@ def main(argv=None) -> int:
             x = rescale(preprocess_image(read_image_file(png), cfg))[None]
             return predictor.predict(x)
 
+        cores = default_threads()
         single_ms = median_ms(single, args.repeats)
+        single_idle = CPU_MS["last"] / cores
         model_ms = median_ms(lambda: predictor.predict(batch[:1]), args.repeats)
         batch_ms = median_ms(lambda: predictor.predict(batch), max(3, args.repeats // 5), warmup=1)
-        rows[name] = (single_ms, model_ms, len(batch) / (batch_ms / 1000.0))
+        batch_idle = len(batch) / (CPU_MS["last"] / cores / 1000.0)
+        rows[name] = (single_ms, model_ms, len(batch) / (batch_ms / 1000.0), single_idle, batch_idle)
     decode_ms = median_ms(lambda: rescale(preprocess_image(read_image_file(png), cfg)), args.repeats)
     diff = float(np.abs(onnx.predict(batch[:8]) - keras_pred.predict(batch[:8])).max())
 
@@ -116,14 +129,18 @@ def main(argv=None) -> int:
           f"{default_threads()} cores; load: onnxruntime {onnx_load:.1f} s, keras {keras_load:.1f} s")
     print(f"decode + preprocess alone: {decode_ms:.1f} ms per image")
     print(f"{'backend':<12} {'single incl. decode (ms)':>25} {'model only (ms)':>16} "
-          f"{'batch ' + str(args.batch) + ' (img/s)':>18}")
-    for name, (single_ms, model_ms, ips) in rows.items():
-        print(f"{name:<12} {single_ms:>25.1f} {model_ms:>16.1f} {ips:>18.1f}")
+          f"{'batch ' + str(args.batch) + ' (img/s)':>18} {'est. idle: single ms':>21} {'batch img/s':>12}")
+    for name, (single_ms, model_ms, ips, single_idle, batch_idle) in rows.items():
+        print(f"{name:<12} {single_ms:>25.1f} {model_ms:>16.1f} {ips:>18.1f} {single_idle:>21.1f} "
+              f"{batch_idle:>12.1f}")
     o, k = rows["onnxruntime"], rows["keras"]
-    print(f"ratio keras/onnxruntime: single {k[0] / o[0]:.2f}x, batch {o[2] / k[2]:.2f}x")
+    print(f"ratio keras/onnxruntime (wall): single {k[0] / o[0]:.2f}x, batch {o[2] / k[2]:.2f}x; "
+          f"(CPU time): single {k[3] / o[3]:.2f}x, batch {o[4] / k[4]:.2f}x")
+    print("est. idle = CPU time per call / cores: the wall time on idle cores if the threads scale")
     print(f"max |p_onnx - p_keras| = {diff:.2e}")
-    print(f"goals: single <= 60 ms: {'met' if o[0] <= 60 else 'NOT met'}; "
-          f"batch >= 40 img/s: {'met' if o[2] >= 40 else 'NOT met'}")
+    print(f"goals (wall): single <= 60 ms: {'met' if o[0] <= 60 else 'NOT met'}; "
+          f"batch >= 40 img/s: {'met' if o[2] >= 40 else 'NOT met'}; (est. idle): "
+          f"{'met' if o[3] <= 60 else 'NOT met'} / {'met' if o[4] >= 40 else 'NOT met'}")
     return 0
 
 
