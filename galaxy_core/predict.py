@@ -273,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         bundle = load_bundle(args.run)
-        model = make_predictor(bundle, backend=args.backend)  # ONNX Runtime, else Keras
+        model = make_predictor(bundle, backend=args.backend,  # ONNX Runtime, else Keras
+                               log=lambda line: print(line, file=sys.stderr))
     except GalaxyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

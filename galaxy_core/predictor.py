@@ -137,7 +137,8 @@ def _fresh(onnx_path: Path, model_path: Path) -> bool:
 
 
 def ensure_onnx(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                export: Callable[[Path, Path], Path] | None = None) -> Path:
+                export: Callable[[Path, Path], Path] | None = None,
+                log: Callable[[str], None] | None = None) -> Path:
     """The path of an up-to-date ONNX file of the bundle's model, exporting it if needed.
 
     Tries the places of `onnx_candidates` in order: an existing fresh file is reused; otherwise the
@@ -166,6 +167,8 @@ def ensure_onnx(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | N
         if not _writable(path.parent):
             errors.append(f"{path.parent} is not writable")
             continue
+        if log is not None:
+            log(f"exporting {model_path} to ONNX (once; minutes for a big model): {path}")
         try:
             return export(model_path, path)  # a failed export is not retried elsewhere
         except Exception as err:
@@ -186,7 +189,8 @@ def _writable(folder: Path) -> bool:
 
 
 def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike | None = None,
-                   threads: int | None = None, model=None, export: Callable | None = None):
+                   threads: int | None = None, model=None, export: Callable | None = None,
+                   log: Callable[[str], None] | None = None):
     """The fastest available predictor for a run bundle.
 
     Args:
@@ -196,6 +200,7 @@ def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike |
         threads: ONNX Runtime intra-op threads (default: all cores).
         model: the bundle's Keras model if already loaded (used by the Keras fallback).
         export: exporter `(model_path, onnx_path) -> onnx_path` (tests force failures with it).
+        log: told (one line) when a first-use export starts.
 
     Returns:
         `OnnxPredictor` or `KerasPredictor`; `.note` is a one-line reason when Keras is used
@@ -211,7 +216,7 @@ def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike |
         return KerasPredictor(model, load)
     try:
         import onnxruntime  # noqa: F401
-        path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export)
+        path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log)
         return OnnxPredictor(path, threads=threads)
     except Exception as err:  # noqa: BLE001 - any failure here means: use Keras
         if backend == "onnxruntime":

@@ -51,12 +51,14 @@ class CountingExport:
 
 
 def test_exported_once_beside_the_bundle_and_matches_keras(bundle, tmp_path):
-    export = CountingExport()
-    first = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    export, lines = CountingExport(), []
+    first = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
     assert isinstance(first, OnnxPredictor) and first.backend == "onnxruntime" and first.note is None
     assert export.calls == [bundle.path.resolve() / "model.onnx"]
-    second = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    assert len(lines) == 1 and "exporting" in lines[0]
+    second = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
     assert isinstance(second, OnnxPredictor) and len(export.calls) == 1  # cached file reused
+    assert len(lines) == 1
     images = bundle.read_test_images(list(range(10)))
     keras_probs = predict_probs(bundle.load_model(), images)
     np.testing.assert_allclose(predict_probs(second, images), keras_probs, atol=1e-4, rtol=0)
