@@ -125,7 +125,24 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def stop_gracefully_on_signals() -> None:
+    """Ctrl-C semantics for SIGINT and SIGTERM, also when started in the background.
+
+    A shell starts `python train.py &` (nohup, scripts) with SIGINT ignored, so `kill -INT` did
+    nothing there (found by the full-size rehearsal); SIGTERM (`kill`, a cloud machine being
+    stopped) killed the run without the resume message. Both now raise KeyboardInterrupt.
+    """
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop_gracefully_on_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.demo_images < 10:

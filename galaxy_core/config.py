@@ -126,6 +126,13 @@ class Config:
     strategy: str = field(
         default="default", metadata={"help": "distribution strategy", "choices": STRATEGIES}
     )
+    # Bounds for rehearsals and smoke runs (0 = no bound, the recipe).
+    steps_per_epoch: int = field(
+        default=0, metadata={"help": "training batches per epoch (0 = the whole training split)"}
+    )
+    max_eval_images: int = field(
+        default=0, metadata={"help": "validate and test on at most N images of each split (0 = all)"}
+    )
     # --- explanations written into the bundle (galaxy_core.explain) ------------------------------
     explain_errors: int = field(
         default=300, metadata={"help": "explain the N most confident test errors (0 = none)"}
@@ -218,6 +225,8 @@ def validate_config(cfg: Config) -> None:
         (cfg.split_by in SPLIT_BY, "split_by", f"must be one of {SPLIT_BY}"),
         (cfg.head in HEADS, "head", f"must be one of {HEADS}"),
         (cfg.dense_units >= 1, "dense_units", "must be >= 1"),
+        (cfg.steps_per_epoch >= 0, "steps_per_epoch", "must be >= 0 (0 = whole training split)"),
+        (cfg.max_eval_images >= 0, "max_eval_images", "must be >= 0 (0 = all images)"),
         (0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)"),
         (0 <= cfg.rotation_factor <= 0.5, "rotation_factor", "must be in [0, 0.5]"),
         (0 <= cfg.zoom_factor < 1, "zoom_factor", "must be in [0, 1)"),

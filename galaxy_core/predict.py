@@ -48,7 +48,8 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
     Args:
         bundle: a `galaxy_core.bundle.RunBundle`.
         paths: image files.
-        model: the bundle's model if already loaded (else `bundle.load_model()`).
+        model: a Keras model or a `galaxy_core.predictor` predictor (anything with
+            `predict_on_batch`); default `make_predictor(bundle)` (ONNX Runtime, else Keras).
         batch_size: files read, preprocessed and classified at a time (bounds memory).
         tta: average over the 8 rotations/flips.
         progress: progress bar on stderr.
@@ -58,8 +59,10 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
         `confidence` (its probability), `probs` (list of num_classes floats), `error` (None, or the
         message; the other fields are then None).
     """
+    from galaxy_core.predictor import make_predictor
+
     cfg = bundle.config
-    model = bundle.load_model() if model is None else model
+    model = make_predictor(bundle) if model is None else model
     paths = [str(p) for p in paths]
     rows: list[dict[str, Any]] = []
     starts: Iterable[int] = _progress(range(0, len(paths), batch_size), desc="classify", unit="batch",
@@ -156,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="average over the 8 rotations/flips of each image (8x slower)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
+    parser.add_argument("--backend", choices=("auto", "onnxruntime", "keras"), default="auto",
+                        help="auto (default): ONNX Runtime (model.onnx, exported on first use), else "
+                             "Keras; onnxruntime: fail if unavailable; keras: always Keras")
     parser.add_argument("--labels", default=None, metavar="CSV",
                         help="score the files against this CSV of filename,label_index (class names "
                              "accepted): accuracy, balanced accuracy, recall, confusion matrix")
@@ -175,15 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.labels is not None and args.format == "csv":
         parser.error("--labels prints a score: use --format text or json")
     from galaxy_core.bundle import load_bundle
+    from galaxy_core.predictor import make_predictor
     from galaxy_core.scoring import expand_inputs, format_score, read_labels, score_rows
 
     try:
         bundle = load_bundle(args.run)
         labels = None if args.labels is None else read_labels(args.labels, bundle.config.class_names)
-        model = bundle.load_model()
+        model = make_predictor(bundle, backend=args.backend,  # ONNX Runtime, else Keras
+                               log=lambda line: print(line, file=sys.stderr))
     except GalaxyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if model.note:
+        print(model.note, file=sys.stderr)
     if bundle.is_synthetic:
         print(SYNTHETIC_WARNING, file=sys.stdout if args.format == "text" else sys.stderr)
     rows = classify_files(bundle, expand_inputs(args.images), model=model, batch_size=args.batch_size,

@@ -227,11 +227,15 @@ def data_phase(cfg: Config, data_path: Path, work: Path, cache_dir: str | Path |
     from galaxy_core.cache import build_cache, open_cache
     from galaxy_core.data import open_dataset
     from galaxy_core.properties import sky_columns
+    from galaxy_core.split import Split
 
     with open_dataset(data_path) as source:
         labels, synthetic, n_images = source.labels, bool(source.is_synthetic), source.n
         meta = source.metadata()  # float64 ra/dec: twin matching needs more than float32
         split, split_info = checkpoint.load_or_make_split(work, labels, cfg, meta["ra"], meta["dec"])
+        if cfg.max_eval_images:  # a bounded run (rehearsal): N evenly spaced images of val and test
+            split = Split(split.train, _spread(split.val, cfg.max_eval_images),
+                          _spread(split.test, cfg.max_eval_images))
         test_sky = sky_columns(source, split.test)
     sizes = split.sizes()
     log(f"data: {data_path} ({n_images} images{', SYNTHETIC' if synthetic else ''}); split "
@@ -296,7 +300,8 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
         initial_epoch = int(state["epochs_done"])
         stopper.restore_state(state["best"], state["best_epoch"], state["wait"],
                               checkpoint.load_best_weights(work.folder))
-    saver = WorkCheckpoint(work.folder, stopper, history, data.sizes["train"], cfg.epochs, log=log)
+    n_train = min(data.sizes["train"], cfg.steps_per_epoch * cfg.batch_size or data.sizes["train"])
+    saver = WorkCheckpoint(work.folder, stopper, history, n_train, cfg.epochs, log=log)
     started = time.perf_counter()
     if state is not None and (state["stopped"] or initial_epoch >= cfg.epochs):
         best_weights = checkpoint.load_best_weights(work.folder)
@@ -306,6 +311,7 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
         bar = EpochProgressBar(cfg.epochs, disable=not progress)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
                   class_weight=data.class_weight, shuffle=False, verbose=0,
+                  steps_per_epoch=cfg.steps_per_epoch or None,
                   callbacks=[stopper, bar, saver, *callbacks])
     result = FitResult(history, time.perf_counter() - started)
     best = result.best_epoch
@@ -519,6 +525,13 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
                                 resume, {"embedding": embedding_info, **dict(run_info_extra or {})})
         return write_phase(out_dir, model, work, data, fit, metrics, predictions, explanations,
                            run_info, log)
+
+
+def _spread(indices: np.ndarray, n: int) -> np.ndarray:
+    """At most `n` evenly spaced entries of `indices` (int64 (k,) -> int64 (min(n, k),))."""
+    if n >= len(indices):
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, n).round().astype(np.int64)]
 
 
 def _sha256_or_none(path: Path) -> str | None:

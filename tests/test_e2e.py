@@ -168,7 +168,8 @@ def test_every_view_in_a_real_browser(server, browser, tmp_path):
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
         if label == "Classify":
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(upload))
+            images = page.get_by_role("region", name="Galaxy images")
+            images.locator('input[type="file"]').set_input_files(str(upload))
             result = page.get_by_text(re.compile(r"predicted .+ with [\d.]+% confidence")).first
             result.wait_for(timeout=120_000)
             settle(page, "All results")

@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("preprocess", "cache", "synthetic", "decode"),
     ("augment", "model"),
     ("pipeline",),
-    ("inference", "metrics", "curves", "calibration", "embedding", "explain"),
+    ("inference", "onnx_export", "predictor", "metrics", "curves", "calibration", "embedding", "explain"),
     ("bundle",),
     ("checkpoint", "callbacks", "train", "evaluate", "predict", "scoring", "compare"),
 )

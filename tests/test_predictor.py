@@ -1,0 +1,111 @@
+"""Tests of galaxy_core.predictor: ONNX Runtime first (exported once, cached), Keras fallback."""
+
+import os
+
+import numpy as np
+import pytest
+
+from galaxy_core.bundle import load_bundle, write_bundle
+from galaxy_core.config import Config
+from galaxy_core.errors import ModelError
+from galaxy_core.inference import predict_probs
+from galaxy_core.metrics import assemble_metrics, evaluate_split
+from galaxy_core.model import build_model
+from galaxy_core.onnx_export import export_model
+import galaxy_core.predictor as predictor_module
+from galaxy_core.predictor import KerasPredictor, OnnxPredictor, make_predictor
+
+SIZE = 32
+
+
+@pytest.fixture()
+def bundle(tmp_path):
+    """A fresh synthetic bundle of an untrained SmallCNN (Flatten head) at 32 px."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    cfg = Config(backbone="SmallCNN", image_size=SIZE, dense_units=16, weights="none")
+    model = build_model(cfg)
+    images = np.random.default_rng(0).integers(0, 256, (10, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = np.arange(10)
+    test = evaluate_split(model, images, labels, cfg.class_names, tta=False)
+    path = write_bundle(
+        tmp_path / "runs" / "tiny", config=cfg, model=model,
+        history={"loss": [2.3], "accuracy": [0.1], "val_loss": [2.3], "val_accuracy": [0.1]},
+        metrics=assemble_metrics(test, best_epoch=1), run_info={"synthetic": True},
+        predictions={"indices": np.arange(10), "labels": labels, "probs": test["probs"], "images": images})
+    return load_bundle(path)
+
+
+class CountingExport:
+    """In-process exporter (faster than the child process) that counts its calls."""
+
+    def __init__(self, fail=False):
+        self.calls, self.fail = [], fail
+
+    def __call__(self, model_path, onnx_path):
+        self.calls.append(onnx_path)
+        if self.fail:
+            raise RuntimeError("forced export failure")
+        from galaxy_core.model import load_model
+        return export_model(load_model(model_path, compile=False), onnx_path)
+
+
+def test_exported_once_beside_the_bundle_and_matches_keras(bundle, tmp_path):
+    export, lines = CountingExport(), []
+    first = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert isinstance(first, OnnxPredictor) and first.backend == "onnxruntime" and first.note is None
+    assert export.calls == [bundle.path.resolve() / "model.onnx"]
+    assert len(lines) == 1 and "exporting" in lines[0]
+    second = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert isinstance(second, OnnxPredictor) and len(export.calls) == 1  # cached file reused
+    assert len(lines) == 1
+    images = bundle.read_test_images(list(range(10)))
+    keras_probs = predict_probs(bundle.load_model(), images)
+    np.testing.assert_allclose(predict_probs(second, images), keras_probs, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(predict_probs(second, images, tta=True),
+                               predict_probs(bundle.load_model(), images, tta=True), atol=1e-4, rtol=0)
+    # A newer model.keras makes the cached export stale: exported again.
+    model_file = bundle.path / "model.keras"
+    later = (bundle.path / "model.onnx").stat().st_mtime_ns + 10**9
+    os.utime(model_file, ns=(later, later))
+    make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    assert len(export.calls) == 2
+
+
+def test_read_only_bundle_folder_uses_the_cache_dir(bundle, tmp_path, monkeypatch):
+    # Tests run as root (write permission bits do not stop root), so "read-only" is simulated.
+    real = predictor_module._writable
+    monkeypatch.setattr(predictor_module, "_writable",
+                        lambda folder: False if folder == bundle.path.resolve() else real(folder))
+    export = CountingExport()
+    predictor = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    assert isinstance(predictor, OnnxPredictor)
+    assert not (bundle.path / "model.onnx").exists()
+    [cached] = (tmp_path / "cache" / "onnx").glob("tiny-*.onnx")
+    assert predictor.path == cached
+    make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    assert len(export.calls) == 1
+
+
+def test_failed_export_falls_back_to_keras_with_a_note(bundle, tmp_path):
+    export = CountingExport(fail=True)
+    predictor = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    assert isinstance(predictor, KerasPredictor) and predictor.backend == "keras"
+    assert predictor.note.startswith("note: classifying with Keras") and "forced export failure" in predictor.note
+    assert "\n" not in predictor.note
+    images = bundle.read_test_images([0, 1, 2])
+    np.testing.assert_allclose(predict_probs(predictor, images), bundle.predictions["probs"][:3], atol=1e-5)
+    # The failure is remembered: no second export attempt, same fallback.
+    again = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    assert isinstance(again, KerasPredictor) and len(export.calls) == 1
+    with pytest.raises(ModelError, match="ONNX Runtime is not available"):
+        make_predictor(bundle, backend="onnxruntime", cache_dir=tmp_path / "cache", export=export)
+
+
+def test_keras_backend_never_exports(bundle, tmp_path):
+    export = CountingExport()
+    predictor = make_predictor(bundle, backend="keras", export=export)
+    assert isinstance(predictor, KerasPredictor) and predictor.note is None and export.calls == []
+    with pytest.raises(ModelError, match="backend must be one of"):
+        make_predictor(bundle, backend="tensorrt")
