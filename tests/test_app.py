@@ -256,6 +256,7 @@ def test_classify_uploads_png_and_reports_a_bad_file(app_with_run):
     assert not at.exception, [e.message for e in at.exception]
     (error,) = texts(at.error)
     assert error.startswith("**broken.png**") and "Cannot decode" in error
+    assert "Classified with ONNX Runtime." in texts(at.caption)  # exported on first use (issue 12)
     headers = [t for t in texts(at.markdown) if "predicted **" in t]
     assert [h.split("**")[1] for h in headers] == ["galaxy.png", "rgba.png", "gray.png"]
     for h in headers:

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from galaxy_core import (bundle, calibration, compare, decode, embedding, explain, inference,
-                         preprocess, properties, scoring, synthetic)
+                         predictor, preprocess, properties, scoring, synthetic)
 from galaxy_core.config import Config
 from galaxy_core.data import open_dataset
 from galaxy_core.io import default_runs_dir
@@ -65,6 +65,22 @@ def load_run(path: str, path_stamp: float):
 def load_model(path: str, path_stamp: float):
     """The run's Keras model, loaded once per bundle and shared by all sessions (raises if unloadable)."""
     return load_run(path, path_stamp).load_model()
+
+
+@st.cache_resource(show_spinner="Preparing fast classification (ONNX Runtime; the first time a run's "
+                                "model is exported, which can take minutes for DenseNet201)...", max_entries=4)
+def load_predictor(path: str, path_stamp: float):
+    """The run's classifier for uploads: ONNX Runtime, else Keras (`galaxy_core.predictor`).
+
+    Shared by all sessions. Its `.backend` says which, and `.note` why Keras is used, if it is.
+    """
+    return predictor.make_predictor(load_run(path, path_stamp))
+
+
+def current_predictor():
+    """The chosen run's predictor (see `load_predictor`)."""
+    path = current_run_path()
+    return load_predictor(path, stamp(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -168,7 +184,7 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _classify(path: str, path_stamp: float, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
-    run, model = load_run(path, path_stamp), load_model(path, path_stamp)
+    run, model = load_run(path, path_stamp), load_predictor(path, path_stamp)
     results, decoded = [], []
     for name, data in files:
         try:

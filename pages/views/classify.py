@@ -48,8 +48,11 @@ if not uploads:
 
 widgets.require_model()  # an unloadable model: its reason, then stop
 files = tuple((u.name, u.getvalue()) for u in uploads)
+engine = state.current_predictor()
 with st.spinner(f"Classifying {len(files)} image(s)..."):
     results = state.classify_uploads(files, tta)
+st.caption(f"Classified with {'ONNX Runtime' if engine.backend == 'onnxruntime' else 'Keras'}"
+           + (f" ({engine.note.removeprefix('note: ')})" if engine.note else "") + ".")
 if calibrate:  # a copy per file: the cached results stay as computed
     results = [dict(r, probs=state.calibrated(r["probs"], temperature)) if r["probs"] is not None else r
                for r in results]
