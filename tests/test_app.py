@@ -648,7 +648,7 @@ def test_compare_runs_shows_two_runs_side_by_side(rich_runs, monkeypatch):
     r = int(a_only[0])
     assert captions[0] == f"#{r}: {names[a.predictions['labels'][r]]}; full-b says " \
                           f"{names[b.predictions['probs'][r].argmax()]}"
-    assert len(sky_link_texts(at)) == len(captions)  # every galaxy links to the sky viewer
+    assert sky_link_texts(at) == []  # generated galaxies have no survey counterpart: no sky links
 
     at.selectbox(key="cmp_a").set_value("full-b").run()  # swap: B is now full-a
     assert not at.exception
@@ -795,10 +795,10 @@ def test_galaxy_properties_with_sky_columns(rich_runs, monkeypatch):
     labels, probs = run.predictions["labels"], run.predictions["probs"]
     wrong = np.flatnonzero(probs.argmax(axis=1) != labels)
     assert any(t.startswith(f"**Misclassified galaxies** ({wrong.size})") for t in texts(at.markdown))
-    links = sky_link_texts(at)
-    assert len(links) == len(_image_captions(at)) == min(24, wrong.size)
+    assert len(_image_captions(at)) == min(24, wrong.size)
+    assert sky_link_texts(at) == []  # synthetic positions: no sky-viewer links
     first = wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][0]
-    assert properties.legacy_survey_url(run.sky["ra"][first], run.sky["dec"][first]) in links[0]
+    assert _image_captions(at)[0].startswith(f"#{first}:")
 
     select_points(at, "prop_sky", [0, 1, 2])
     at.slider(key="prop_bins").set_value(3)
@@ -814,10 +814,29 @@ def test_galaxy_properties_without_sky_columns_says_so(app_with_run):
     assert len(charts(at)) == 0
 
 
-def test_confusion_gallery_and_explain_errors_link_each_galaxy_to_the_sky_viewer(rich_runs, monkeypatch):
+def test_confusion_gallery_and_explain_errors_link_each_galaxy_to_the_sky_viewer(rich_runs, tmp_path,
+                                                                                  monkeypatch):
+    import shutil
+
+    from galaxy_core import bundle, properties
+
+    # The rich runs are synthetic: their positions are generated, so no gallery links to the survey.
     at = run_view(rich_app(rich_runs, monkeypatch), "confusion_matrix")
+    assert _image_captions(at) and sky_link_texts(at) == []
+    # The same bundle said to come from the real dataset (run.json's flag): every galaxy links.
+    runs = tmp_path / "runs"
+    shutil.copytree(rich_runs / "full-a", runs / "real-a")
+    info = json.loads((runs / "real-a" / "run.json").read_text())
+    (runs / "real-a" / "run.json").write_text(json.dumps({**info, "synthetic": False}))
+    at = run_view(rich_app(runs, monkeypatch, run="real-a"), "confusion_matrix")
     assert len(sky_link_texts(at)) == len(_image_captions(at)) > 0
-    at = run_view(rich_app(rich_runs, monkeypatch), "explain_errors")
+    real = bundle.load_bundle(runs / "real-a")
+    at = run_view(at, "galaxy_properties")
+    links = sky_link_texts(at)
+    assert len(links) == len(_image_captions(at)) > 0
+    first = int(_image_captions(at)[0].split(":")[0].lstrip("#"))
+    assert properties.legacy_survey_url(real.sky["ra"][first], real.sky["dec"][first]) in links[0]
+    at = run_view(at, "explain_errors")
     assert any("legacysurvey.org/viewer?ra=" in t and t.startswith("**Test image #") for t in texts(at.markdown))
 
 

@@ -27,9 +27,10 @@ def test_sky_links_point_at_the_legacy_viewer_and_skip_unknown_positions():
     assert link.startswith("[sky viewer ↗](https://www.legacysurvey.org/viewer?ra=150.100000&dec=2.200000")
     assert captions.sky_link(float("nan"), 2.0) is None and captions.sky_link(None, None) is None
     sky = {"ra": np.array([10.0, np.nan, 30.0], np.float32), "dec": np.array([1.0, 2.0, -3.0], np.float32)}
-    links = captions.sky_links(sky, [2, 1])
+    links = captions.sky_links(sky, [2, 1], synthetic=False)
     assert "ra=30.000000" in links[0] and "dec=-3.000000" in links[0] and links[1] is None
-    assert captions.sky_links(None, [0]) is None
+    assert captions.sky_links(None, [0], synthetic=False) is None
+    assert captions.sky_links(sky, [2, 1], synthetic=True) is None  # generated positions: no links
 
 
 def test_run_names_reads_as_a_sentence():

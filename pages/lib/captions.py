@@ -123,10 +123,11 @@ def sky_link(ra: float | None, dec: float | None) -> str | None:
         return None
 
 
-def sky_links(sky: Any, rows) -> list[str | None] | None:
+def sky_links(sky: Any, rows, synthetic: bool) -> list[str | None] | None:
     """`sky_link` of each test row, from a bundle's sky columns (`{"ra", "dec", ...}` arrays), or
-    None when the bundle keeps no sky positions."""
-    if not sky or sky.get("ra") is None or sky.get("dec") is None:
+    None when the bundle keeps no sky positions or they are synthetic (a generated galaxy has no
+    counterpart in the survey: a link would show an unrelated patch of sky)."""
+    if synthetic or not sky or sky.get("ra") is None or sky.get("dec") is None:
         return None
     ra, dec = np.asarray(sky["ra"]), np.asarray(sky["dec"])
     return [sky_link(float(ra[r]), float(dec[r])) for r in rows]

@@ -107,4 +107,4 @@ for tab, rows_shown, (wrong_name, wrong_pred) in ((tab_a, a_only, (name_b, pred_
             continue
         captions = [f"#{r}: {class_names[labels_test[r]]}; {wrong_name} says "
                     f"{class_names[wrong_pred[r]]}" for r in shown]
-        widgets.show_images(images, captions, columns=6, links=sky_links(run_a.sky, shown))
+        widgets.show_images(images, captions, columns=6, links=sky_links(run_a.sky, shown, synthetic=run_a.is_synthetic))

@@ -75,7 +75,7 @@ with gallery:
         captions = [f"#{r}: p(pred) {probs[r, pred_label]:.0%}"
                     + ("" if true_label == pred_label else f", p(true) {probs[r, true_label]:.0%}")
                     for r in rows]
-        widgets.show_images(images, captions, columns=3, links=sky_links(run.sky, rows))
+        widgets.show_images(images, captions, columns=3, links=sky_links(run.sky, rows, synthetic=run.is_synthetic))
 
 left, right = st.columns([3, 2], gap="large")
 with left:

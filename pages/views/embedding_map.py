@@ -72,7 +72,7 @@ else:
                                                            else f" → {class_names[preds[r]]}")
                     for r in shown]
         widgets.show_images(state.current_test_images(shown), captions, columns=6,
-                            links=sky_links(sky, shown))
+                            links=sky_links(sky, shown, synthetic=run.is_synthetic))
     else:
         rows = []
 
@@ -113,7 +113,7 @@ if query is not None:
     with right:
         captions = [f"#{r}: {class_names[labels[r]]} · d {d:.2g}" for r, d in zip(near, dist)]
         widgets.show_images(state.current_test_images(near), captions, columns=min(6, len(near)),
-                            links=sky_links(sky, near))
+                            links=sky_links(sky, near, synthetic=run.is_synthetic))
     if exclude is not None:
         same = int(np.sum(labels[near] == labels[exclude]))
         st.caption(f"{same} of {len(near)} look-alikes share its true class.")

@@ -78,7 +78,7 @@ with st.container(border=True):
     st.markdown(f"**Test image #{row}**: true **{class_names[true_label]}**, predicted "
                 f"**{class_names[pred_label]}** ({probs[row, pred_label]:.0%}); p(true) "
                 f"{probs[row, true_label]:.0%}"
-                + "".join(f" · {link}" for link in (sky_links(run.sky, [row]) or []) if link))
+                + "".join(f" · {link}" for link in (sky_links(run.sky, [row], synthetic=run.is_synthetic) or []) if link))
     image = state.current_test_images([row])[0]
     result = state.stored_explanation(row, target_key)
     st.caption(("Maps from `explanations.h5`." if result else "Maps computed now (not in "

@@ -72,4 +72,4 @@ if shown:
     captions = [f"#{r}: {class_names[labels[r]]}" + ("" if correct[r] else f" → {class_names[preds[r]]}")
                 + (f", z {z[r]:.3f}" if z is not None and np.isfinite(z[r]) else "") for r in shown]
     widgets.show_images(state.current_test_images(shown), captions, columns=6,
-                        links=sky_links(sky, shown))
+                        links=sky_links(sky, shown, synthetic=run.is_synthetic))
