@@ -786,7 +786,7 @@ def test_classify_calibration_checkbox_is_off_for_a_run_without_temperature(app_
 
 
 def test_galaxy_properties_with_sky_columns(rich_runs, monkeypatch):
-    from galaxy_core import bundle, properties
+    from galaxy_core import bundle
 
     at = run_view(rich_app(rich_runs, monkeypatch), "galaxy_properties")
     run = bundle.load_bundle(rich_runs / "full-a")
