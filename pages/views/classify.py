@@ -108,7 +108,7 @@ if labels_file is not None:
         left, right = st.columns([3, 2], gap="medium")
         left.plotly_chart(confusion_figure(np.asarray(m["confusion_matrix"]), class_names), width="stretch",
                           key="cls_score_cm")
-        right.dataframe(per_class_table(m["per_class"], class_names), width="stretch", hide_index=True)
+        right.dataframe(per_class_table(m["per_class"], class_names), width="stretch")  # index: the class
         left_out = ([f"{u['file']} (unreadable)" for u in score["unreadable"]]
                     + [f"{name} (no label)" for name in score["unlabelled"]])
         if left_out:
