@@ -114,3 +114,21 @@ def test_cli_errors_exit_2(tmp_path, image_files):
 def test_format_rows_rejects_unknown_format():
     with pytest.raises(ValueError, match="format"):
         format_rows([], ["a", "b"], fmt="xml")
+
+
+@pytest.mark.slow
+def test_cli_keras_backend_keeps_tensorflow_start_up_lines_off_stderr(good_bundle, image_files, tmp_path):
+    """Issue 10 #11: a CPU user's terminal shows no CUDA probing lines from TensorFlow."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    run = shutil.copytree(good_bundle, tmp_path / "run")
+    path, _ = image_files["rgb"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "galaxy_core.predict", "--run", str(run), "--backend", "keras",
+                           str(path)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1], env=env)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    for noise in ("failed call to cuInit", "cudart_stub", "absl::InitializeLog", "oneDNN"):
+        assert noise not in proc.stderr, proc.stderr
