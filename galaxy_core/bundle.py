@@ -467,6 +467,9 @@ class RunBundle:
         Raises:
             ModelError: the model cannot be loaded; the message names the run and the reason.
         """
+        from galaxy_core.tf_quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # before Keras: no CUDA probing lines on a CPU user's terminal
         from galaxy_core.model import load_model
 
         try:

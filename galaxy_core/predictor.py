@@ -99,9 +99,6 @@ class KerasPredictor:
     @property
     def model(self):
         if self._model is None:
-            from galaxy_core.tf_quiet import import_tensorflow_quietly
-
-            import_tensorflow_quietly()  # TensorFlow's CUDA probing lines stay off a CPU user's terminal
             self._model = self._load()
         return self._model
 
