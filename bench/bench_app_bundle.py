@@ -60,7 +60,7 @@ def wait_idle(page, timeout_ms=600_000):
 def upload_and_time(page, path: Path) -> float:
     """Seconds from choosing the file to its predicted class on the page (its own result line)."""
     start = time.perf_counter()
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
+    page.get_by_role("region", name="Galaxy images").locator('input[type="file"]').set_input_files(str(path))
     page.get_by_text(re.compile(re.escape(path.name) + r" — predicted .+ with [\d.]+% confidence")).first.wait_for(
         timeout=600_000)
     return time.perf_counter() - start

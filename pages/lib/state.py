@@ -39,12 +39,34 @@ def runs_dir() -> Path:
     return default_runs_dir()
 
 
+# The members whose rewrite changes what a bundle shows (`train.py --evaluate` rewrites the first two,
+# the Embedding view caches features into predictions.h5).
+STAMP_MEMBERS = ("metrics.json", "predictions.h5", "model.keras", "run.json", "config.json")
+
+
 def stamp(path: str | Path) -> float:
-    """Modification time of a bundle folder (bundles are renamed into place, so it changes)."""
+    """A cache key that changes when a folder's content changes.
+
+    For a run bundle: the folder's inode (a bundle is renamed into place, so a replaced bundle has
+    a new one) and the newest modification time of `STAMP_MEMBERS`. Not the folder's own mtime:
+    loading a Keras model can create and delete a temporary file beside `model.keras`, which would
+    make every cached model and predictor stale on the next rerun (measured: the DenseNet201 model
+    was reloaded on every Classify upload, 7 s each). For any other folder (the runs folder): its
+    mtime, which changes when a bundle appears or goes.
+    """
     try:
-        return os.stat(path).st_mtime
+        folder = os.stat(path)
     except OSError:
         return 0.0
+    times = []
+    for name in STAMP_MEMBERS:
+        try:
+            times.append(os.stat(os.path.join(path, name)).st_mtime)
+        except OSError:
+            continue
+    if not times:
+        return folder.st_mtime
+    return max(times) + (folder.st_ino % 100_000) * 1e-6
 
 
 # --- bundles and models ---------------------------------------------------------------------------
