@@ -35,6 +35,15 @@ def test_stamp_ignores_temporary_files_and_follows_rewrites_and_replacement(tmp_
     shutil.rmtree(keep)
 
 
-def test_stamp_of_the_runs_folder_is_its_mtime(tmp_path):
-    assert state.stamp(tmp_path) == os.stat(tmp_path).st_mtime
-    assert state.stamp(tmp_path / "missing") == 0.0
+def test_stamp_of_the_runs_folder_follows_its_mtime(tmp_path):
+    first = state.stamp(tmp_path)
+    os.utime(tmp_path, (1, 1))  # a bundle appeared or went
+    assert state.stamp(tmp_path) != first
+    assert state.stamp(tmp_path / "missing") == ""
+
+
+def test_stamp_changes_when_a_member_is_deleted(tmp_path):
+    run = _bundle(tmp_path / "a")
+    first = state.stamp(run)
+    (run / "metrics.json").unlink()
+    assert state.stamp(run) != first

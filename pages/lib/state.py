@@ -44,54 +44,55 @@ def runs_dir() -> Path:
 STAMP_MEMBERS = ("metrics.json", "predictions.h5", "model.keras", "run.json", "config.json")
 
 
-def stamp(path: str | Path) -> float:
+def stamp(path: str | Path) -> str:
     """A cache key that changes when a folder's content changes.
 
     For a run bundle: the folder's inode (a bundle is renamed into place, so a replaced bundle has
-    a new one) and the newest modification time of `STAMP_MEMBERS`. Not the folder's own mtime:
-    loading a Keras model can create and delete a temporary file beside `model.keras`, which would
-    make every cached model and predictor stale on the next rerun (measured: the DenseNet201 model
-    was reloaded on every Classify upload, 7 s each). For any other folder (the runs folder): its
-    mtime, which changes when a bundle appears or goes.
+    a new one) and the name and modification time of each present `STAMP_MEMBERS` file (a rewritten
+    or deleted member changes it). Not the folder's own mtime: loading a Keras model can create and
+    delete a temporary file beside `model.keras`, which made every cached model and predictor stale
+    on the next rerun (measured: the DenseNet201 model was reloaded on every Classify upload, 7 s
+    each). For any other folder (the runs folder): its mtime, which changes when a bundle appears
+    or goes. "" for a missing path.
     """
     try:
         folder = os.stat(path)
     except OSError:
-        return 0.0
-    times = []
+        return ""
+    members = []
     for name in STAMP_MEMBERS:
         try:
-            times.append(os.stat(os.path.join(path, name)).st_mtime)
+            members.append(f"{name}@{os.stat(os.path.join(path, name)).st_mtime_ns}")
         except OSError:
             continue
-    if not times:
-        return folder.st_mtime
-    return max(times) + (folder.st_ino % 100_000) * 1e-6
+    if not members:
+        return f"mtime@{folder.st_mtime_ns}"
+    return f"inode@{folder.st_ino}:" + ",".join(members)
 
 
 # --- bundles and models ---------------------------------------------------------------------------
 @st.cache_resource(ttl=30, show_spinner=False)
-def list_runs(root: str, root_stamp: float):
+def list_runs(root: str, root_stamp: str):
     """`(valid entries newest first, invalid entries)` of `galaxy_core.bundle.list_bundles`."""
     entries = bundle.list_bundles(root)
     return [e for e in entries if e.ok], [e for e in entries if not e.ok]
 
 
 @st.cache_resource(show_spinner="Loading the run bundle...", max_entries=8)
-def load_run(path: str, path_stamp: float):
+def load_run(path: str, path_stamp: str):
     """The `RunBundle` at `path` (validated by `galaxy_core.bundle.load_bundle`)."""
     return bundle.load_bundle(path)
 
 
 @st.cache_resource(show_spinner="Loading the model (once per run)...", max_entries=4)
-def load_model(path: str, path_stamp: float):
+def load_model(path: str, path_stamp: str):
     """The run's Keras model, loaded once per bundle and shared by all sessions (raises if unloadable)."""
     return load_run(path, path_stamp).load_model()
 
 
 @st.cache_resource(show_spinner="Preparing fast classification (ONNX Runtime; the first time a run's "
                                 "model is exported, which can take minutes for DenseNet201)...", max_entries=4)
-def load_predictor(path: str, path_stamp: float):
+def load_predictor(path: str, path_stamp: str):
     """The run's classifier for uploads: ONNX Runtime, else Keras (`galaxy_core.predictor`).
 
     Shared by all sessions. Its `.backend` says which, and `.note` why Keras is used, if it is.
@@ -106,18 +107,18 @@ def current_predictor():
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def test_images(path: str, path_stamp: float, rows: tuple[int, ...]) -> np.ndarray:
+def test_images(path: str, path_stamp: str, rows: tuple[int, ...]) -> np.ndarray:
     """uint8 `(k, S, S, 3)` test images of the run (rows of `predictions.h5`)."""
     return np.asarray(load_run(path, path_stamp).read_test_images(np.asarray(rows, dtype=np.int64)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _dataset(path: str, path_stamp: float):
+def _dataset(path: str, path_stamp: str):
     return open_dataset(path)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _original_images(path: str, path_stamp: float, rows: tuple[int, ...]) -> np.ndarray | None:
+def _original_images(path: str, path_stamp: str, rows: tuple[int, ...]) -> np.ndarray | None:
     run = load_run(path, path_stamp)
     source = run.dataset_path
     if source is None or not source.is_file():
@@ -205,7 +206,7 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _classify(path: str, path_stamp: float, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
+def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
     run, model = load_run(path, path_stamp), load_predictor(path, path_stamp)
     results, decoded = [], []
     for name, data in files:
@@ -243,14 +244,14 @@ def gradcam_overlay(image: np.ndarray, class_index: int) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _gradcam_overlay(path: str, path_stamp: float, image: np.ndarray, class_index: int) -> np.ndarray:
+def _gradcam_overlay(path: str, path_stamp: str, image: np.ndarray, class_index: int) -> np.ndarray:
     heat = explain.gradcam_map(load_model(path, path_stamp), image[None], np.array([class_index]))
     return explain.overlay(image, heat[0])
 
 
 # --- explanations ---------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _explanations(path: str, path_stamp: float):
+def _explanations(path: str, path_stamp: str):
     run = load_run(path, path_stamp)
     if run.explanations_path is None:
         return None
@@ -300,7 +301,7 @@ def computed_scores(row: int, class_index: int) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _compute_maps(path: str, path_stamp: float, row: int, class_index: int) -> dict:
+def _compute_maps(path: str, path_stamp: str, row: int, class_index: int) -> dict:
     model, run = load_model(path, path_stamp), load_run(path, path_stamp)
     image = test_images(path, path_stamp, (row,))[0]  # uint8 (S, S, 3)
     # SmoothGrad as the stored maps were made: the run's noise samples and seed.
@@ -309,7 +310,7 @@ def _compute_maps(path: str, path_stamp: float, row: int, class_index: int) -> d
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _compute_scores(path: str, path_stamp: float, row: int, class_index: int) -> dict:
+def _compute_scores(path: str, path_stamp: str, row: int, class_index: int) -> dict:
     model = load_model(path, path_stamp)
     maps = _compute_maps(path, path_stamp, row, class_index)
     image = test_images(path, path_stamp, (row,))[0]
@@ -405,7 +406,7 @@ def compute_embedding(on_progress=None) -> dict:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _embedding(path: str, path_stamp: float, _on_progress=None) -> dict:
+def _embedding(path: str, path_stamp: str, _on_progress=None) -> dict:
     from galaxy_core.evaluate import bundle_embedding
 
     found = bundle_embedding(load_run(path, path_stamp), model=load_model(path, path_stamp),
@@ -415,7 +416,7 @@ def _embedding(path: str, path_stamp: float, _on_progress=None) -> dict:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _feature_model(path: str, path_stamp: float):
+def _feature_model(path: str, path_stamp: str):
     """The feature extractor of a run's model (`embedding.feature_model`), built once per bundle."""
     return embedding.feature_model(load_model(path, path_stamp))
 
@@ -436,7 +437,7 @@ def upload_features(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _upload_features(path: str, path_stamp: float, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _upload_features(path: str, path_stamp: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     run = load_run(path, path_stamp)
     image = preprocess.preprocess_image(read_upload(data), run.config)
     features = embedding.penultimate_features(_feature_model(path, path_stamp), image[None])
