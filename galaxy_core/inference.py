@@ -18,14 +18,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+import os
+from typing import Any, Sequence
 
 import numpy as np
 
 from galaxy_core.config import Config
-from galaxy_core.errors import PreprocessError
+from galaxy_core.errors import GalaxyError, PreprocessError
 from galaxy_core.io import progress as _progress
-from galaxy_core.preprocess import INVERSE_255, preprocess_batch
+from galaxy_core.preprocess import INVERSE_255, preprocess_batch, preprocess_image
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
@@ -141,6 +142,34 @@ def classify_images(model, cfg: Config, images: Sequence[np.ndarray], batch_size
         return np.zeros((0, cfg.num_classes), np.float32)
     batch = preprocess_batch(list(images), cfg)  # uint8 (N, S, S, 3)
     return predict_probs(model, batch, batch_size=batch_size, tta=tta)
+
+
+def classify_each(model, cfg: Config, items: Sequence[Any], batch_size: int = 64,
+                  tta: bool = False) -> list[tuple[np.ndarray | None, str | None]]:
+    """Classify image files, encoded images or arrays, keeping each item's failure to itself.
+
+    Every item is decoded (`decode.read_image` for a path or bytes; an array is taken as it is) and
+    preprocessed with `cfg`; one that fails gets its message, the others go to the model in one
+    `predict_probs` call. The CLI (`predict.classify_files`) and the scoring of labelled images
+    (`scoring.score_images`) share this.
+
+    Args:
+        items: paths (str / PathLike), bytes of an image file, or uint8 arrays of any size.
+
+    Returns:
+        Per item, in order: `(float32 (C,) probabilities, None)` or `(None, error message)`.
+    """
+    from galaxy_core.decode import read_image
+
+    ready, errors = [], {}
+    for i, item in enumerate(items):
+        try:
+            encoded = isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview))
+            ready.append(preprocess_image(read_image(item) if encoded else np.asarray(item), cfg))
+        except (GalaxyError, ValueError) as err:
+            errors[i] = str(err)
+    probs = iter(predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else ())
+    return [(None, errors[i]) if i in errors else (next(probs), None) for i in range(len(items))]
 
 
 def top_k(probs: Sequence[float], class_names: Sequence[str], k: int) -> list[tuple[str, float]]:

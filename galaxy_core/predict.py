@@ -11,7 +11,7 @@ per-class recall and the confusion matrix; unreadable or unlabelled files are re
 Each file (PNG, JPEG, TIFF, BMP or WebP by content, up to 40 Mpx; grayscale, RGB, RGBA, 8 or 16 bit)
 is decoded by `galaxy_core.decode.read_image` to RGB uint8, preprocessed exactly as in training
 (`galaxy_core.preprocess.preprocess_image` with the run's config) and classified by the run's model
-(`galaxy_core.inference.predict_probs`). A file that cannot be read gets a row
+(`galaxy_core.inference.classify_each`). A file that cannot be read gets a row
 with its error and the others are still classified.
 
 Exit status: 0 if every file was classified (and, with --labels, scored), 1 if some failed or
@@ -30,10 +30,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from galaxy_core.config import Config
-from galaxy_core.decode import read_image
 from galaxy_core.errors import GalaxyError
-from galaxy_core.inference import predict_probs, top_k
+from galaxy_core.inference import classify_each, top_k
 from galaxy_core.io import progress as _progress
 
 FORMATS = ("text", "csv", "json")
@@ -69,25 +67,10 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
                                       disable=not (progress and len(paths) > batch_size))
     for start in starts:
         block = paths[start:start + batch_size]
-        images, errors = [], {}
-        for i, path in enumerate(block):
-            try:
-                images.append(_preprocess_file(path, cfg))
-            except (GalaxyError, ValueError) as err:
-                errors[i] = str(err)
-        # images are already preprocessed (uint8 (S, S, 3)): straight to the model.
-        probs = iter(predict_probs(model, np.stack(images), batch_size=batch_size, tta=tta)
-                     if images else ())
-        for i, path in enumerate(block):
-            rows.append(_error_row(path, errors[i]) if i in errors
-                        else _result_row(path, next(probs), cfg.class_names))
+        for path, (probs, error) in zip(block, classify_each(model, cfg, block, batch_size, tta)):
+            rows.append(_error_row(path, error) if error is not None
+                        else _result_row(path, probs, cfg.class_names))
     return rows
-
-
-def _preprocess_file(path: str, cfg: Config) -> np.ndarray:
-    from galaxy_core.preprocess import preprocess_image
-
-    return preprocess_image(read_image(path), cfg)
 
 
 def _result_row(path: str, probs: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:

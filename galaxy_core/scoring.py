@@ -227,24 +227,12 @@ def score_images(model, cfg, names: Sequence[str], images: Sequence[np.ndarray |
     Returns:
         The SCORE dict of the module docstring.
     """
-    from galaxy_core.decode import read_image
-    from galaxy_core.inference import predict_probs
-    from galaxy_core.preprocess import preprocess_image
+    from galaxy_core.inference import classify_each
 
     if len(names) != len(images):
         raise ValueError(f"names and images differ in length: {len(names)} and {len(images)}")
-    ready, errors = [], {}
-    for i, image in enumerate(images):
-        try:
-            if isinstance(image, (bytes, bytearray, memoryview)):
-                image = read_image(image)
-            ready.append(preprocess_image(np.asarray(image), cfg))  # uint8 (S, S, 3)
-        except (GalaxyError, ValueError) as err:
-            errors[i] = str(err)
-    probs = iter(predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else ())
-    rows = [{"file": str(name), "probs": None, "error": errors[i]} if i in errors
-            else {"file": str(name), "probs": [float(p) for p in next(probs)], "error": None}
-            for i, name in enumerate(names)]
+    rows = [{"file": str(name), "probs": None if probs is None else [float(p) for p in probs], "error": error}
+            for name, (probs, error) in zip(names, classify_each(model, cfg, images, batch_size, tta))]
     return score_rows(rows, labels, cfg.class_names)
 
 
