@@ -13,9 +13,19 @@ predictors of `galaxy_core.predictor`:
 - batch: `--batch` preprocessed images per call (model only), images/s;
 - and checks that the two agree (max |p_onnx - p_keras|).
 
+Also, in the same run:
+- `--extra-onnx LABEL=PATH` (repeatable): more ONNX files timed the same way, e.g. an export made
+  before `galaxy_core.onnx_passes` (the rehearsal bundle's first model.onnx);
+- `--int8`: an int8 copy (ONNX Runtime static QDQ quantization, per-channel weights, calibrated on
+  the batch) timed the same way, with its disagreement with Keras: a measurement of what int8
+  would buy, not a product path (it breaks the 1e-4 agreement);
+- the compute floor: the model's multiply-adds (Conv2D + Dense layers, counted from the Keras
+  model) at the float32 matrix-multiply rate numpy reaches on this machine.
+
 Usage:
     python bench/bench_predict.py [--backbone DenseNet201] [--size 256] [--head flatten]
-                                  [--repeats 20] [--batch 32] [--model PATH.keras]
+                                  [--repeats 20] [--batch 32] [--model PATH.keras] [--onnx PATH]
+                                  [--extra-onnx LABEL=PATH ...] [--int8]
 """
 
 from __future__ import annotations
@@ -55,6 +65,60 @@ def median_ms(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
+def model_macs(model) -> int:
+    """Multiply-adds of one image through the Conv2D (incl. depthwise) and Dense layers of a Keras model."""
+    import keras
+
+    def walk(parent):
+        for layer in parent.layers:
+            yield from walk(layer) if isinstance(layer, keras.Model) else (layer,)
+
+    total = 0
+    for layer in walk(model):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            h, w, c = layer.output.shape[1:]
+            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Conv2D):
+            h, w, c_out = layer.output.shape[1:]
+            c_in = layer.input.shape[-1] // layer.groups
+            total += h * w * c_out * c_in * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(layer.input.shape[-1]) * layer.units
+    return int(total)
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """float32 matrix-multiply rate (GFLOP/s) numpy reaches here, all cores: the compute ceiling."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def quantize_int8(onnx_path: Path, out: Path, calibration) -> Path:
+    """Static QDQ int8 copy of an ONNX model (per-channel int8 weights, uint8 activations)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"image": calibration[i:i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="DenseNet201")
@@ -64,6 +128,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--model", help="an existing .keras file to use instead of building one")
     parser.add_argument("--onnx", help="its existing .onnx export (skips the export)")
+    parser.add_argument("--extra-onnx", action="append", default=[], metavar="LABEL=PATH",
+                        help="another ONNX file of the same model to time (repeatable)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time an int8-quantized copy (measurement only; not 1e-4 exact)")
     args = parser.parse_args(argv)
 
     import cv2
@@ -108,8 +176,18 @@ def main(argv=None) -> int:
     png = cv2.imencode(".png", cv2.cvtColor(raw[0], cv2.COLOR_RGB2BGR))[1].tobytes()
     batch = rescale(preprocess_batch(list(raw[:args.batch]), cfg))
 
+    predictors = [("onnxruntime", onnx)]
+    for item in args.extra_onnx:
+        label, _, path = item.partition("=")
+        predictors.append((f"ort:{label}", OnnxPredictor(path)))
+    if args.int8:
+        start = time.perf_counter()
+        int8_path = quantize_int8(onnx_path, work / "model.int8.onnx", batch[:8])
+        print(f"int8 quantization: {time.perf_counter() - start:.1f} s")
+        predictors.append(("ort:int8", OnnxPredictor(int8_path)))
+    predictors.append(("keras", keras_pred))
     rows = {}
-    for name, predictor in (("onnxruntime", onnx), ("keras", keras_pred)):
+    for name, predictor in predictors:
         def single():
             x = rescale(preprocess_image(read_image_file(png), cfg))[None]
             return predictor.predict(x)
@@ -122,23 +200,31 @@ def main(argv=None) -> int:
         batch_idle = len(batch) / (CPU_MS["last"] / cores / 1000.0)
         rows[name] = (single_ms, model_ms, len(batch) / (batch_ms / 1000.0), single_idle, batch_idle)
     decode_ms = median_ms(lambda: rescale(preprocess_image(read_image_file(png), cfg)), args.repeats)
-    diff = float(np.abs(onnx.predict(batch[:8]) - keras_pred.predict(batch[:8])).max())
+    keras_probs = keras_pred.predict(batch[:8])
+    diffs = {name: float(np.abs(p.predict(batch[:8]) - keras_probs).max())
+             for name, p in predictors if name != "keras"}
+    diff = diffs["onnxruntime"]
+    macs = model_macs(keras_model)
+    gflops = sgemm_gflops()
 
     load = os.getloadavg()
     print(f"load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
     print(f"\n{cfg.backbone} {cfg.image_size} px, {cfg.head} head, weights=None; "
           f"{default_threads()} cores; load: onnxruntime {onnx_load:.1f} s, keras {keras_load:.1f} s")
     print(f"decode + preprocess alone: {decode_ms:.1f} ms per image")
-    print(f"{'backend':<12} {'single incl. decode (ms)':>25} {'model only (ms)':>16} "
+    print(f"{'backend':<16} {'single incl. decode (ms)':>25} {'model only (ms)':>16} "
           f"{'batch ' + str(args.batch) + ' (img/s)':>18} {'est. idle: single ms':>21} {'batch img/s':>12}")
     for name, (single_ms, model_ms, ips, single_idle, batch_idle) in rows.items():
-        print(f"{name:<12} {single_ms:>25.1f} {model_ms:>16.1f} {ips:>18.1f} {single_idle:>21.1f} "
+        print(f"{name:<16} {single_ms:>25.1f} {model_ms:>16.1f} {ips:>18.1f} {single_idle:>21.1f} "
               f"{batch_idle:>12.1f}")
     o, k = rows["onnxruntime"], rows["keras"]
     print(f"ratio keras/onnxruntime (wall): single {k[0] / o[0]:.2f}x, batch {o[2] / k[2]:.2f}x; "
           f"(CPU time): single {k[3] / o[3]:.2f}x, batch {o[4] / k[4]:.2f}x")
     print("est. idle = CPU time per call / cores: the wall time on idle cores if the threads scale")
-    print(f"max |p_onnx - p_keras| = {diff:.2e}")
+    print("max |p - p_keras| on 8 images: " + ", ".join(f"{name} {d:.2e}" for name, d in diffs.items()))
+    print(f"compute floor: {macs / 1e9:.2f} G multiply-adds per image (Conv2D + Dense); numpy float32 "
+          f"matmul here: {gflops:.0f} GFLOP/s -> at least {2 * macs / gflops / 1e6:.1f} ms per image, "
+          f"at most {gflops * 1e9 / (2 * macs):.1f} images/s in float32 at that rate")
     print(f"goals (wall): single <= 60 ms: {'met' if o[0] <= 60 else 'NOT met'}; "
           f"batch >= 40 img/s: {'met' if o[2] >= 40 else 'NOT met'}; (est. idle): "
           f"{'met' if o[3] <= 60 else 'NOT met'} / {'met' if o[4] >= 40 else 'NOT met'}")

@@ -16,6 +16,9 @@ child process), so bundles written before ONNX existed work too:
    ONNX Runtime;
 3. otherwise (no onnxruntime, export failed, ...) Keras, with `.note` saying why.
 
+A file written by an older export (its metadata's `onnx_passes.EXPORT_VERSION` is lower) is
+upgraded in place once, when its folder is writable (`onnx_passes.upgrade_file`, seconds).
+
 Gradients (Grad-CAM, saliency, faithfulness) need TensorFlow and never go through this module.
 
 Example:
@@ -35,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from galaxy_core.errors import ModelError
+from galaxy_core.onnx_passes import EXPORT_VERSION, METADATA_KEY, upgrade_file
 
 ONNX_NAME = "model.onnx"
 BACKENDS = ("auto", "onnxruntime", "keras")
@@ -73,6 +77,10 @@ class OnnxPredictor:
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
         self.num_classes = int(self.session.get_outputs()[0].shape[-1])
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        # Files exported before the graph passes existed carry no version: they are version 1.
+        version = metadata.get(METADATA_KEY, "1")
+        self.export_version = int(version) if version.isdigit() else 1
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, num_classes)` probabilities."""
@@ -217,7 +225,15 @@ def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike |
     try:
         import onnxruntime  # noqa: F401
         path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log)
-        return OnnxPredictor(path, threads=threads)
+        predictor = OnnxPredictor(path, threads=threads)
+        if predictor.export_version < EXPORT_VERSION and _writable(path.parent):
+            # Exported by an older version: apply the newer graph passes once, in place.
+            if log is not None:
+                log(f"updating {path} to ONNX export version {EXPORT_VERSION} (once)")
+            del predictor
+            upgrade_file(path)
+            predictor = OnnxPredictor(path, threads=threads)
+        return predictor
     except Exception as err:  # noqa: BLE001 - any failure here means: use Keras
         if backend == "onnxruntime":
             raise ModelError(f"ONNX Runtime is not available for {bundle.path}: {err}") from err

@@ -109,3 +109,25 @@ def test_keras_backend_never_exports(bundle, tmp_path):
     assert isinstance(predictor, KerasPredictor) and predictor.note is None and export.calls == []
     with pytest.raises(ModelError, match="backend must be one of"):
         make_predictor(bundle, backend="tensorrt")
+
+
+def test_an_older_export_is_upgraded_once_in_place(bundle, tmp_path):
+    import onnx
+
+    from galaxy_core.onnx_passes import EXPORT_VERSION
+
+    export, lines = CountingExport(), []
+    first = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert first.export_version == EXPORT_VERSION
+    path = bundle.path / "model.onnx"
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]  # what a file from before the graph passes carries
+    onnx.save(proto, str(path))
+    assert OnnxPredictor(path).export_version == 1
+    lines.clear()
+    upgraded = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert upgraded.export_version == EXPORT_VERSION and len(export.calls) == 1  # not re-exported
+    assert len(lines) == 1 and "updating" in lines[0]
+    lines.clear()
+    make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert lines == []  # once
