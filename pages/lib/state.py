@@ -208,19 +208,17 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 @st.cache_data(show_spinner=False, max_entries=32)
 def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
     run, model = load_run(path, path_stamp), load_predictor(path, path_stamp)
-    results, decoded = [], []
+    results = []
     for name, data in files:
         try:
-            image = read_upload(data)
-            # What the model sees, for display (classify_images preprocesses the same way).
-            results.append({"name": name, "error": None,
-                            "input": preprocess.preprocess_image(image, run.config), "probs": None})
-            decoded.append(image)
+            # Preprocessed once: what the model sees is both shown and classified.
+            model_input = preprocess.preprocess_image(read_upload(data), run.config)
+            results.append({"name": name, "error": None, "input": model_input, "probs": None})
         except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
             results.append({"name": name, "error": describe_error(err), "input": None, "probs": None})
     good = [r for r in results if r["error"] is None]
     if good:
-        probs = inference.classify_images(model, run.config, decoded, tta=tta)
+        probs = inference.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
         for r, p in zip(good, probs):
             r["probs"] = p
     return results
