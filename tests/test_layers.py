@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("preprocess", "cache", "synthetic", "decode"),
     ("augment", "model"),
     ("pipeline",),
-    ("inference", "onnx_passes", "onnx_export", "predictor", "metrics", "curves", "calibration", "embedding", "explain"),
+    ("inference", "onnx_passes", "onnx_export", "quantize", "predictor", "metrics", "curves", "calibration", "embedding", "explain"),
     ("bundle",),
     ("checkpoint", "callbacks", "train", "evaluate", "predict", "scoring", "compare"),
 )

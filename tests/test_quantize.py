@@ -1,0 +1,70 @@
+"""Tests of galaxy_core.quantize: the int8 copy, its agreement report, reuse and staleness."""
+
+import os
+
+import numpy as np
+import pytest
+
+from galaxy_core.errors import ModelError
+from galaxy_core.predictor import OnnxPredictor, make_predictor
+from galaxy_core.quantize import (CALIBRATION_IMAGES, agreement, describe, ensure_int8, int8_paths,
+                                  quantize_onnx)
+
+pytest.importorskip("onnxruntime")
+from test_predictor import CountingExport, bundle  # noqa: E402,F401 - the bundle fixture
+
+
+def test_agreement_counts_top1_and_differences():
+    ref = np.array([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4], [0.3, 0.3, 0.4]], np.float32)
+    approx = np.array([[0.6, 0.3, 0.1], [0.1, 0.4, 0.5], [0.3, 0.3, 0.4]], np.float32)
+    got = agreement(ref, approx)
+    assert got["n_images"] == 3 and got["top1_agreement"] == pytest.approx(2 / 3)
+    assert got["max_abs_diff"] == pytest.approx(0.1) and got["mean_abs_diff"] == pytest.approx(0.4 / 9)
+    with pytest.raises(ValueError, match="one shape"):
+        agreement(ref, approx[:2])
+
+
+def test_int8_copy_is_made_once_and_reported(bundle, tmp_path):
+    lines = []
+    fp32 = make_predictor(bundle, cache_dir=tmp_path / "cache", export=CountingExport())
+    int8_path, report_path = int8_paths(fp32.path)
+    assert int8_path.name == "model.int8.onnx" and report_path.name == "model.int8.json"
+    path, report = ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor, log=lines.append)
+    assert path == int8_path and report_path.is_file() and len(lines) == 1
+    # The fixture has 10 test images (<= CALIBRATION_IMAGES): checked on the calibration images, and said so.
+    assert bundle.num_test <= CALIBRATION_IMAGES and report["check_overlaps_calibration"] is True
+    assert report["calibration_images"] == bundle.num_test and report["n_images"] == bundle.num_test
+    x = bundle.read_test_images(list(range(bundle.num_test))).astype(np.float32) / 255
+    again = agreement(fp32.predict(x), OnnxPredictor(path).predict(x))
+    assert again == pytest.approx({k: report[k] for k in again})
+    assert 0 < report["max_abs_diff"] < 0.05  # approximate, but close
+    # Reused while newer than the float32 file; rebuilt when the float32 export is newer.
+    lines.clear()
+    assert ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor, log=lines.append)[1] == report
+    assert lines == []
+    later = path.stat().st_mtime_ns + 10**9
+    os.utime(fp32.path, ns=(later, later))
+    ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor, log=lines.append)
+    assert len(lines) == 1
+    assert not [p for p in bundle.path.iterdir() if p.name.endswith(".tmp") or "augmented" in p.name]
+
+
+def test_make_predictor_int8_says_it_is_approximate(bundle, tmp_path):
+    predictor = make_predictor(bundle, backend="int8", cache_dir=tmp_path / "cache", export=CountingExport())
+    assert predictor.backend == "onnxruntime-int8" and predictor.path.name == "model.int8.onnx"
+    assert predictor.note.startswith("note: int8 model (approximate)") and "\n" not in predictor.note
+    assert "test images (the calibration images" in predictor.note
+    x = bundle.read_test_images([0, 1]).astype(np.float32) / 255
+    assert predictor.predict(x).shape == (2, 10)
+    # An export that cannot be made: a clear error, not a silent fallback (int8 was asked for).
+    failing = CountingExport(fail=True)
+    os.remove(bundle.path / "model.onnx")
+    with pytest.raises(ModelError, match="no int8 model"):
+        make_predictor(bundle, backend="int8", cache_dir=tmp_path / "cache2", export=failing)
+
+
+def test_quantize_needs_calibration_images(tmp_path):
+    with pytest.raises(ModelError, match="K >= 1"):
+        quantize_onnx(tmp_path / "in.onnx", tmp_path / "out.onnx", np.zeros((0, 8, 8, 3), np.float32))
+    assert describe({"top1_agreement": 0.995, "n_images": 200, "max_abs_diff": 0.004}).endswith(
+        "same top class as float32 on 99.5% of 200 test images, max |p_int8 - p_float32| = 4.0e-03")
