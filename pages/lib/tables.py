@@ -156,7 +156,7 @@ def results_table(results: Sequence[Mapping[str, Any]], class_names: Sequence[st
     """The Classify view's table: one row per uploaded file (errors included).
 
     Args:
-        results: `pages.lib.state.classify_uploads` rows (`name`, `probs` float (C,) or None,
+        results: `pages.lib.uploads.classify_uploads` rows (`name`, `probs` float (C,) or None,
             `error`).
 
     Returns:

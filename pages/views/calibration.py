@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from galaxy_core import calibration
 from pages.lib import state, widgets
 from pages.lib.captions import run_label
 from pages.lib.figures import reliability_figure, temperature_figure
@@ -31,8 +32,8 @@ widgets.synthetic_banner_any([run, *runs])
 curves, errors = {}, {}
 for r in runs:
     labels_r, probs_r = r.predictions["labels"], r.predictions["probs"]
-    curves[r.name] = state.reliability(labels_r, probs_r, n_bins)
-    errors[r.name] = state.calibration_error(labels_r, probs_r, n_bins)
+    curves[r.name] = calibration.reliability_bins(labels_r, probs_r, n_bins)
+    errors[r.name] = calibration.expected_calibration_error(labels_r, probs_r, n_bins)
 cols = st.columns(min(4, len(errors)))
 for col, (name, ece) in zip(cols, errors.items()):
     col.metric(f"ECE · {name}", f"{ece:.3f}", help=f"test images, {n_bins} equal-width bins")
@@ -64,9 +65,9 @@ with left:
     st.plotly_chart(temperature_figure(calib), width="stretch", config={"displayModeBar": False})
 with right:
     labels_t, probs_t = run.predictions["labels"], run.predictions["probs"]
-    before_after = {"before": state.reliability(labels_t, probs_t, n_bins),
-                    f"after (T = {temperature:.2f})": state.reliability(
-                        labels_t, state.calibrated(probs_t, temperature), n_bins)}
+    before_after = {"before": calibration.reliability_bins(labels_t, probs_t, n_bins),
+                    f"after (T = {temperature:.2f})": calibration.reliability_bins(
+                        labels_t, calibration.apply_temperature(probs_t, temperature), n_bins)}
     st.plotly_chart(reliability_figure(before_after), width="stretch", config={"displayModeBar": False},
                     key="cal_before_after")
 st.caption("Left: from metrics.json (fitted on validation, checked on test). Right: the test "

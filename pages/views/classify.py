@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages.lib import state, widgets
+from galaxy_core import calibration
+from pages.lib import state, uploads, widgets
 from pages.lib.captions import classify_caption, describe_error
 from pages.lib.figures import confusion_figure, topk_figure
 from pages.lib.tables import per_class_table, results_table
@@ -17,10 +18,10 @@ cfg = run.config
 class_names = list(cfg.class_names)
 
 st.title("Classify your images")
-st.caption(classify_caption(cfg.image_size, state.UPLOAD_TYPES, state.MAX_UPLOAD_PIXELS))
+st.caption(classify_caption(cfg.image_size, uploads.UPLOAD_TYPES, uploads.MAX_UPLOAD_PIXELS))
 widgets.synthetic_banner(run)
 
-uploads = st.file_uploader("Galaxy images", type=list(state.UPLOAD_TYPES), accept_multiple_files=True,
+uploaded = st.file_uploader("Galaxy images", type=list(uploads.UPLOAD_TYPES), accept_multiple_files=True,
                            key="cls_upload")
 labels_file = st.file_uploader(
     "Labels CSV (optional): score the run on your labelled images", type=["csv"], key="cls_labels",
@@ -41,20 +42,20 @@ calibrate = opt3.checkbox(
                                     "its metrics.json).")
 calibrate = bool(calibrate and temperature is not None)
 
-if not uploads:
+if not uploaded:
     st.info("Upload one or more images to classify them. Tip: centred galaxy cutouts like Galaxy10's "
             "(256x256 px, about 0.26 arcsec per pixel) work best.", icon=":material/upload_file:")
     st.stop()
 
 widgets.require_model()  # an unloadable model: its reason, then stop
-files = tuple((u.name, u.getvalue()) for u in uploads)
+files = tuple((u.name, u.getvalue()) for u in uploaded)
 engine = state.current_predictor()
 with st.spinner(f"Classifying {len(files)} image(s)..."):
-    results = state.classify_uploads(files, tta)
+    results = uploads.classify_uploads(files, tta)
 st.caption(f"Classified with {'ONNX Runtime' if engine.backend == 'onnxruntime' else 'Keras'}"
            + (f" ({engine.note.removeprefix('note: ')})" if engine.note else "") + ".")
 if calibrate:  # a copy per file: the cached results stay as computed
-    results = [dict(r, probs=state.calibrated(r["probs"], temperature)) if r["probs"] is not None else r
+    results = [dict(r, probs=calibration.apply_temperature(r["probs"], temperature)) if r["probs"] is not None else r
                for r in results]
 
 table = results_table(results, class_names, k=min(3, len(class_names)))
@@ -77,7 +78,7 @@ for i, r in enumerate(good[:MAX_SHOWN]):
             if st.toggle("Grad-CAM overlay", key=f"cls_cam_{i}_{r['name']}",
                          help="Where the last convolutional layer looked for the predicted class."):
                 with st.spinner("Grad-CAM..."):
-                    cam = state.gradcam_overlay(r["input"], pred)
+                    cam = uploads.gradcam_overlay(r["input"], pred)
                 st.image(cam, caption=f"Grad-CAM: {class_names[pred]}", width="stretch")
             else:
                 st.caption("Switch on to see where the model looked.")
@@ -89,7 +90,7 @@ if len(good) > MAX_SHOWN:
 if labels_file is not None:
     st.subheader("Score on your labelled images")
     try:
-        score = state.score_uploads(results, labels_file.getvalue(), class_names)
+        score = uploads.score_uploads(results, labels_file.getvalue(), class_names)
     except ValueError as err:  # scoring.LabelsError: the message names the row and the fix
         st.error(f"The labels CSV cannot be used: {describe_error(err)}", icon=":material/error:")
         score = None

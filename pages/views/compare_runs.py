@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from galaxy_core.compare import MAX_RUNS, MIN_RUNS
-from pages.lib import state, widgets
+from pages.lib import compare, state, widgets
 from pages.lib.captions import describe_error, run_label, run_names, sky_links
 from pages.lib.figures import confusion_difference_figure, overlaid_curves_figure, per_class_f1_figure
 from pages.lib.tables import compare_table
@@ -35,7 +35,7 @@ if len(chosen) < MIN_RUNS:
     st.info(f"Pick at least {MIN_RUNS} runs.", icon=":material/info:")
     st.stop()
 try:
-    rows = state.compare_runs(chosen)
+    rows = compare.compare_runs(chosen)
 except Exception as err:  # noqa: BLE001 - CompareError says which runs differ and how to fix it
     st.error(f"These runs cannot be compared: {describe_error(err)}", icon=":material/block:")
     st.stop()
@@ -77,14 +77,14 @@ tta = c3.toggle("Test-time augmentation", key="cmp_tta", disabled=not both_tta,
 tta = bool(tta and both_tta)
 path_a, path_b = by_name[name_a], by_name[name_b]
 
-diff = state.confusion_difference(path_a, path_b, tta=tta)
+diff = compare.confusion_difference(path_a, path_b, tta=tta)
 st.markdown(f"**Confusion difference**: row shares of **{name_a}** minus those of **{name_b}**. "
             "Blue: A has the larger share (on the diagonal: A recalls the class better; off it: A "
             "makes that mistake more often); red: B has. Each row sums to 0.")
 st.plotly_chart(confusion_difference_figure(diff, class_names, name_a, name_b), width="stretch",
                 config={"displayModeBar": False})
 
-a_only, b_only = state.disagreements(path_a, path_b, tta=tta)
+a_only, b_only = compare.disagreements(path_a, path_b, tta=tta)
 run_a, run_b = state.load_runs([path_a, path_b])
 key = "probs_tta" if tta else "probs"
 pred_a, pred_b = run_a.predictions[key].argmax(axis=1), run_b.predictions[key].argmax(axis=1)

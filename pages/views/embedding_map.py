@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages.lib import state, widgets
+from pages.lib import embedding, state, uploads, widgets
 from pages.lib.captions import describe_error, sky_links
 from pages.lib.figures import embedding_figure, selected_rows
 
@@ -21,7 +21,7 @@ preds = run.predictions["probs"].argmax(axis=1)
 st.title("Embedding map")
 widgets.synthetic_banner(run)
 
-found = state.current_embedding()
+found = embedding.current_embedding()
 if found is None:
     st.info("This run's bundle keeps no penultimate-layer features (it was evaluated before they "
             "were stored). Compute them now with the run's model: one pass over its "
@@ -36,7 +36,7 @@ if found is None:
 
         try:
             with st.spinner("Computing (the 2-D map takes a while after the features)..."):
-                state.compute_embedding(report)
+                embedding.compute_embedding(report)
         except Exception as err:  # noqa: BLE001 - say what went wrong, no traceback
             st.error(f"Cannot compute the embedding: {describe_error(err)}")
             st.stop()
@@ -94,12 +94,12 @@ if source == "a test image":
     query_image = state.current_test_images([row])[0]
     query_caption = f"#{row}: {class_names[labels[row]]}"
 else:
-    upload = q2.file_uploader("Galaxy image", type=list(state.UPLOAD_TYPES), key="emb_upload")
+    upload = q2.file_uploader("Galaxy image", type=list(uploads.UPLOAD_TYPES), key="emb_upload")
     if upload is not None:
         widgets.require_model()
         try:
             with st.spinner("Features of the upload..."):
-                query_image, query = state.upload_features(upload.getvalue())
+                query_image, query = embedding.upload_features(upload.getvalue())
             query_caption = f"{upload.name} (preprocessed)"
         except Exception as err:  # noqa: BLE001 - an unreadable upload gets a message
             st.error(f"Cannot read {upload.name}: {describe_error(err)}")
@@ -107,7 +107,7 @@ else:
         st.info("Upload a JPEG or PNG galaxy image.", icon=":material/upload_file:")
 
 if query is not None:
-    near, dist = state.look_alikes(features, query, k, exclude)
+    near, dist = embedding.look_alikes(features, query, k, exclude)
     left, right = st.columns([1, 5], gap="medium")
     left.image(query_image, caption=query_caption, width="stretch")
     with right:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.lib import state, widgets
+from pages.lib import explanations, state, widgets
 from pages.lib.captions import sky_links
 from pages.lib.saliency import METHODS, map_caption, most_faithful, render_map
 from pages.lib.tables import error_pairs, error_table
@@ -34,7 +34,7 @@ errors = error_table(labels, probs, class_names)
 if errors.empty:
     st.success("The model classifies every test image of this run correctly: nothing to explain.")
     st.stop()
-stored = state.current_explanations()
+stored = explanations.current_explanations()
 if stored is not None:  # which errors have their maps in explanations.h5
     errors["precomputed"] = [int(r) in stored["positions"] for r in errors.index]
 
@@ -80,16 +80,16 @@ with st.container(border=True):
                 f"{probs[row, true_label]:.0%}"
                 + "".join(f" · {link}" for link in (sky_links(run.sky, [row], synthetic=run.is_synthetic) or []) if link))
     image = state.current_test_images([row])[0]
-    result = state.stored_explanation(row, target_key)
+    result = explanations.stored_explanation(row, target_key)
     st.caption(("Maps from `explanations.h5`." if result else "Maps computed now (not in "
-                f"`explanations.h5`; faithfulness with {state.FAITHFULNESS_STEPS} steps).")
+                f"`explanations.h5`; faithfulness with {explanations.FAITHFULNESS_STEPS} steps).")
                + f" Explaining **{class_names[class_index]}**.")
     mode = st.segmented_control("Show maps", ["overlay", "heatmap"], default="overlay",
                                 key="err_mode") or "overlay"
     if result is None:
         widgets.require_model()  # an unloadable model: its reason, then stop
         with st.spinner("Computing saliency, SmoothGrad, Grad-CAM and Grad-CAM++..."):
-            result = {"maps": state.computed_maps(row, class_index), "scores": None}
+            result = {"maps": explanations.computed_maps(row, class_index), "scores": None}
     cols = st.columns(5)
     cols[0].image(image, width="stretch")
     cols[0].markdown("**original**  \n:gray[the model's input]")
@@ -100,9 +100,9 @@ with st.container(border=True):
         captions[method].markdown(map_caption(method, None if result["scores"] is None
                                               else result["scores"][method]))
     if result["scores"] is None:  # maps first, faithfulness next (many forward passes)
-        with st.spinner(f"Scoring faithfulness ({2 * (state.FAITHFULNESS_STEPS + 1)} forward passes "
+        with st.spinner(f"Scoring faithfulness ({2 * (explanations.FAITHFULNESS_STEPS + 1)} forward passes "
                         "per map)..."):
-            scores = state.computed_scores(row, class_index)
+            scores = explanations.computed_scores(row, class_index)
         for method in METHODS:
             captions[method].markdown(map_caption(method, scores[method]))
         result["scores"] = scores

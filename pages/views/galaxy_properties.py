@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from galaxy_core import properties
 from pages.lib import state, widgets
 from pages.lib.captions import sky_links
 from pages.lib.figures import accuracy_by_bins_figure, selected_rows, sky_map_figure
@@ -38,7 +39,7 @@ if not known.any():
     st.info("No test galaxy has a known redshift.", icon=":material/info:")
 else:
     n_bins = st.slider("Bins (equal numbers of galaxies)", 2, 12, 6, key="prop_bins")
-    edges, accuracy, counts = state.accuracy_by_bins(redshift, correct, n_bins)
+    edges, accuracy, counts = properties.accuracy_by_bins(redshift, correct, n_bins)
     st.plotly_chart(accuracy_by_bins_figure(edges, accuracy, counts, "redshift",
                                             overall=float(correct[known].mean())),
                     width="stretch", config={"displayModeBar": False})

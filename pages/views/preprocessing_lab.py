@@ -9,7 +9,7 @@ import streamlit as st
 
 from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES, PREPROCESS_FIELDS
 from galaxy_core.preprocess import preprocess_stages
-from pages.lib import state, widgets
+from pages.lib import state, uploads, widgets
 from pages.lib.figures import histogram_figure
 from pages.lib.lab import (WIDGET_KEYS, kernel_sizes, preprocess_params, preprocess_thumbnails,
                            slider_range, train_command)
@@ -72,10 +72,10 @@ with controls:
         else:
             st.info(f"The run's test split has no {class_names[label]} image.")
     else:
-        upload = st.file_uploader("Upload a JPEG or PNG", type=list(state.UPLOAD_TYPES), key="lab_upload")
+        upload = st.file_uploader("Upload a JPEG or PNG", type=list(uploads.UPLOAD_TYPES), key="lab_upload")
         if upload is not None:
             try:
-                image = state.read_upload(upload.getvalue())
+                image = uploads.read_upload(upload.getvalue())
                 caption = upload.name
             except Exception as err:  # noqa: BLE001 - any undecodable upload gets a message
                 st.error(f"Cannot read {upload.name}: {err}")

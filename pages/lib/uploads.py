@@ -1,0 +1,72 @@
+"""Uploads on the Classify page: decode, preprocess once, classify (cached), score, Grad-CAM."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from galaxy_core import decode, explain, inference, preprocess, scoring
+from pages.lib.captions import describe_error
+from pages.lib.state import current_run_path, load_model, load_predictor, load_run, stamp
+
+# What an upload may be: the core's one decoder decides (formats judged by content, pixel cap).
+UPLOAD_TYPES: tuple[str, ...] = decode.ACCEPTED_EXTENSIONS
+MAX_UPLOAD_PIXELS: int = decode.MAX_IMAGE_PIXELS
+
+
+def read_upload(data: bytes) -> np.ndarray:
+    """Decode the bytes of an uploaded image file: uint8 `(H, W, 3)` RGB (`decode.read_image`)."""
+    return decode.read_image(data)
+
+
+def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
+    """Classify uploaded files with the chosen run's model (cached per run, files and TTA).
+
+    Returns:
+        One dict per file, in order: `name`, `error` (message or None), `input` (uint8 (S, S, 3)
+        preprocessed image the model saw, or None), `probs` (float32 (C,) or None).
+    """
+    path = current_run_path()
+    return _classify(path, stamp(path), files, bool(tta))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
+    run, model = load_run(path, path_stamp), load_predictor(path, path_stamp)
+    results = []
+    for name, data in files:
+        try:
+            # Preprocessed once: what the model sees is both shown and classified.
+            model_input = preprocess.preprocess_image(read_upload(data), run.config)
+            results.append({"name": name, "error": None, "input": model_input, "probs": None})
+        except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
+            results.append({"name": name, "error": describe_error(err), "input": None, "probs": None})
+    good = [r for r in results if r["error"] is None]
+    if good:
+        probs = inference.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
+        for r, p in zip(good, probs):
+            r["probs"] = p
+    return results
+
+
+def score_uploads(results: list[dict], labels_csv: bytes, class_names) -> dict:
+    """The score of classified uploads against a labels CSV (`galaxy_core.scoring`'s SCORE dict).
+
+    Raises:
+        scoring.LabelsError: the CSV cannot be read (the message names the row and the fix).
+    """
+    labels = scoring.read_labels(labels_csv, class_names)
+    rows = [{"file": r["name"], "probs": r["probs"], "error": r["error"]} for r in results]
+    return scoring.score_rows(rows, labels, class_names)
+
+
+def gradcam_overlay(image: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM of `class_index` over a preprocessed `uint8 (S, S, 3)` image, blended on it."""
+    path = current_run_path()
+    return _gradcam_overlay(path, stamp(path), image, int(class_index))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _gradcam_overlay(path: str, path_stamp: str, image: np.ndarray, class_index: int) -> np.ndarray:
+    heat = explain.gradcam_map(load_model(path, path_stamp), image[None], np.array([class_index]))
+    return explain.overlay(image, heat[0])
