@@ -16,9 +16,9 @@ predictors of `galaxy_core.predictor`:
 Also, in the same run:
 - `--extra-onnx LABEL=PATH` (repeatable): more ONNX files timed the same way, e.g. an export made
   before `galaxy_core.onnx_passes` (the rehearsal bundle's first model.onnx);
-- `--int8`: an int8 copy (ONNX Runtime static QDQ quantization, per-channel weights, calibrated on
-  the batch) timed the same way, with its disagreement with Keras: a measurement of what int8
-  would buy, not a product path (it breaks the 1e-4 agreement);
+- `--int8`: an int8 copy (`galaxy_core.quantize.quantize_onnx`: static QDQ, per-channel weights,
+  calibrated here on 8 images of the batch) timed the same way, with its disagreement with Keras
+  (the opt-in `--backend int8`; it does not keep the 1e-4 agreement);
 - the compute floor: the model's multiply-adds (Conv2D + Dense layers, counted from the Keras
   model) at the float32 matrix-multiply rate numpy reaches on this machine.
 
@@ -103,22 +103,6 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def quantize_int8(onnx_path: Path, out: Path, calibration) -> Path:
-    """Static QDQ int8 copy of an ONNX model (per-channel int8 weights, uint8 activations)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"image": calibration[i:i + 1]} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="DenseNet201")
@@ -144,6 +128,7 @@ def main(argv=None) -> int:
     from galaxy_core.inference import to_model_input as rescale
     from galaxy_core.predictor import KerasPredictor, OnnxPredictor, default_threads
     from galaxy_core.preprocess import preprocess_batch, preprocess_image
+    from galaxy_core.quantize import quantize_onnx
     from galaxy_core.synthetic import generate_images
 
     cfg = Config(backbone=args.backbone, image_size=args.size, head=args.head, weights="none")
@@ -182,7 +167,7 @@ def main(argv=None) -> int:
         predictors.append((f"ort:{label}", OnnxPredictor(path)))
     if args.int8:
         start = time.perf_counter()
-        int8_path = quantize_int8(onnx_path, work / "model.int8.onnx", batch[:8])
+        int8_path = quantize_onnx(onnx_path, work / "model.int8.onnx", batch[:8])
         print(f"int8 quantization: {time.perf_counter() - start:.1f} s")
         predictors.append(("ort:int8", OnnxPredictor(int8_path)))
     predictors.append(("keras", keras_pred))
