@@ -188,7 +188,6 @@ def main(argv=None) -> int:
     keras_probs = keras_pred.predict(batch[:8])
     diffs = {name: float(np.abs(p.predict(batch[:8]) - keras_probs).max())
              for name, p in predictors if name != "keras"}
-    diff = diffs["onnxruntime"]
     macs = model_macs(keras_model)
     gflops = sgemm_gflops()
 
