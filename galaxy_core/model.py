@@ -326,13 +326,15 @@ def last_conv_layer_name(model: keras.Model) -> str:
 
 
 def load_model(path: str | Path, compile: bool = True) -> keras.Model:
-    """Load a `.keras` model saved by this project, in safe mode.
+    """Load a model saved by this project, in safe mode: a `.keras` file, or an unzipped model
+    folder (`model.save(path, zipped=False)`: config.json + model.weights.h5, as training
+    checkpoints are).
 
     Raises:
         ModelError: missing or unreadable file.
     """
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or (path / "config.json").is_file()):
         raise ModelError(f"Model file {str(path)!r} not found.")
     try:
         return keras.saving.load_model(path, custom_objects=custom_objects(), compile=compile,

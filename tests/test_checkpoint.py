@@ -17,6 +17,7 @@ import pytest
 from galaxy_core import checkpoint
 from galaxy_core.checkpoint import RunLock, clean_leftovers, lock_path_for, not_a_bundle, work_dir_for
 from galaxy_core.errors import TrainingError
+from galaxy_core.model import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,21 +176,39 @@ def test_save_checkpoint_names_its_files_and_drops_older_ones(tmp_path):
     stopper = SimpleNamespace(improved=True, best=0.5, best_epoch=0, wait=0, best_weights=None)
     history = {"epoch": [1], "val_accuracy": [0.5]}
     checkpoint.save_checkpoint(tmp_path, model, stopper, history, 1, policy="float32")
-    (tmp_path / "checkpoint-0002.keras").write_bytes(b"half written by a killed run")
+    (tmp_path / "checkpoint-0002").mkdir()  # half written by a killed run
+    (tmp_path / "checkpoint-0002" / "model.weights.h5").write_bytes(b"half")
+    (tmp_path / "checkpoint-0000.keras").write_bytes(b"an older version's zipped checkpoint")
     stopper.improved, stopper.wait = False, 1
     history = {"epoch": [1, 2], "val_accuracy": [0.5, float("nan")]}
     checkpoint.save_checkpoint(tmp_path, model, stopper, history, 2, policy="float32")
     state = checkpoint.read_state(tmp_path)
-    assert state["checkpoint"] == "checkpoint-0002.keras" and state["best_weights"] == "best_weights-0001.npz"
+    assert state["checkpoint"] == "checkpoint-0002" and state["best_weights"] == "best_weights-0001.npz"
     assert state["epochs_done"] == 2 and state["wait"] == 1 and state["policy"] == "float32"
     assert np.isnan(state["history"]["val_accuracy"][1])
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "best_weights-0001.npz", "checkpoint-0002.keras", "state.json"]
-    loaded = keras.saving.load_model(tmp_path / state["checkpoint"], compile=False)  # the half file was replaced
+        "best_weights-0001.npz", "checkpoint-0002", "state.json"]
+    # An unzipped model folder (no temporary copy while saving); the half-written one was replaced.
+    assert sorted(p.name for p in (tmp_path / "checkpoint-0002").iterdir()) == [
+        "assets", "config.json", "metadata.json", "model.weights.h5"]
+    loaded = load_model(tmp_path / state["checkpoint"], compile=False)
     assert len(loaded.get_weights()) == 2
     best = checkpoint.load_best_weights(tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(best, model.get_weights()))
     json.loads((tmp_path / "state.json").read_text())
+
+
+def test_a_zipped_checkpoint_of_an_older_version_still_resumes(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.save(tmp_path / "checkpoint-0003.keras")  # what state.json named before the folders
+    path = checkpoint.checkpoint_path(tmp_path, {"checkpoint": "checkpoint-0003.keras"})
+    loaded = load_model(path, compile=True)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights()))
+    stopper = SimpleNamespace(improved=True, best=0.5, best_epoch=3, wait=0, best_weights=None)
+    model.stop_training = False
+    checkpoint.save_checkpoint(tmp_path, loaded, stopper, {"epoch": [1, 2, 3, 4]}, 4, policy="float32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_weights-0004.npz", "checkpoint-0004", "state.json"]
 
 
 def test_resume_guard_reports_changed_fields_only(tmp_path):

@@ -101,7 +101,7 @@ def resumed_run(tmp_path_factory):
     work = work_dir_for(out)
     interrupted = json.loads((work / "state.json").read_text())
     assert not out.exists()
-    assert interrupted["checkpoint"] == "checkpoint-0001.keras" and (work / interrupted["checkpoint"]).exists()
+    assert interrupted["checkpoint"] == "checkpoint-0001" and (work / interrupted["checkpoint"]).exists()
     assert (work / interrupted["best_weights"]).exists()
     with pytest.raises(TrainingError, match="--resume"):
         train_run(CFG, data, out, cache_dir=tmp / "cache")  # work folder in the way
