@@ -64,16 +64,18 @@ class BestWeightsEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class WorkCheckpoint(keras.callbacks.Callback):
-    """After every epoch: history row, model + optimizer, best weights and state into the work folder.
+    """After every epoch the history row; every `every` epochs (and at the last one, early stop
+    included) model + optimizer, best weights and state into the work folder.
 
     Must come after `BestWeightsEarlyStopping` in the callback list (it reads its updated state).
     """
 
     def __init__(self, work: Path, stopper: BestWeightsEarlyStopping, history: dict[str, list],
-                 n_train: int, total_epochs: int, log: Callable[[str], None] | None = print):
+                 n_train: int, total_epochs: int, log: Callable[[str], None] | None = print,
+                 every: int = 1):
         super().__init__()
         self.work, self.stopper, self.history = work, stopper, history
-        self.n_train, self.total_epochs, self.log = n_train, total_epochs, log
+        self.n_train, self.total_epochs, self.log, self.every = n_train, total_epochs, log, max(1, int(every))
         self._epoch_start = self._val_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -95,8 +97,10 @@ class WorkCheckpoint(keras.callbacks.Callback):
             self.history.setdefault(key, [float("nan")] * done)
         for key, values in self.history.items():
             values.append(epoch + 1 if key == "epoch" else row.get(key, float("nan")))
-        save_checkpoint(self.work, self.model, self.stopper, self.history, epoch + 1,
-                        policy=keras.mixed_precision.global_policy().name)
+        epochs_done = epoch + 1
+        if epochs_done % self.every == 0 or epochs_done >= self.total_epochs or self.model.stop_training:
+            save_checkpoint(self.work, self.model, self.stopper, self.history, epochs_done,
+                            policy=keras.mixed_precision.global_policy().name)
         if self.log is not None:
             self.log(epoch_summary(epoch + 1, self.total_epochs, row, self.stopper))
 

@@ -126,6 +126,10 @@ class Config:
     strategy: str = field(
         default="default", metadata={"help": "distribution strategy", "choices": STRATEGIES}
     )
+    checkpoint_every: int = field(
+        default=1, metadata={"help": "write the resumable checkpoint every N epochs and at the last one "
+                                     "(an interruption loses at most N-1 epochs)"}
+    )
     # Bounds for rehearsals and smoke runs (0 = no bound, the recipe).
     steps_per_epoch: int = field(
         default=0, metadata={"help": "training batches per epoch (0 = the whole training split)"}
@@ -226,6 +230,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.head in HEADS, "head", f"must be one of {HEADS}"),
         (cfg.dense_units >= 1, "dense_units", "must be >= 1"),
         (cfg.steps_per_epoch >= 0, "steps_per_epoch", "must be >= 0 (0 = whole training split)"),
+        (cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1 (1 = after every epoch)"),
         (cfg.max_eval_images >= 0, "max_eval_images", "must be >= 0 (0 = all images)"),
         (0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)"),
         (0 <= cfg.rotation_factor <= 0.5, "rotation_factor", "must be in [0, 0.5]"),

@@ -301,7 +301,8 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
         stopper.restore_state(state["best"], state["best_epoch"], state["wait"],
                               checkpoint.load_best_weights(work.folder))
     n_train = min(data.sizes["train"], cfg.steps_per_epoch * cfg.batch_size or data.sizes["train"])
-    saver = WorkCheckpoint(work.folder, stopper, history, n_train, cfg.epochs, log=log)
+    saver = WorkCheckpoint(work.folder, stopper, history, n_train, cfg.epochs, log=log,
+                           every=cfg.checkpoint_every)
     started = time.perf_counter()
     if state is not None and (state["stopped"] or initial_epoch >= cfg.epochs):
         best_weights = checkpoint.load_best_weights(work.folder)

@@ -87,3 +87,47 @@ def test_epoch_summary_line():
     assert epoch_summary(3, 8, row, stopper) == (
         "Epoch 3/8: loss 0.5213 - acc 0.8100 - val_loss 0.6012 - val_acc 0.7800 - 12.3 s "
         "(1,234 train images/s); best val_acc 0.7500 at epoch 2")
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint frequency
+# --------------------------------------------------------------------------------------------
+class RecordSaves(keras.callbacks.Callback):
+    """Notes, after WorkCheckpoint ran, which epoch state.json names."""
+
+    def __init__(self, work):
+        super().__init__()
+        self.work, self.named = work, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        from galaxy_core.checkpoint import read_state
+
+        state = read_state(self.work)
+        self.named.append(None if state is None else state["epochs_done"])
+
+
+def test_checkpoint_every_n_epochs_and_at_the_end(tmp_path):
+    from galaxy_core.callbacks import WorkCheckpoint
+
+    def run(values, patience, every, folder):
+        folder.mkdir()
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+        stopper, history = BestWeightsEarlyStopping(patience), {"epoch": []}
+        saver = WorkCheckpoint(folder, stopper, history, n_train=16, total_epochs=len(values), log=None,
+                               every=every)
+        record = RecordSaves(folder)
+        model.fit(x, x.sum(1, keepdims=True), epochs=len(values), batch_size=4, verbose=0,
+                  callbacks=[ScriptedAccuracy(values), stopper, saver, record])
+        return record.named, history
+
+    # 5 epochs, every 2: saved after epochs 2 and 4, and the last (5); history keeps every epoch.
+    named, history = run([0.1, 0.2, 0.3, 0.4, 0.5], patience=10, every=2, folder=tmp_path / "a")
+    assert named == [None, 2, 2, 4, 5] and history["epoch"] == [1, 2, 3, 4, 5]
+    # Early stopping after epoch 3 (patience 2, best at 1) is a last epoch too: saved there.
+    named, _ = run([0.5, 0.1, 0.1, 0.1, 0.1], patience=2, every=5, folder=tmp_path / "b")
+    assert named == [None, None, 3]
+    # every=1 (the default): after every epoch.
+    named, _ = run([0.1, 0.2, 0.3], patience=10, every=1, folder=tmp_path / "c")
+    assert named == [1, 2, 3]
