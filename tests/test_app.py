@@ -234,7 +234,7 @@ def test_preprocessing_lab_follows_the_sliders(app_with_run):
     assert not at.exception
     cropped = [i.value[0] for i in at.image[:4]]
     assert cropped[0] == before[0] and cropped[1] != before[1]
-    assert re.fullmatch(r"galaxy crop: \d+ x \d+ of 64 x 64 px", at.image[1].captions[0])
+    assert re.fullmatch(r"galaxy crop: \d+ x \d+ of 256 x 256 px", at.image[1].captions[0])
     (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
     assert "--crop-scale 3.0" in command
     at.radio(key="lab_source").set_value("Test image of the run").run()

@@ -20,6 +20,10 @@ from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS, Config
 from galaxy_core.crop import galaxy_box
 from galaxy_core.preprocess import preprocess_image, to_rgb_uint8
 
+# Side of the lab's generated (synthetic) samples: a real Galaxy10 cutout's 256 px (the demo renders its
+# training images at this size too), so the galaxy crop cuts a full-resolution image, as on real ones.
+SAMPLE_SIZE = 256
+
 # Session-state key of each field's widget: one per PREPROCESS_FIELDS entry, in its order
 # (tests/test_pages_lab.py checks that they agree).
 WIDGET_KEYS: dict[str, str] = {

@@ -11,7 +11,7 @@ from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES, PREPROCESS_FIELDS
 from galaxy_core.preprocess import preprocess_stages
 from pages.lib import state, widgets
 from pages.lib.figures import histogram_figure
-from pages.lib.lab import (WIDGET_KEYS, crop_caption, kernel_sizes, preprocess_params,
+from pages.lib.lab import (SAMPLE_SIZE, WIDGET_KEYS, crop_caption, kernel_sizes, preprocess_params,
                            preprocess_thumbnails, slider_range, train_command)
 
 run = state.current_run()
@@ -48,7 +48,7 @@ with controls:
         label = st.selectbox("Class", range(len(class_names)), format_func=lambda i: class_names[i],
                              key="lab_class")
         seed = st.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="lab_seed")
-        image = state.synthetic_sample(label, size, seed)
+        image = state.synthetic_sample(label, max(size, SAMPLE_SIZE), seed)
         caption = f"synthetic {class_names[label]} (seed {seed})"
     elif source == "Test image of the run":
         labels = run.predictions["labels"]
@@ -133,7 +133,7 @@ with view:
     else:
         st.markdown("**One generated (synthetic) galaxy per class**, preprocessed with these parameters")
         present = list(range(len(class_names)))
-        samples = [state.synthetic_sample(c, size, 0) for c in present]
+        samples = [state.synthetic_sample(c, max(size, SAMPLE_SIZE), 0) for c in present]
     thumbs = preprocess_thumbnails(samples, cfg, 160)
     widgets.show_images(thumbs, [class_names[c] for c in present], columns=5)
 
