@@ -24,7 +24,7 @@ real cutouts and uploads.
 
 Example:
     >>> img = np.zeros((256, 256, 3), np.uint8)
-    >>> _ = cv2.circle(img, (128, 128), 20, (200, 200, 200), -1)   # a 20 px disk in a 256 px frame
+    >>> _ = cv2.circle(img, (128, 128), 20, (200, 200, 200), -1)   # a disk of radius 20 px, 256 px frame
     >>> galaxy_box(img, scale=3.0, min_fraction=0.1)                # (x0, y0, side)
     (93, 93, 69)
     >>> crop_to_galaxy(img, 3.0, 0.1).shape
@@ -43,7 +43,7 @@ from galaxy_core.errors import PreprocessError
 
 # A pixel belongs to an object when its blurred luminance is this many robust sigmas above the sky.
 THRESHOLD_SIGMA = 3.0
-# The sky noise estimate never goes below this many grey levels (flat or synthetic skies have MAD 0).
+# The sky noise estimate never goes below this many grey levels (flat or noiseless skies have MAD 0).
 MIN_NOISE_LEVELS = 0.5
 # Smallest object, in pixels of a 256 x 256 image (scaled with the image's area, at least 3 px):
 # smaller components above the threshold are sky-noise peaks.
