@@ -32,16 +32,18 @@ from galaxy_core.errors import GalaxyError
 from galaxy_core.io import default_data_dir, default_runs_dir
 
 EXIT_ERROR = 2
-# The offline demo: synthetic images (generator version 3, domain-randomised), a small CNN, a few
-# epochs, random flips on top of the recipe's rotation/zoom/contrast (3 min 01 s measured end to end
-# on 2 quiet CPU cores with generator version 2; see BENCHMARKS.md, "Real images", for each setting's
-# effect on real galaxies).
+# The offline demo: synthetic images (generator version 3, domain-randomised) rendered at 256 px like
+# real cutouts, a galaxy-centred crop of 2 radii of the central object before the resize to 64 px,
+# a small CNN, a few epochs, random flips on top of the recipe's rotation/zoom/contrast (see
+# BENCHMARKS.md, "Real images", for each setting's effect on real galaxies and the build time).
 DEMO_IMAGES = 2500
-# Side the demo's synthetic images are rendered at (0 = the model's image_size). A galaxy-centred crop
-# (crop_scale > 0) cuts a part of the frame, so rendering larger keeps the crop from being upsampled.
-DEMO_RENDER_SIZE = 0
+# Side the demo's synthetic images are rendered at (0 = the model's image_size). The galaxy crop cuts
+# a part of the frame, so the images are rendered at the real cutouts' 256 px and the crop is shrunk,
+# never enlarged (crop_min_fraction 0.25 of 256 = 64 px); without the crop a 256 px render hurt.
+DEMO_RENDER_SIZE = 256
 DEMO_OVERRIDES = dict(backbone="SmallCNN", weights="none", image_size=64, head="gap", dense_units=128,
-                      epochs=8, batch_size=64, patience=8, learning_rate=1e-3, flips=True)
+                      epochs=8, batch_size=64, patience=8, learning_rate=1e-3, flips=True,
+                      crop_scale=2.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"number of SYNTHETIC images the demo generates (default {DEMO_IMAGES})")
     parser.add_argument("--demo-render-size", type=int, default=DEMO_RENDER_SIZE, metavar="PX",
                         help="side the demo's SYNTHETIC images are rendered at before preprocessing "
-                             f"(default {DEMO_RENDER_SIZE}: the model's --image-size)")
+                             f"(default {DEMO_RENDER_SIZE}; 0 = the model's --image-size)")
     add_config_arguments(parser)
     return parser
 
