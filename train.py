@@ -32,13 +32,18 @@ from galaxy_core.errors import GalaxyError
 from galaxy_core.io import default_data_dir, default_runs_dir
 
 EXIT_ERROR = 2
-# The offline demo: synthetic images (generator version 3, domain-randomised), a small CNN, a few
-# epochs, random flips on top of the recipe's rotation/zoom/contrast (3 min 01 s measured end to end
-# on 2 quiet CPU cores with generator version 2; see BENCHMARKS.md, "Real images", for each setting's
-# effect on real galaxies).
+# The offline demo: synthetic images (generator version 3, domain-randomised) rendered at 256 px like
+# real cutouts, a galaxy-centred crop of 2 radii of the central object before the resize to 64 px,
+# a small CNN, a few epochs, random flips on top of the recipe's rotation/zoom/contrast (see
+# BENCHMARKS.md, "Real images", for each setting's effect on real galaxies and the build time).
 DEMO_IMAGES = 2500
+# Side the demo's synthetic images are rendered at (0 = the model's image_size). The galaxy crop cuts
+# a part of the frame, so the images are rendered at the real cutouts' 256 px and the crop is shrunk,
+# never enlarged (crop_min_fraction 0.25 of 256 = 64 px); without the crop a 256 px render hurt.
+DEMO_RENDER_SIZE = 256
 DEMO_OVERRIDES = dict(backbone="SmallCNN", weights="none", image_size=64, head="gap", dense_units=128,
-                      epochs=8, batch_size=64, patience=8, learning_rate=1e-3, flips=True)
+                      epochs=8, batch_size=64, patience=8, learning_rate=1e-3, flips=True,
+                      crop_scale=2.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "folder that is not a run bundle is never replaced)")
     parser.add_argument("--demo-images", type=int, default=DEMO_IMAGES, metavar="N",
                         help=f"number of SYNTHETIC images the demo generates (default {DEMO_IMAGES})")
+    parser.add_argument("--demo-render-size", type=int, default=DEMO_RENDER_SIZE, metavar="PX",
+                        help="side the demo's SYNTHETIC images are rendered at before preprocessing "
+                             f"(default {DEMO_RENDER_SIZE}; 0 = the model's --image-size)")
     add_config_arguments(parser)
     return parser
 
@@ -108,12 +116,13 @@ def run_demo(args: argparse.Namespace) -> int:
         name: value for name, value in DEMO_OVERRIDES.items() if getattr(args, name, None) is None})
     data_dir = default_data_dir()
     n_images = args.demo_images
-    data_path = args.data or data_dir / (f"synthetic-demo-{n_images}-{cfg.image_size}-seed{cfg.seed}"
+    render_size = args.demo_render_size or cfg.image_size
+    data_path = args.data or data_dir / (f"synthetic-demo-{n_images}-{render_size}-seed{cfg.seed}"
                                          f"-v{GENERATOR_VERSION}.h5")
     if not data_path.exists():
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"generating {n_images} SYNTHETIC Galaxy10-format images into {data_path}")
-        write_synthetic_dataset(data_path, n_images, size=cfg.image_size, seed=cfg.seed)
+        print(f"generating {n_images} SYNTHETIC Galaxy10-format {render_size} px images into {data_path}")
+        write_synthetic_dataset(data_path, n_images, size=render_size, seed=cfg.seed)
     out = args.out = args.out or default_runs_dir() / "demo"
     if (problem := out_in_the_way(args)) is not None:
         return fail(problem)
@@ -147,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.demo_images < 10:
         parser.error(f"--demo-images must be at least 10 (one image per class); got {args.demo_images}")
+    if args.demo_render_size != 0 and args.demo_render_size < 16:
+        parser.error(f"--demo-render-size must be 0 (the image size) or at least 16 px; got "
+                     f"{args.demo_render_size}")
     try:
         if args.evaluate is not None:
             return run_evaluate(args.evaluate)

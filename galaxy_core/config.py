@@ -40,9 +40,12 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 # within 1 arcsec) in one split; "random" is the plain stratified split.
 SPLIT_BY = ("sky", "random")
 
-# The preprocessing chain's parameters, in the order the chain applies them (CLAHE, then opening):
-# the preprocessed cache key, the preprocessing lab and `preprocess_image` all use this one list.
+# The preprocessing chain's parameters, in the order the chain applies them (galaxy crop, then
+# CLAHE, then opening): the preprocessed cache key, the preprocessing lab and `preprocess_image`
+# all use this one list.
 PREPROCESS_FIELDS: tuple[str, ...] = (
+    "crop_scale",
+    "crop_min_fraction",
     "clahe_clip_limit",
     "clahe_tile_grid",
     "channel_mode",
@@ -54,6 +57,8 @@ PREPROCESS_FIELDS: tuple[str, ...] = (
 # Inclusive ranges of the numeric preprocessing fields: `validate_config` enforces them and the
 # preprocessing lab's sliders span them, so the two can never disagree.
 FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "crop_scale": (0.0, 20.0),
+    "crop_min_fraction": (0.05, 1.0),
     "clahe_clip_limit": (0.1, 40.0),
     "clahe_tile_grid": (1, 64),
     "opening_kernel_size": (1, 31),
@@ -77,7 +82,15 @@ class Config:
     class_names: tuple[str, ...] = field(
         default=CLASS_NAMES, metadata={"help": "class names, index = label", "cli": False}
     )
-    # --- preprocessing (CLAHE -> morphological opening) ---------------------------------------
+    # --- preprocessing (galaxy crop -> resize -> CLAHE -> morphological opening) ---------------
+    crop_scale: float = field(
+        default=0.0,
+        metadata={"help": "galaxy-centred crop before the resize: square side = this many radii of "
+                          "the central object (0 = off, the whole image)"},
+    )
+    crop_min_fraction: float = field(
+        default=0.25, metadata={"help": "smallest galaxy crop, as a fraction of the image side"}
+    )
     clahe_clip_limit: float = field(default=2.0, metadata={"help": "CLAHE clip limit"})
     clahe_tile_grid: int = field(default=8, metadata={"help": "CLAHE tiles per side"})
     channel_mode: str = field(
@@ -163,8 +176,15 @@ class Config:
 
     @property
     def preprocess_key(self) -> dict[str, Any]:
-        """The fields that change preprocessed pixels (the preprocessed cache is keyed by these)."""
-        return {name: getattr(self, name) for name in ("image_size", *PREPROCESS_FIELDS)}
+        """The fields that change preprocessed pixels (the preprocessed cache is keyed by these).
+
+        With the galaxy crop off (`crop_scale == 0`) the crop fields change no pixel and are left
+        out, so caches built before the crop existed keep their key.
+        """
+        names = ("image_size", *PREPROCESS_FIELDS)
+        if self.crop_scale == 0:
+            names = tuple(name for name in names if not name.startswith("crop_"))
+        return {name: getattr(self, name) for name in names}
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed (validated again)."""

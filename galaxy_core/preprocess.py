@@ -1,4 +1,4 @@
-"""Image preprocessing, pure operations: to RGB -> resize -> CLAHE -> opening (uint8 -> uint8).
+"""Image preprocessing, pure operations: to RGB -> galaxy crop -> resize -> CLAHE -> opening (uint8 -> uint8).
 
 Every image function is pure: it takes an ndarray and returns a new ndarray (or, for identity
 settings, the input itself) and never changes its argument. Images handed between modules are
@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES, Config
+from galaxy_core.crop import crop_to_galaxy
 from galaxy_core.errors import PreprocessError
 
 # Defaults come from the one Config dataclass (never written down twice).
@@ -152,7 +153,7 @@ def apply_opening(image: np.ndarray, kernel_shape: str = _DEFAULTS.opening_kerne
     return cv2.morphologyEx(image, cv2.MORPH_OPEN, _kernel(kernel_shape, kernel_size), iterations=iterations)
 
 
-STAGES: tuple[str, ...] = ("original", "CLAHE", "CLAHE + opening")
+STAGES: tuple[str, ...] = ("original", "galaxy crop", "CLAHE", "CLAHE + opening")
 
 
 def preprocess_stages(image: np.ndarray, cfg: Config = _DEFAULTS) -> dict[str, np.ndarray]:
@@ -160,26 +161,33 @@ def preprocess_stages(image: np.ndarray, cfg: Config = _DEFAULTS) -> dict[str, n
 
     Args:
         image: any layout `to_rgb_uint8` accepts, e.g. uint8 `(H, W, 3)`.
-        cfg: uses `image_size` and the `config.PREPROCESS_FIELDS` (CLAHE, then opening).
+        cfg: uses `image_size` and the `config.PREPROCESS_FIELDS` (galaxy crop, CLAHE, opening).
 
     Returns:
-        `{"original": resized RGB, "CLAHE": after CLAHE, "CLAHE + opening": the model's input}`
-        (keys in `STAGES` order), each uint8 `(S, S, 3)` with `S = cfg.image_size`.
+        `{"original": the whole image resized, "galaxy crop": the square around the central object
+        (`galaxy_core.crop.crop_to_galaxy`, full resolution) resized, "CLAHE": after CLAHE,
+        "CLAHE + opening": the model's input}` (keys in `STAGES` order), each uint8 `(S, S, 3)` with
+        `S = cfg.image_size`. With `cfg.crop_scale == 0` (the default) "galaxy crop" is "original"
+        (the same array).
 
     Example:
         >>> out = preprocess_stages(np.zeros((40, 60, 3), np.uint8), Config(image_size=32))
         >>> list(out), out["CLAHE + opening"].shape
-        (['original', 'CLAHE', 'CLAHE + opening'], (32, 32, 3))
+        (['original', 'galaxy crop', 'CLAHE', 'CLAHE + opening'], (32, 32, 3))
     """
     _check_config(cfg)
-    rgb = resize_image(to_rgb_uint8(image), cfg.image_size)
-    clahe = apply_clahe(rgb, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
+    full = to_rgb_uint8(image)
+    rgb = resize_image(full, cfg.image_size)
+    cropped = rgb
+    if cfg.crop_scale > 0:  # crop at full resolution, then resize: the galaxy keeps its detail
+        cropped = resize_image(crop_to_galaxy(full, cfg.crop_scale, cfg.crop_min_fraction), cfg.image_size)
+    clahe = apply_clahe(cropped, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
     opened = apply_opening(clahe, cfg.opening_kernel_shape, cfg.opening_kernel_size, cfg.opening_iterations)
-    return dict(zip(STAGES, (rgb, clahe, opened)))
+    return dict(zip(STAGES, (rgb, cropped, clahe, opened)))
 
 
 def preprocess_image(image: np.ndarray, cfg: Config = _DEFAULTS) -> np.ndarray:
-    """The full preprocessing of one image: to RGB uint8 -> resize -> CLAHE -> opening.
+    """The full preprocessing of one image: to RGB uint8 -> galaxy crop (if on) -> resize -> CLAHE -> opening.
 
     Args:
         image: any layout `to_rgb_uint8` accepts, e.g. uint8 `(H, W, 3)`.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -214,11 +215,11 @@ def test_overview_shows_the_bundles_metrics(app_with_run, tiny_runs):
 def test_preprocessing_lab_follows_the_sliders(app_with_run):
     at = run_view(app_with_run, "preprocessing_lab")
     assert at.radio(key="lab_source").options == ["Generated sample", "Test image of the run", "Upload"]
-    stages = at.image[:3]
-    assert [i.captions[0] for i in stages] == ["original: synthetic Disturbed (seed 0)", "CLAHE",
-                                               "CLAHE + opening"]
+    stages = at.image[:4]
+    assert [i.captions[0] for i in stages] == ["original: synthetic Disturbed (seed 0)",
+                                               "galaxy crop: off (crop_scale 0)", "CLAHE", "CLAHE + opening"]
     before = [i.value[0] for i in stages]  # media URLs are content hashes
-    assert len(_image_captions(at)) == 3 + 10  # the three stages, then one image per class
+    assert len(_image_captions(at)) == 4 + 10  # the four stages, then one image per class
     at.slider(key="lab_clip").set_value(9.5)  # (at 64 px with 8x8 tiles, OpenCV rounds small limits alike)
     at.select_slider(key="lab_ksize").set_value(7)
     at.selectbox(key="lab_kshape").set_value("cross")
@@ -227,8 +228,15 @@ def test_preprocessing_lab_follows_the_sliders(app_with_run):
     (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
     assert "--clahe-clip-limit 9.5" in command and "--opening-kernel-size 7" in command
     assert "--opening-kernel-shape cross" in command
-    after = [i.value[0] for i in at.image[:3]]
-    assert after[0] == before[0] and after[1] != before[1] and after[2] != before[2]
+    after = [i.value[0] for i in at.image[:4]]
+    assert after[:2] == before[:2] and after[2] != before[2] and after[3] != before[3]
+    at.slider(key="lab_crop").set_value(3.0).run()  # the galaxy crop: a smaller square, enlarged
+    assert not at.exception
+    cropped = [i.value[0] for i in at.image[:4]]
+    assert cropped[0] == before[0] and cropped[1] != before[1]
+    assert re.fullmatch(r"galaxy crop: \d+ x \d+ of 256 x 256 px", at.image[1].captions[0])
+    (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
+    assert "--crop-scale 3.0" in command
     at.radio(key="lab_source").set_value("Test image of the run").run()
     assert not at.exception
     assert at.image[0].captions[0] == "original: synthetic image #0, Disturbed"  # from the dataset file
@@ -236,6 +244,7 @@ def test_preprocessing_lab_follows_the_sliders(app_with_run):
     at.button[0].click().run()  # Reset to defaults
     (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
     assert "--clahe-clip-limit 2.0" in command and "--opening-kernel-size 3" in command
+    assert "--crop-scale 0.0" in command  # reset turns the crop off again
 
 
 def test_classify_uploads_png_and_reports_a_bad_file(app_with_run):
@@ -478,7 +487,8 @@ def test_lab_accepts_an_uploaded_grayscale_png_and_rejects_garbage(tmp_path, mon
     gray = synthetic.render_galaxy(7, 120, np.random.default_rng(2)).mean(axis=2).astype(np.uint8)
     at.file_uploader(key="lab_upload").set_value(("spiral.png", png_bytes(gray), "image/png")).run()
     assert not at.exception
-    assert [i.captions[0] for i in at.image[:3]] == ["original: spiral.png", "CLAHE", "CLAHE + opening"]
+    assert [i.captions[0] for i in at.image[:4]] == ["original: spiral.png", "galaxy crop: off (crop_scale 0)",
+                                                     "CLAHE", "CLAHE + opening"]
     at.file_uploader(key="lab_upload").set_value(("notes.png", b"hello", "image/png")).run()
     assert not at.exception
     (error,) = texts(at.error)

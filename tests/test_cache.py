@@ -64,14 +64,28 @@ def test_cache_key_changes_with_params_and_source(source, tmp_path):
     changed = [CACHE_CFG.replace(clahe_clip_limit=3.0), CACHE_CFG.replace(image_size=64),
                CACHE_CFG.replace(channel_mode="per_channel"), CACHE_CFG.replace(opening_kernel_size=5),
                CACHE_CFG.replace(opening_kernel_shape="rect"), CACHE_CFG.replace(opening_iterations=2),
-               CACHE_CFG.replace(clahe_tile_grid=4)]
+               CACHE_CFG.replace(clahe_tile_grid=4), CACHE_CFG.replace(crop_scale=3.0),
+               CACHE_CFG.replace(crop_scale=3.0, crop_min_fraction=0.5), CACHE_CFG.replace(crop_scale=4.0)]
     paths = {pc.cache_path(source, cfg, tmp_path) for cfg in changed}
     assert base not in paths and len(paths) == len(changed)
-    # fields that do not touch pixels share the cache
+    # fields that do not touch pixels share the cache (the crop's minimum while the crop is off too)
     assert pc.cache_path(source, CACHE_CFG.replace(epochs=3, backbone="VGG19"), tmp_path) == base
+    assert pc.cache_path(source, CACHE_CFG.replace(crop_min_fraction=0.5), tmp_path) == base
     # a rewritten source file is a new cache
     write_galaxy10_like(source, n=40, size=48, seed=4)
     assert pc.cache_path(source, CACHE_CFG, tmp_path) != base
+
+
+def test_cache_with_the_galaxy_crop_holds_the_cropped_images_and_old_keys_stay(source, tmp_path):
+    # Crop off: the key has no crop fields, so a cache built before the crop existed is reused.
+    assert not any(name.startswith("crop_") for name in CACHE_CFG.preprocess_key)
+    cfg = CACHE_CFG.replace(crop_scale=3.0, crop_min_fraction=0.3)
+    assert cfg.preprocess_key["crop_scale"] == 3.0 and cfg.preprocess_key["crop_min_fraction"] == 0.3
+    cache = pc.open_cache(pc.build_cache(source, cfg, cache_dir=tmp_path, workers=1, progress=False))
+    images, _ = read_source(source)
+    for i in (0, 21):
+        np.testing.assert_array_equal(cache.images[i], pp.preprocess_image(images[i], cfg))
+    assert json.loads((cache.path / "meta.json").read_text())["key"]["preprocess"]["crop_scale"] == 3.0
 
 
 def test_cache_default_dir_from_environment(source, tmp_path, monkeypatch):

@@ -33,6 +33,18 @@ def test_json_round_trip_preserves_every_field(tmp_path):
     assert json.loads(path.read_text())["class_names"] == list(CLASS_NAMES)
 
 
+def test_the_galaxy_crop_is_off_by_default_and_in_the_preprocessing_fields():
+    from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS
+
+    assert Config().crop_scale == 0.0  # the published recipe: the whole image, as before
+    assert PREPROCESS_FIELDS[:2] == ("crop_scale", "crop_min_fraction")  # the chain's first stage
+    assert FIELD_RANGES["crop_scale"][0] == 0.0 and FIELD_RANGES["crop_min_fraction"][1] == 1.0
+    assert "crop_scale" not in Config().preprocess_key
+    assert Config(crop_scale=3.0).preprocess_key["crop_scale"] == 3.0
+    cfg = config_from_args(parse(["--crop-scale", "3", "--crop-min-fraction", "0.3"]))
+    assert (cfg.crop_scale, cfg.crop_min_fraction) == (3.0, 0.3)
+
+
 def test_config_is_frozen():
     with pytest.raises(Exception):
         Config().epochs = 3  # type: ignore[misc]
@@ -46,6 +58,10 @@ def test_config_is_frozen():
     ({"dropout": 1.0}, "dropout"),
     ({"image_size": 8}, "image_size"),
     ({"strategy": "tpu"}, "strategy"),
+    ({"crop_scale": -1.0}, "crop_scale"),
+    ({"crop_scale": 25.0}, "crop_scale"),
+    ({"crop_min_fraction": 0.0}, "crop_min_fraction"),
+    ({"crop_min_fraction": 1.5}, "crop_min_fraction"),
 ])
 def test_invalid_values_name_the_field(changes, field):
     with pytest.raises(ConfigError, match=field):

@@ -23,11 +23,12 @@ def test_demo_writes_a_synthetic_bundle_with_explanations(tmp_path, monkeypatch,
     # The generated data file is Galaxy10-format and says it is synthetic.
     (data_file,) = (tmp_path / "data").glob("synthetic-demo-300-*.h5")
     with h5py.File(data_file) as f:
-        assert bool(f.attrs["synthetic"]) and f["images"].shape == (300, 64, 64, 3)
+        assert bool(f.attrs["synthetic"]) and f["images"].shape == (300, 256, 256, 3)  # rendered as cutouts
 
     bundle = load_bundle(out)
     assert bundle.is_synthetic
     assert bundle.config.backbone == "SmallCNN" and bundle.config.epochs == 2
+    assert bundle.config.image_size == 64 and bundle.config.crop_scale == 2.0  # cropped, then 64 px
     assert bundle.run_info["demo"] is True
     n_test = len(bundle.predictions["labels"])
     assert n_test == bundle.run_info["split_sizes"]["test"] == 30

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Lowest layer first. Names absent from the package are allowed (modules other branches add).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "config", "io", "tf_quiet"),
-    ("data", "download", "split", "sky", "properties"),
+    ("data", "download", "split", "sky", "properties", "crop"),
     # decode's output contract (RGB uint8) is preprocess.to_rgb_uint8, so it sits with preprocess.
     ("preprocess", "cache", "synthetic", "decode"),
     ("augment", "model"),

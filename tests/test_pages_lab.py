@@ -23,7 +23,8 @@ def test_train_command_flags_parse_back_to_the_same_config():
 
     from galaxy_core.config import add_config_arguments, config_from_args
 
-    params = {"clahe_clip_limit": 1.7, "clahe_tile_grid": 4, "channel_mode": "per_channel",
+    params = {"crop_scale": 3.0, "crop_min_fraction": 0.3,
+              "clahe_clip_limit": 1.7, "clahe_tile_grid": 4, "channel_mode": "per_channel",
               "opening_kernel_shape": "rect", "opening_kernel_size": 5, "opening_iterations": 2}
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
@@ -38,7 +39,7 @@ def test_preprocess_stages_end_with_exactly_what_training_feeds_the_model():
     cfg = Config(image_size=48, clahe_clip_limit=3.0, opening_kernel_size=5)
     image = synthetic.render_galaxy(5, 80, np.random.default_rng(1))
     stages = preprocess.preprocess_stages(image, cfg)
-    assert list(stages) == ["original", "CLAHE", "CLAHE + opening"]
+    assert list(stages) == ["original", "galaxy crop", "CLAHE", "CLAHE + opening"]
     assert all(s.shape == (48, 48, 3) and s.dtype == np.uint8 for s in stages.values())
     np.testing.assert_array_equal(stages["CLAHE + opening"], preprocess.preprocess_image(image, cfg))
     assert not np.array_equal(stages["original"], stages["CLAHE"])
@@ -76,3 +77,15 @@ def test_slider_ranges_are_the_configs_validation_ranges():
         pass
     else:
         raise AssertionError("the kernel slider stops before the largest valid size")
+
+
+def test_crop_caption_gives_the_crops_side_or_off():
+    import cv2
+
+    frame = np.full((128, 128, 3), 20, np.uint8)
+    cv2.circle(frame, (64, 64), 8, (200, 200, 200), -1)
+    assert lab.crop_caption(frame, Config()) == "galaxy crop: off (crop_scale 0)"
+    caption = lab.crop_caption(frame, Config(crop_scale=3.0, crop_min_fraction=0.1))
+    side = int(caption.split()[2])
+    assert caption == f"galaxy crop: {side} x {side} of 128 x 128 px" and 16 < side < 64
+    assert lab.crop_caption(frame[..., 0], Config(crop_scale=3.0)).endswith("of 128 x 128 px")  # gray

@@ -228,6 +228,40 @@ def test_preprocess_image_is_the_composition():
     np.testing.assert_array_equal(out, expected)
 
 
+def test_crop_off_is_the_chain_without_a_crop():
+    cfg = Config(image_size=32)
+    stages = pp.preprocess_stages(RGB, cfg)
+    assert list(stages) == list(pp.STAGES) == ["original", "galaxy crop", "CLAHE", "CLAHE + opening"]
+    assert stages["galaxy crop"] is stages["original"]
+    expected = pp.apply_clahe(pp.resize_image(RGB, 32), cfg.clahe_clip_limit, cfg.clahe_tile_grid)
+    np.testing.assert_array_equal(stages["CLAHE"], expected)
+    # crop_min_fraction does nothing while the crop is off
+    np.testing.assert_array_equal(pp.preprocess_image(RGB, cfg.replace(crop_min_fraction=0.9)),
+                                  pp.preprocess_image(RGB, cfg))
+
+
+def test_crop_on_crops_the_full_resolution_image_before_the_resize():
+    from galaxy_core.crop import crop_to_galaxy
+
+    rng = np.random.default_rng(5)
+    frame = np.clip(rng.normal(25, 3, (256, 256, 1)), 0, 255).repeat(3, axis=2).astype(np.uint8)
+    cv2.circle(frame, (128, 128), 10, (210, 200, 190), -1)  # a 20 px galaxy in a 256 px cutout
+    cfg = Config(image_size=64, crop_scale=3.0, crop_min_fraction=0.1)
+    stages = pp.preprocess_stages(frame, cfg)
+    np.testing.assert_array_equal(stages["galaxy crop"], pp.resize_image(crop_to_galaxy(frame, 3.0, 0.1), 64))
+    np.testing.assert_array_equal(stages["original"], pp.resize_image(frame, 64))
+    expected = pp.apply_opening(pp.apply_clahe(stages["galaxy crop"], cfg.clahe_clip_limit,
+                                               cfg.clahe_tile_grid, cfg.channel_mode),
+                                cfg.opening_kernel_shape, cfg.opening_kernel_size, cfg.opening_iterations)
+    np.testing.assert_array_equal(pp.preprocess_image(frame, cfg), expected)
+
+    def disk_pixels(image):
+        return int((image.mean(axis=2) > 120).sum())
+
+    # the galaxy fills much more of the model's input: ~5x5 px without the crop, ~20x20 with it
+    assert disk_pixels(stages["galaxy crop"]) > 10 * disk_pixels(stages["original"]) > 0
+
+
 def test_preprocess_batch_array_list_and_out():
     cfg = Config(image_size=32)
     batch = RNG.integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)

@@ -326,6 +326,10 @@ def test_cli_errors_exit_2_without_traceback(tmp_path):
     proc = _cli("--demo", "--demo-images", "0")
     assert proc.returncode == 2 and "--demo-images must be at least 10" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = _cli("--demo", "--demo-render-size", "8")
+    assert proc.returncode == 2 and "--demo-render-size must be 0 (the image size) or at least 16" in proc.stderr
+    proc = _cli("--demo", "--crop-scale", "-1")
+    assert proc.returncode == 2 and "crop_scale" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_interrupt_hint_names_the_flags_to_resume_with(tmp_path):

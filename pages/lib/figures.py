@@ -19,7 +19,8 @@ from galaxy_core.inference import top_k
 from pages.lib.tables import normalize_rows
 
 # Colours of the three preprocessing stages in histograms (readable on a dark background).
-STAGE_COLOURS = {"original": "#9ca3af", "CLAHE": "#38bdf8", "CLAHE + opening": "#f0a030"}
+STAGE_COLOURS = {"original": "#9ca3af", "galaxy crop": "#a78bfa", "CLAHE": "#38bdf8",
+                 "CLAHE + opening": "#f0a030"}
 
 
 def luminance_histogram(image: np.ndarray) -> np.ndarray:

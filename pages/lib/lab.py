@@ -17,11 +17,18 @@ import cv2
 import numpy as np
 
 from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS, Config
-from galaxy_core.preprocess import preprocess_image
+from galaxy_core.crop import galaxy_box
+from galaxy_core.preprocess import preprocess_image, to_rgb_uint8
+
+# Side of the lab's generated (synthetic) samples: a real Galaxy10 cutout's 256 px (the demo renders its
+# training images at this size too), so the galaxy crop cuts a full-resolution image, as on real ones.
+SAMPLE_SIZE = 256
 
 # Session-state key of each field's widget: one per PREPROCESS_FIELDS entry, in its order
 # (tests/test_pages_lab.py checks that they agree).
 WIDGET_KEYS: dict[str, str] = {
+    "crop_scale": "lab_crop",
+    "crop_min_fraction": "lab_crop_min",
     "clahe_clip_limit": "lab_clip",
     "clahe_tile_grid": "lab_tiles",
     "channel_mode": "lab_mode",
@@ -68,6 +75,24 @@ def train_command(params: Mapping[str, Any]) -> str:
         else:
             parts += [flag, shlex.quote(str(value))]
     return " ".join(parts)
+
+
+def crop_caption(image: np.ndarray, cfg: Config) -> str:
+    """The caption of the lab's "galaxy crop" stage: the crop's side, or that it is off.
+
+    Args:
+        image: the lab's original image (any layout `preprocess.to_rgb_uint8` accepts).
+        cfg: uses `crop_scale` and `crop_min_fraction`.
+
+    Returns:
+        e.g. "galaxy crop: 69 x 69 of 256 x 256 px" or "galaxy crop: off (crop_scale 0)".
+    """
+    if cfg.crop_scale == 0:
+        return "galaxy crop: off (crop_scale 0)"
+    rgb = to_rgb_uint8(image)
+    side = galaxy_box(rgb, cfg.crop_scale, cfg.crop_min_fraction)[2]
+    height, width = rgb.shape[:2]
+    return f"galaxy crop: {side} x {side} of {width} x {height} px"
 
 
 def thumbnail(image: np.ndarray, size: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Preprocessing lab: CLAHE and morphological opening on one image, live, as training does it."""
+"""Preprocessing lab: galaxy crop, CLAHE and morphological opening on one image, live, as training does it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES, PREPROCESS_FIELDS
 from galaxy_core.preprocess import preprocess_stages
 from pages.lib import state, uploads, widgets
 from pages.lib.figures import histogram_figure
-from pages.lib.lab import (WIDGET_KEYS, kernel_sizes, preprocess_params, preprocess_thumbnails,
-                           slider_range, train_command)
+from pages.lib.lab import (SAMPLE_SIZE, WIDGET_KEYS, crop_caption, kernel_sizes, preprocess_params,
+                           preprocess_thumbnails, slider_range, train_command)
 
 run = state.current_run()
 base = state.run_config(run)  # defaults: the selected run's config, else Config()
@@ -31,7 +31,8 @@ for name, value in preprocess_params(base).items():
 
 st.title("Preprocessing lab")
 st.caption(
-    f"CLAHE, then morphological opening, at {size}x{size} px: the exact functions training uses "
+    f"Galaxy crop (off by default), CLAHE, then morphological opening, at {size}x{size} px: the exact "
+    f"functions training uses "
     f"(`galaxy_core.preprocess`). Defaults: {'the selected run' if run else 'galaxy_core.config.Config'}."
 )
 widgets.synthetic_banner(run)
@@ -47,7 +48,7 @@ with controls:
         label = st.selectbox("Class", range(len(class_names)), format_func=lambda i: class_names[i],
                              key="lab_class")
         seed = st.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="lab_seed")
-        image = state.synthetic_sample(label, size, seed)
+        image = state.synthetic_sample(label, max(size, SAMPLE_SIZE), seed)
         caption = f"synthetic {class_names[label]} (seed {seed})"
     elif source == "Test image of the run":
         labels = run.predictions["labels"]
@@ -67,8 +68,8 @@ with controls:
                 image = state.current_test_images([row])[0]
                 caption = f"{kind} image #{row}, {class_names[label]}, already preprocessed"
                 st.warning("The run's dataset file is not on this machine, and bundles keep test images "
-                           "after the run's preprocessing: this image gets CLAHE and opening a second "
-                           "time.", icon=":material/warning:")
+                           "after the run's preprocessing: this image gets the crop, CLAHE and opening "
+                           "a second time.", icon=":material/warning:")
         else:
             st.info(f"The run's test split has no {class_names[label]} image.")
     else:
@@ -80,6 +81,13 @@ with controls:
             except Exception as err:  # noqa: BLE001 - any undecodable upload gets a message
                 st.error(f"Cannot read {upload.name}: {err}")
 
+    st.markdown("**Galaxy crop**")
+    st.slider("Crop side (radii of the central object)", *slider_range("crop_scale"), step=0.5,
+              key=WIDGET_KEYS["crop_scale"],
+              help="A square around the image centre, this many radii of the central galaxy wide, cut "
+                   "before the resize so that small galaxies keep their detail. 0 = off (whole image).")
+    st.slider("Smallest crop (fraction of the side)", *slider_range("crop_min_fraction"), step=0.05,
+              key=WIDGET_KEYS["crop_min_fraction"], disabled=st.session_state[WIDGET_KEYS["crop_scale"]] == 0)
     st.markdown("**CLAHE**")
     # Ranges: config.FIELD_RANGES, what training's validation accepts.
     st.slider("Clip limit", *slider_range("clahe_clip_limit"), step=0.1, key=WIDGET_KEYS["clahe_clip_limit"],
@@ -104,11 +112,11 @@ with view:
         st.info("Choose an image on the left.")
     else:
         stages = preprocess_stages(image, cfg)
-        cols = st.columns(3)
+        captions = {"original": f"original: {caption}", "galaxy crop": crop_caption(image, cfg)}
+        cols = st.columns(len(stages))
         for col, (name, stage) in zip(cols, stages.items()):
             with col:
-                st.image(stage, caption=name if name != "original" else f"original: {caption}",
-                         width="stretch")
+                st.image(stage, caption=captions.get(name, name), width="stretch")
         st.plotly_chart(histogram_figure(stages), width="stretch",
                         config={"displayModeBar": False})
 
@@ -125,7 +133,7 @@ with view:
     else:
         st.markdown("**One generated (synthetic) galaxy per class**, preprocessed with these parameters")
         present = list(range(len(class_names)))
-        samples = [state.synthetic_sample(c, size, 0) for c in present]
+        samples = [state.synthetic_sample(c, max(size, SAMPLE_SIZE), 0) for c in present]
     thumbs = preprocess_thumbnails(samples, cfg, 160)
     widgets.show_images(thumbs, [class_names[c] for c in present], columns=5)
 
