@@ -443,11 +443,11 @@ def write_phase(out_dir: Path, model: keras.Model, work: Work, data: RunData, fi
 
 def run_info_for(cfg: Config, data_path: Path, data: RunData, fit: FitResult, wall_time_s: float,
                  strategy: tf.distribute.Strategy, n_gpus: int, resume: bool,
-                 extra: Mapping[str, Any] | None) -> dict[str, Any]:
+                 extra: Mapping[str, Any] | None, progress: bool = True) -> dict[str, Any]:
     """The bundle's `run.json`: dataset source, split sizes, best epoch, timings, devices."""
     return {
         "dataset_path": str(data_path.resolve()),
-        "dataset_sha256": _sha256_or_none(data_path),
+        "dataset_sha256": _sha256_or_none(data_path, progress),
         "synthetic": data.synthetic,
         "split_sizes": data.sizes,
         "split": dict(data.split_info),
@@ -523,7 +523,8 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_phase(model, work.cfg, predictions, log)
         run_info = run_info_for(work.cfg, data_path, data, fit, metrics["wall_time_s"], strategy, len(gpus),
-                                resume, {"embedding": embedding_info, **dict(run_info_extra or {})})
+                                resume, {"embedding": embedding_info, **dict(run_info_extra or {})},
+                                progress=progress)
         return write_phase(out_dir, model, work, data, fit, metrics, predictions, explanations,
                            run_info, log)
 
@@ -535,10 +536,10 @@ def _spread(indices: np.ndarray, n: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, n).round().astype(np.int64)]
 
 
-def _sha256_or_none(path: Path) -> str | None:
+def _sha256_or_none(path: Path, progress: bool = True) -> str | None:
     from galaxy_core.download import sha256_file
 
-    try:
-        return sha256_file(path, progress=path.stat().st_size > 256 * 2**20)
+    try:  # a bar only for big files, and never with --no-progress
+        return sha256_file(path, progress=progress and path.stat().st_size > 256 * 2**20)
     except OSError:
         return None
