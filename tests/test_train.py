@@ -427,3 +427,15 @@ def test_tensorflow_startup_noise_is_filtered_but_other_lines_kept(capfd):
         os.write(2, b"a real error line\n")
     err = capfd.readouterr().err
     assert err == "a real error line\n"
+
+
+def test_checksum_bar_only_for_big_files_and_never_without_progress(tmp_path, capsys):
+    from galaxy_core.train import _sha256_or_none
+
+    big = tmp_path / "big.h5"
+    with open(big, "wb") as f:  # sparse: 300 MiB without writing them
+        f.truncate(300 * 2**20)
+    digest = _sha256_or_none(big, progress=False)
+    assert len(digest) == 64 and "sha256" not in capsys.readouterr().err
+    assert _sha256_or_none(big, progress=True) == digest and "sha256 big.h5" in capsys.readouterr().err
+    assert _sha256_or_none(tmp_path / "missing.h5") is None
