@@ -18,6 +18,10 @@ def test_classify_caption_names_the_formats_and_the_pixel_limit():
     text = captions.classify_caption(256, ("png", "jpg", "jpeg"), 40_000_000)
     assert text.startswith("PNG or JPEG (.png, .jpg, .jpeg), up to 40 Mpx (e.g. 6,324 x 6,324 px).")
     assert "256x256 px" in text and "any size" not in text
+    assert "crop" not in text and "(CLAHE + opening)" in text
+    cropped = captions.classify_caption(64, ("png",), 40_000_000, crop_scale=2.0)
+    assert "cropped to a square of 2 radii of its central galaxy, resized to 64x64 px" in cropped
+    assert "(galaxy crop + CLAHE + opening)" in cropped
 
 
 def test_sky_links_point_at_the_legacy_viewer_and_skip_unknown_positions():

@@ -87,11 +87,12 @@ def run_summary(run: Any) -> dict[str, Any]:
     }
 
 
-def classify_caption(image_size: int, formats: Sequence[str], max_pixels: int) -> str:
+def classify_caption(image_size: int, formats: Sequence[str], max_pixels: int, crop_scale: float = 0.0) -> str:
     """The Classify view's caption: what an upload may be and what happens to it.
 
     Example: `classify_caption(256, ("png", "jpg", "jpeg"), 40_000_000)` starts with
     `"PNG or JPEG (.png, .jpg, .jpeg), up to 40 Mpx"` (the app passes `decode.ACCEPTED_EXTENSIONS`).
+    `crop_scale` > 0 (the run's galaxy crop) adds that step.
     """
     aliases = {"jpg": "JPEG", "tif": "TIFF", "webp": "WebP"}
     kinds = list(dict.fromkeys(aliases.get(f, f.upper()) for f in formats))
@@ -99,8 +100,11 @@ def classify_caption(image_size: int, formats: Sequence[str], max_pixels: int) -
     side = int(max_pixels ** 0.5)
     return (f"{names} ({', '.join('.' + f for f in formats)}), up to {format_pixels(max_pixels)} "
             f"(e.g. {side:,} x {side:,} px). Grayscale and RGBA images are converted to RGB; each "
-            f"image is resized to {image_size}x{image_size} px and preprocessed exactly like the "
-            f"run's training images (CLAHE + opening) before the model sees it.")
+            + (f"image is cropped to a square of {crop_scale:g} radii of its central galaxy, " if crop_scale > 0
+               else "image is ")
+            + f"resized to {image_size}x{image_size} px and preprocessed exactly like the "
+            f"run's training images ({'galaxy crop + ' if crop_scale > 0 else ''}CLAHE + opening) before the "
+            f"model sees it.")
 
 
 def sky_link(ra: float | None, dec: float | None) -> str | None:

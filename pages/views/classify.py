@@ -18,7 +18,7 @@ cfg = run.config
 class_names = list(cfg.class_names)
 
 st.title("Classify your images")
-st.caption(classify_caption(cfg.image_size, uploads.UPLOAD_TYPES, uploads.MAX_UPLOAD_PIXELS))
+st.caption(classify_caption(cfg.image_size, uploads.UPLOAD_TYPES, uploads.MAX_UPLOAD_PIXELS, cfg.crop_scale))
 widgets.synthetic_banner(run)
 
 uploaded = st.file_uploader("Galaxy images", type=list(uploads.UPLOAD_TYPES), accept_multiple_files=True,
