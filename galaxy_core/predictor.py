@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 
 from galaxy_core.errors import ModelError
+from galaxy_core.io import newer_or_same
 from galaxy_core.onnx_passes import EXPORT_VERSION, METADATA_KEY, upgrade_file
 
 ONNX_NAME = "model.onnx"
@@ -141,13 +142,6 @@ def onnx_candidates(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike
     return [bundle_path / ONNX_NAME, cache / "onnx" / f"{bundle_path.name}-{key}.onnx"]
 
 
-def _fresh(onnx_path: Path, model_path: Path) -> bool:
-    try:
-        return onnx_path.stat().st_mtime_ns >= model_path.stat().st_mtime_ns
-    except OSError:
-        return False
-
-
 def ensure_onnx(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                 export: Callable[[Path, Path], Path] | None = None,
                 log: Callable[[str], None] | None = None) -> Path:
@@ -169,12 +163,12 @@ def ensure_onnx(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | N
     model_path = Path(bundle_path) / "model.keras"
     candidates = onnx_candidates(bundle_path, cache_dir)
     for path in candidates:
-        if path.is_file() and _fresh(path, model_path):
+        if path.is_file() and newer_or_same(path, model_path):
             return path
     errors = []
     for path in candidates:
         failed = path.with_name(path.name + ".failed")
-        if failed.is_file() and _fresh(failed, model_path):  # this model failed before: don't retry
+        if failed.is_file() and newer_or_same(failed, model_path):  # this model failed before: don't retry
             raise ModelError(failed.read_text(encoding="utf-8").strip() + f" (delete {failed} to retry)")
         if not _writable(path.parent):
             errors.append(f"{path.parent} is not writable")

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from galaxy_core.errors import ModelError
+from galaxy_core.io import newer_or_same
 
 CALIBRATION_IMAGES = 32  # the first test images: activation ranges
 CHECK_IMAGES = 256  # the next ones: the agreement report (never the calibration images, if there are more)
@@ -134,7 +135,7 @@ def ensure_int8(onnx_path: str | os.PathLike, read_images: Callable[[list[int]],
 
     onnx_path = Path(onnx_path)
     out, report_path = int8_paths(onnx_path)
-    if _newer(out, onnx_path) and _newer(report_path, onnx_path):
+    if newer_or_same(out, onnx_path) and newer_or_same(report_path, onnx_path):
         return out, json.loads(report_path.read_text(encoding="utf-8"))
     if num_images < 1:
         raise ModelError(f"int8 needs the run's test images to calibrate on; {onnx_path.parent} has none")
@@ -156,10 +157,3 @@ def describe(report: dict) -> str:
     return (f"note: int8 model (approximate): same top class as float32 on "
             f"{report['top1_agreement']:.1%} of {report['n_images']} test images{overlap}, "
             f"max |p_int8 - p_float32| = {report['max_abs_diff']:.1e}")
-
-
-def _newer(path: Path, than: Path) -> bool:
-    try:
-        return path.stat().st_mtime_ns >= than.stat().st_mtime_ns
-    except OSError:
-        return False
