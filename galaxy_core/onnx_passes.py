@@ -144,12 +144,16 @@ def drop_unused_initializers(proto) -> int:
     return dropped
 
 
+def version_from_metadata(metadata) -> int:
+    """The export version in a model's metadata map (key -> value strings, as ONNX Runtime's
+    `get_modelmeta().custom_metadata_map` gives it); 1 when absent: an export from before the passes."""
+    value = metadata.get(METADATA_KEY, "1")
+    return int(value) if value.isdigit() else 1
+
+
 def export_version(proto) -> int:
-    """The `EXPORT_VERSION` recorded in the model's metadata (1 when absent: an older export)."""
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return int(prop.value) if prop.value.isdigit() else 1
-    return 1
+    """The `EXPORT_VERSION` recorded in an `onnx.ModelProto`'s metadata (1 when absent)."""
+    return version_from_metadata({prop.key: prop.value for prop in proto.metadata_props})
 
 
 def optimize(proto) -> dict[str, int]:

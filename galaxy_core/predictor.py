@@ -43,7 +43,7 @@ import numpy as np
 
 from galaxy_core.errors import ModelError
 from galaxy_core.io import newer_or_same
-from galaxy_core.onnx_passes import EXPORT_VERSION, METADATA_KEY, upgrade_file
+from galaxy_core.onnx_passes import EXPORT_VERSION, upgrade_file, version_from_metadata
 
 ONNX_NAME = "model.onnx"
 BACKENDS = ("auto", "onnxruntime", "keras", "int8")
@@ -82,10 +82,7 @@ class OnnxPredictor:
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
         self.num_classes = int(self.session.get_outputs()[0].shape[-1])
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        # Files exported before the graph passes existed carry no version: they are version 1.
-        version = metadata.get(METADATA_KEY, "1")
-        self.export_version = int(version) if version.isdigit() else 1
+        self.export_version = version_from_metadata(self.session.get_modelmeta().custom_metadata_map)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, num_classes)` probabilities."""
