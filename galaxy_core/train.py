@@ -14,7 +14,7 @@
    on the validation split (`galaxy_core.calibration`, metrics.json `calibration`).
    `embedding_phase`: penultimate-layer features of the test images and their 2-D map
    (`galaxy_core.embedding`; t-SNE up to `embedding.TSNE_MAX_POINTS` test images, PCA above).
-7. `explain_phase`: maps and faithfulness scores of the test errors and a sample of correct ones.
+7. `explain_test_set`: maps and faithfulness scores of the test errors and a sample of correct ones.
 8. `write_phase`: the run bundle, then the work folder is removed.
 
 Early stopping follows the recipe (val accuracy, mode max, patience `cfg.patience`, restore best
@@ -222,7 +222,7 @@ def prepare_work(cfg: Config, data_path: Path, out_dir: Path, resume: bool, chie
 
 
 def data_phase(cfg: Config, data_path: Path, work: Path, cache_dir: str | Path | None,
-               log: Log) -> RunData:
+               log: Log, progress: bool = True) -> RunData:
     """Dataset labels, the run's split, class weights and the preprocessed cache."""
     from galaxy_core.cache import build_cache, open_cache
     from galaxy_core.data import open_dataset
@@ -243,7 +243,7 @@ def data_phase(cfg: Config, data_path: Path, work: Path, cache_dir: str | Path |
         f"{describe_split(split_info)})")
     class_weight = class_weights_for(cfg, labels[split.train])
     log(format_class_weights(class_weight, cfg.class_names))
-    cache = open_cache(build_cache(data_path, cfg, cache_dir=cache_dir))
+    cache = open_cache(build_cache(data_path, cfg, cache_dir=cache_dir, progress=progress))
     if cache.n != n_images:
         raise TrainingError(f"Preprocessed cache {cache.path} has {cache.n} images but the dataset "
                             f"has {n_images}; delete the cache folder and run again.")
@@ -399,14 +399,8 @@ def embedding_phase(model: keras.Model, cfg: Config, predictions: dict[str, np.n
     return info
 
 
-def explain_phase(model: keras.Model, cfg: Config, predictions: Mapping[str, np.ndarray],
-                  log: Log) -> dict | None:
-    """Maps and faithfulness scores for the test errors (+ a sample of correct ones), or None."""
-    return explain_test_set(model, cfg, predictions, log)
-
-
 def explain_test_set(model: keras.Model, cfg: Config, predictions: Mapping[str, np.ndarray],
-                     log: Log) -> dict | None:
+                     log: Log, progress: bool = True) -> dict | None:
     """Maps and faithfulness scores for the test errors (+ a sample of correct ones), or None.
 
     Sizes come from `cfg.explain_errors`, `cfg.explain_correct`, `cfg.smooth_samples` and
@@ -425,7 +419,7 @@ def explain_test_set(model: keras.Model, cfg: Config, predictions: Mapping[str, 
         predictions["indices"], cfg.class_names, cap=cfg.explain_errors,
         n_correct=cfg.explain_correct, smooth_samples=cfg.smooth_samples,
         steps=max(cfg.faithfulness_steps, 1), faithfulness=cfg.faithfulness_steps > 0,
-        seed=cfg.seed)
+        seed=cfg.seed, progress=progress)
 
 
 def write_phase(out_dir: Path, model: keras.Model, work: Work, data: RunData, fit: FitResult,
@@ -508,7 +502,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
             log(f"note: took over the lock of {out_dir} from PID {lock.took_over}, which is no "
                 f"longer running")
         work = prepare_work(cfg, data_path, out_dir, resume, chief, log)
-        data = data_phase(work.cfg, data_path, work.folder, cache_dir, log)
+        data = data_phase(work.cfg, data_path, work.folder, cache_dir, log, progress)
         with dtype_policy(work.cfg) as gpus:
             strategy, model = build_or_resume(work, gpus, log)
             fit = fit_phase(model, data, work, callbacks, progress, log)
@@ -521,7 +515,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
             checkpoint.remove_work(work.folder)
             return out_dir
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
-        explanations = explain_phase(model, work.cfg, predictions, log)
+        explanations = explain_test_set(model, work.cfg, predictions, log, progress)
         run_info = run_info_for(work.cfg, data_path, data, fit, metrics["wall_time_s"], strategy, len(gpus),
                                 resume, {"embedding": embedding_info, **dict(run_info_extra or {})},
                                 progress=progress)

@@ -439,3 +439,15 @@ def test_checksum_bar_only_for_big_files_and_never_without_progress(tmp_path, ca
     assert len(digest) == 64 and "sha256" not in capsys.readouterr().err
     assert _sha256_or_none(big, progress=True) == digest and "sha256 big.h5" in capsys.readouterr().err
     assert _sha256_or_none(tmp_path / "missing.h5") is None
+
+
+@pytest.mark.slow
+def test_no_progress_draws_no_bar_for_cache_epochs_or_explanations(tmp_path, capfd):
+    data = write_quadrants(tmp_path / "quadrants.h5", n=120)
+    cfg = CFG.replace(epochs=1, explain_errors=2, explain_correct=1, faithfulness_steps=0)
+    logged = []
+    train_run(cfg, data, tmp_path / "runs" / "quiet", cache_dir=tmp_path / "cache", progress=False,
+              on_log=logged.append)
+    err = capfd.readouterr().err
+    assert any(line.startswith("explanations: saliency") for line in logged)  # the work did run
+    assert "preprocess cache" not in err and "explanations:" not in err and "%|" not in err, err[-2000:]
