@@ -223,7 +223,7 @@ def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike |
         from galaxy_core.quantize import describe, ensure_int8
 
         try:
-            path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log)
+            path = _current_onnx(bundle, cache_dir, export, threads, log)[0]
             path, report = ensure_int8(path, bundle.read_test_images, bundle.num_test,
                                        lambda p: OnnxPredictor(p, threads=threads), log=log)
         except Exception as err:  # noqa: BLE001
@@ -233,18 +233,27 @@ def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike |
         return predictor
     try:
         import onnxruntime  # noqa: F401
-        path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log)
-        predictor = OnnxPredictor(path, threads=threads)
-        if predictor.export_version < EXPORT_VERSION and _writable(path.parent):
-            # Exported by an older version: apply the newer graph passes once, in place.
-            if log is not None:
-                log(f"updating {path} to ONNX export version {EXPORT_VERSION} (once)")
-            del predictor
-            upgrade_file(path)
-            predictor = OnnxPredictor(path, threads=threads)
-        return predictor
+        return _current_onnx(bundle, cache_dir, export, threads, log)[1]
     except Exception as err:  # noqa: BLE001 - any failure here means: use Keras
         if backend == "onnxruntime":
             raise ModelError(f"ONNX Runtime is not available for {bundle.path}: {err}") from err
         reason = " ".join(str(err).split()) or type(err).__name__
         return KerasPredictor(model, load, note=f"note: classifying with Keras, not ONNX Runtime ({reason})")
+
+
+def _current_onnx(bundle, cache_dir, export, threads: int | None,
+                  log: Callable[[str], None] | None) -> tuple[Path, OnnxPredictor]:
+    """The bundle's float32 ONNX model (exported on first use) at the current export version.
+
+    A file exported by an older version gets the newer graph passes once, in place, before it is
+    used or quantized. Returns its path and a session on it.
+    """
+    path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log)
+    predictor = OnnxPredictor(path, threads=threads)
+    if predictor.export_version < EXPORT_VERSION and _writable(path.parent):
+        if log is not None:
+            log(f"updating {path} to ONNX export version {EXPORT_VERSION} (once)")
+        del predictor
+        upgrade_file(path)
+        predictor = OnnxPredictor(path, threads=threads)
+    return path, predictor

@@ -68,3 +68,24 @@ def test_quantize_needs_calibration_images(tmp_path):
         quantize_onnx(tmp_path / "in.onnx", tmp_path / "out.onnx", np.zeros((0, 8, 8, 3), np.float32))
     assert describe({"top1_agreement": 0.995, "n_images": 200, "max_abs_diff": 0.004}).endswith(
         "same top class as float32 on 99.5% of 200 test images, max |p_int8 - p_float32| = 4.0e-03")
+
+
+def test_int8_request_upgrades_an_older_float32_export_before_quantizing(bundle, tmp_path):
+    import onnx
+
+    from galaxy_core.onnx_passes import EXPORT_VERSION
+
+    export, lines = CountingExport(), []
+    make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    path = bundle.path / "model.onnx"
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]  # a float32 file from before the graph passes
+    onnx.save(proto, str(path))
+    for stale in int8_paths(path):  # no int8 copy yet
+        if stale.exists():
+            os.remove(stale)
+    predictor = make_predictor(bundle, backend="int8", cache_dir=tmp_path / "cache", export=export,
+                               log=lines.append)
+    assert predictor.backend == "onnxruntime-int8"
+    assert OnnxPredictor(path).export_version == EXPORT_VERSION  # the float32 source was upgraded
+    assert any("updating" in line for line in lines) and len(export.calls) == 1  # not re-exported
