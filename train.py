@@ -34,8 +34,10 @@ from galaxy_core.io import default_data_dir, default_runs_dir
 EXIT_ERROR = 2
 # The offline demo: synthetic images (generator version 3, domain-randomised) rendered at 256 px like
 # real cutouts, a galaxy-centred crop of 2 radii of the central object before the resize to 64 px,
-# a small CNN, a few epochs, random flips on top of the recipe's rotation/zoom/contrast (see
-# BENCHMARKS.md, "Real images", for each setting's effect on real galaxies and the build time).
+# a small CNN, a few epochs, random flips on top of the recipe's rotation/zoom/contrast, and the
+# mean of the weights of epochs 4-8 (stochastic weight averaging: the largest measured gain on real
+# galaxies, and the steadiest across seeds). See BENCHMARKS.md, "Real images", for each setting's
+# effect on real galaxies and the build time.
 DEMO_IMAGES = 2500
 # Side the demo's synthetic images are rendered at (0 = the model's image_size). The galaxy crop cuts
 # a part of the frame, so the images are rendered at the real cutouts' 256 px and the crop is shrunk,
@@ -43,7 +45,7 @@ DEMO_IMAGES = 2500
 DEMO_RENDER_SIZE = 256
 DEMO_OVERRIDES = dict(backbone="SmallCNN", weights="none", image_size=64, head="gap", dense_units=128,
                       epochs=8, batch_size=64, patience=8, learning_rate=1e-3, flips=True,
-                      crop_scale=2.0)
+                      crop_scale=2.0, average_from_epoch=4)
 
 
 def build_parser() -> argparse.ArgumentParser:

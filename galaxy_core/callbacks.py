@@ -4,6 +4,9 @@
   restore best weights) that also restores them at the maximum epoch count and after a resume.
 - `WorkCheckpoint`: after every epoch, the history row, `checkpoint.save_checkpoint` and the one-line
   epoch summary (`Epoch 3/8: loss 0.5213 - acc 0.8100 - val_loss 0.6012 - val_acc 0.7800 - 12.3 s ...`).
+- `WeightAverage`: stochastic weight averaging (Izmailov et al. 2018): the running mean of the
+  weights after each epoch from `start_epoch` on, put into the model at the end with its
+  BatchNorm statistics recomputed on training batches.
 - `EpochProgressBar`: Keras's own progress bar replaced by a tqdm bar per epoch on stderr in
   `io.BAR_FORMAT` with desc `Epoch k/N` (`Epoch 3/8:  42%|####      | 5/12 [...]`), the two
   patterns the app reads.
@@ -63,18 +66,91 @@ class BestWeightsEarlyStopping(keras.callbacks.EarlyStopping):
             self.model.set_weights(self.best_weights)
 
 
+class WeightAverage(keras.callbacks.Callback):
+    """The running mean of the model's weights after epoch `start_epoch` (1-based) and each later one.
+
+    `apply` puts the mean into the model and refreshes BatchNorm's moving statistics, which a mean
+    of weights does not carry (the averaged network's activations differ from every snapshot's).
+    Must come before `WorkCheckpoint` in the callback list, so a checkpoint holds the epoch's mean.
+    """
+
+    def __init__(self, start_epoch: int):
+        super().__init__()
+        self.start_epoch = int(start_epoch)
+        self.mean: list[np.ndarray] | None = None
+        self.count = 0
+
+    def restore_state(self, mean: list[np.ndarray] | None, count: int) -> None:
+        """Continue from a checkpoint's mean of `count` snapshots (None and 0 before the first)."""
+        self.mean, self.count = mean, int(count) if mean is not None else 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.start_epoch:
+            return
+        weights = self.model.get_weights()
+        if self.mean is None:
+            self.mean = [np.array(w, np.float32) for w in weights]
+        else:  # incremental mean: no sum that grows with the epoch count
+            for m, w in zip(self.mean, weights):
+                m += (w - m) / (self.count + 1)
+        self.count += 1
+
+    def apply(self, model: keras.Model, batches, max_batches: int = 32) -> int:
+        """Set `model`'s weights to the mean and recompute its BatchNorm statistics.
+
+        The statistics become the plain mean over the first `max_batches` batches of `batches`
+        (each layer's momentum is set to k / (k + 1) for batch k, then put back), as PyTorch's
+        `update_bn` does, whatever the layers' own momentum.
+
+        Args:
+            batches: an iterable of `(images, labels)` training batches (augmented as in training).
+            max_batches: how many batches the statistics are averaged over.
+
+        Returns:
+            The number of snapshots averaged (0: none yet, the model is left as it is).
+        """
+        if not self.count:
+            return 0
+        model.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, model.get_weights())])
+        norms = batchnorm_layers(model)
+        momenta = [layer.momentum for layer in norms]
+        try:
+            for k, (images, *_rest) in enumerate(batches):
+                if k >= max_batches:
+                    break
+                for layer in norms:
+                    layer.momentum = k / (k + 1)
+                model(images, training=True)  # BatchNormalization updates its moving mean and variance
+        finally:
+            for layer, momentum in zip(norms, momenta):
+                layer.momentum = momentum
+        return self.count
+
+
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of `model`, nested models (a backbone) included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(batchnorm_layers(layer))
+    return found
+
+
 class WorkCheckpoint(keras.callbacks.Callback):
     """After every epoch the history row; every `every` epochs (and at the last one, early stop
     included) model + optimizer, best weights and state into the work folder.
 
-    Must come after `BestWeightsEarlyStopping` in the callback list (it reads its updated state).
+    Must come after `BestWeightsEarlyStopping` and `WeightAverage` in the callback list (it reads
+    their updated state).
     """
 
     def __init__(self, work: Path, stopper: BestWeightsEarlyStopping, history: dict[str, list],
                  n_train: int, total_epochs: int, log: Callable[[str], None] | None = print,
-                 every: int = 1):
+                 every: int = 1, average: WeightAverage | None = None):
         super().__init__()
-        self.work, self.stopper, self.history = work, stopper, history
+        self.work, self.stopper, self.history, self.average = work, stopper, history, average
         self.n_train, self.total_epochs, self.log, self.every = n_train, total_epochs, log, max(1, int(every))
         self._epoch_start = self._val_start = None
 
@@ -100,7 +176,7 @@ class WorkCheckpoint(keras.callbacks.Callback):
         epochs_done = epoch + 1
         if epochs_done % self.every == 0 or epochs_done >= self.total_epochs or self.model.stop_training:
             save_checkpoint(self.work, self.model, self.stopper, self.history, epochs_done,
-                            policy=keras.mixed_precision.global_policy().name)
+                            policy=keras.mixed_precision.global_policy().name, average=self.average)
         if self.log is not None:
             self.log(epoch_summary(epoch + 1, self.total_epochs, row, self.stopper))
 

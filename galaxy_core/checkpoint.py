@@ -335,7 +335,7 @@ def checkpoint_path(work: Path, state: dict[str, Any]) -> Path:
 
 
 def save_checkpoint(work: Path, model, stopper, history: dict[str, list], epochs_done: int,
-                    policy: str) -> None:
+                    policy: str, average=None) -> None:
     """Write model + optimizer, best weights (when improved) and state, crash-consistently.
 
     The model and best weights go to files named by epoch; `state.json`, written last and
@@ -346,6 +346,8 @@ def save_checkpoint(work: Path, model, stopper, history: dict[str, list], epochs
         stopper: the run's `BestWeightsEarlyStopping` (`best`, `best_epoch`, `wait`, `improved`,
             `best_weights`).
         policy: the Keras dtype policy name (a resume must load under the same).
+        average: the run's `callbacks.WeightAverage` or None; its mean (once it has one) is saved
+            beside the checkpoint, so a resumed run continues the same average.
     """
     previous = read_state(work)
     checkpoint = f"checkpoint-{epochs_done:04d}"
@@ -361,10 +363,16 @@ def save_checkpoint(work: Path, model, stopper, history: dict[str, list], epochs
         best = f"best_weights-{epochs_done:04d}.npz"
         weights = stopper.best_weights if stopper.best_weights is not None else model.get_weights()
         _save_weights(work / best, weights)
+    mean = None
+    if average is not None and average.count:
+        mean = f"average-{epochs_done:04d}.npz"
+        _save_weights(work / mean, average.mean)
     state = {
         "epochs_done": epochs_done,
         "checkpoint": checkpoint,
         "best_weights": best,
+        "average": mean,
+        "average_count": average.count if mean else 0,
         "stopped": bool(model.stop_training),
         "best": None if stopper.best is None else float(stopper.best),
         "best_epoch": int(stopper.best_epoch),  # 0-based, like Keras
@@ -374,8 +382,8 @@ def save_checkpoint(work: Path, model, stopper, history: dict[str, list], epochs
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(work / STATE, state)
-    for old in [*work.glob("checkpoint-*"), *work.glob("best_weights-*.npz")]:
-        if old.name not in (checkpoint, best):
+    for old in [*work.glob("checkpoint-*"), *work.glob("best_weights-*.npz"), *work.glob("average-*.npz")]:
+        if old.name not in (checkpoint, best, mean):
             _remove(old)
 
 
@@ -391,6 +399,15 @@ def _save_weights(path: Path, weights: Sequence[np.ndarray]) -> None:
         np.savez(f, *weights)
 
 
+def load_average(work: Path) -> tuple[list[np.ndarray] | None, int]:
+    """The weight average named by the work folder's state and its snapshot count, or (None, 0)."""
+    state = read_state(work)
+    name = state.get("average") if state else None
+    if not name or not (work / name).exists():
+        return None, 0
+    return _load_weights(work / name), int(state.get("average_count", 0))
+
+
 def load_best_weights(work: Path) -> list[np.ndarray] | None:
     """The best weights named by the work folder's state, or None before the first checkpoint."""
     state = read_state(work)
@@ -399,5 +416,9 @@ def load_best_weights(work: Path) -> list[np.ndarray] | None:
     path = work / state.get("best_weights", BEST_WEIGHTS)
     if not path.exists():
         return None
+    return _load_weights(path)
+
+
+def _load_weights(path: Path) -> list[np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]

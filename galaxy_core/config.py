@@ -134,6 +134,11 @@ class Config:
     batch_size: int = field(default=32, metadata={"help": "batch size (global, over all replicas)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     patience: int = field(default=20, metadata={"help": "early-stopping patience on val accuracy"})
+    average_from_epoch: int = field(
+        default=0, metadata={"help": "stochastic weight averaging: the final weights are the mean of "
+                                     "the weights after this epoch and every later one, with the "
+                                     "BatchNorm statistics refreshed (0 = off: the best epoch's weights)"}
+    )
     class_weights: bool = field(default=True, metadata={"help": "balanced class weights (scikit-learn)"})
     mixed_precision: bool = field(default=True, metadata={"help": "mixed float16 on GPUs (ignored on CPU)"})
     strategy: str = field(
@@ -260,6 +265,8 @@ def validate_config(cfg: Config) -> None:
         (cfg.batch_size >= 1, "batch_size", "must be >= 1"),
         (cfg.learning_rate > 0, "learning_rate", "must be > 0"),
         (cfg.patience >= 0, "patience", "must be >= 0"),
+        (0 <= cfg.average_from_epoch <= cfg.epochs, "average_from_epoch",
+         f"must be in 0..epochs ({cfg.epochs}); 0 = off"),
         (cfg.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}"),
         (cfg.explain_errors >= 0, "explain_errors", "must be >= 0"),
         (cfg.explain_correct >= 0, "explain_correct", "must be >= 0"),

@@ -9,7 +9,8 @@
 3. `data_phase`: dataset, split (`cfg.split_by`: "sky" keeps twins together, `galaxy_core.sky`),
    class weights, preprocessed cache, the test images' catalogue columns (ra, dec, redshift, pxscale).
 4. `build_or_resume`: distribution strategy, dtype policy, a new compiled model or the checkpoint.
-5. `fit_phase`: `fit` with early stopping, a checkpoint after every epoch and tqdm epoch bars.
+5. `fit_phase`: `fit` with early stopping, a checkpoint after every epoch and tqdm epoch bars;
+   with `cfg.average_from_epoch`, `apply_average` then puts in the weight average.
 6. `evaluate_phase`: test (plain + TTA) and validation metrics, and the temperature scaling fitted
    on the validation split (`galaxy_core.calibration`, metrics.json `calibration`).
    `embedding_phase`: penultimate-layer features of the test images and their 2-D map
@@ -19,7 +20,9 @@
 
 Early stopping follows the recipe (val accuracy, mode max, patience `cfg.patience`, restore best
 weights); `BestWeightsEarlyStopping` also restores the best weights when training ends at the
-maximum epoch count or after a resume, so the bundle always holds the best epoch's weights.
+maximum epoch count or after a resume, so the bundle holds the best epoch's weights, unless
+`cfg.average_from_epoch` asks for stochastic weight averaging (the offline demo does): then it holds
+the mean of the weights after that epoch and every later one, its BatchNorm statistics recomputed.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ import numpy as np
 import tensorflow as tf
 
 from galaxy_core import checkpoint
-from galaxy_core.callbacks import MONITOR, BestWeightsEarlyStopping, EpochProgressBar, WorkCheckpoint
+from galaxy_core.callbacks import (MONITOR, BestWeightsEarlyStopping, EpochProgressBar, WeightAverage,
+                                   WorkCheckpoint)
 from galaxy_core.checkpoint import STATE, RunLock, work_dir_for
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError, TrainingError
@@ -300,9 +304,12 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
         initial_epoch = int(state["epochs_done"])
         stopper.restore_state(state["best"], state["best_epoch"], state["wait"],
                               checkpoint.load_best_weights(work.folder))
+    average = WeightAverage(cfg.average_from_epoch) if cfg.average_from_epoch else None
+    if average is not None and state is not None:
+        average.restore_state(*checkpoint.load_average(work.folder))
     n_train = min(data.sizes["train"], cfg.steps_per_epoch * cfg.batch_size or data.sizes["train"])
     saver = WorkCheckpoint(work.folder, stopper, history, n_train, cfg.epochs, log=log,
-                           every=cfg.checkpoint_every)
+                           every=cfg.checkpoint_every, average=average)
     started = time.perf_counter()
     if state is not None and (state["stopped"] or initial_epoch >= cfg.epochs):
         best_weights = checkpoint.load_best_weights(work.folder)
@@ -313,13 +320,27 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
                   class_weight=data.class_weight, shuffle=False, verbose=0,
                   steps_per_epoch=cfg.steps_per_epoch or None,
-                  callbacks=[stopper, bar, saver, *callbacks])
+                  callbacks=[stopper, bar, *([average] if average else []), saver, *callbacks])
     result = FitResult(history, time.perf_counter() - started)
     best = result.best_epoch
     log(f"training done: {result.epochs_run} epoch(s), best {MONITOR} "
         f"{history[MONITOR][best - 1] if best else float('nan'):.4f} at epoch {best}"
         f" (weights restored), {result.fit_time_s:.0f} s this session")
+    if average is not None:
+        apply_average(model, average, train_ds, log)
     return result
+
+
+def apply_average(model: keras.Model, average: WeightAverage, train_ds, log: Log) -> None:
+    """The run's final weights: the weight average (when it has snapshots), BatchNorm refreshed."""
+    started = time.perf_counter()
+    count = average.apply(model, train_ds)
+    first = average.start_epoch
+    if count:
+        log(f"weights: mean of {count} epoch(s) from epoch {first} on (stochastic weight averaging), "
+            f"BatchNorm statistics recomputed on training batches in {time.perf_counter() - started:.1f} s")
+    else:
+        log(f"weights: the best epoch's (training ended before epoch {first}, where averaging starts)")
 
 
 def evaluate_phase(model: keras.Model, cfg: Config, data: RunData, fit: FitResult,

@@ -131,3 +131,65 @@ def test_checkpoint_every_n_epochs_and_at_the_end(tmp_path):
     # every=1 (the default): after every epoch.
     named, _ = run([0.1, 0.2, 0.3], patience=10, every=1, folder=tmp_path / "c")
     assert named == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------------------------
+# Stochastic weight averaging
+# --------------------------------------------------------------------------------------------
+def _bn_model():
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.99)(x)
+    return keras.Model(inputs, keras.layers.Dense(1)(x))
+
+
+def test_weight_average_is_the_mean_of_the_snapshots_from_the_start_epoch():
+    from galaxy_core.callbacks import WeightAverage
+
+    model = _bn_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    script, average = ScriptedAccuracy([0.1] * 5), WeightAverage(start_epoch=3)
+    model.fit(x, x.sum(1, keepdims=True), epochs=5, batch_size=8, verbose=0, callbacks=[script, average])
+    assert average.count == 3
+    expected = [np.mean([script.weights[e][i] for e in (2, 3, 4)], axis=0) for i in range(len(average.mean))]
+    assert all(np.allclose(m, e, atol=1e-6) for m, e in zip(average.mean, expected))
+    assert not _same(average.mean, script.weights[4])  # the weights moved: the mean is not the last
+
+
+def test_weight_average_resumes_from_a_saved_mean():
+    from galaxy_core.callbacks import WeightAverage
+
+    model = _bn_model()
+    snapshots = [[np.full(w.shape, float(k), np.float32) for w in model.get_weights()] for k in (1, 2, 6)]
+    average = WeightAverage(start_epoch=1)
+    average.set_model(model)
+    model.set_weights(snapshots[0])
+    average.on_epoch_end(0)
+    model.set_weights(snapshots[1])
+    average.on_epoch_end(1)
+    resumed = WeightAverage(start_epoch=1)
+    resumed.restore_state([m.copy() for m in average.mean], average.count)  # as a checkpoint holds it
+    resumed.set_model(model)
+    model.set_weights(snapshots[2])
+    resumed.on_epoch_end(2)
+    assert resumed.count == 3 and all(np.allclose(m, 3.0) for m in resumed.mean)  # (1 + 2 + 6) / 3
+
+
+def test_apply_sets_the_mean_and_recomputes_batchnorm_as_a_plain_mean_over_batches():
+    from galaxy_core.callbacks import WeightAverage, batchnorm_layers
+
+    model = _bn_model()
+    bn = batchnorm_layers(model)[0]
+    average = WeightAverage(start_epoch=1)
+    average.set_model(model)
+    average.on_epoch_end(0)
+    dense = model.layers[1]
+    rng = np.random.default_rng(1)
+    batches = [(rng.normal(3.0, 2.0, size=(16, 4)).astype(np.float32), None) for _ in range(5)]
+    assert average.apply(model, batches, max_batches=4) == 1
+    hidden = [np.asarray(dense(b[0])) for b in batches[:4]]
+    assert np.allclose(np.asarray(bn.moving_mean), np.mean([h.mean(0) for h in hidden], 0), atol=1e-4)
+    assert np.allclose(np.asarray(bn.moving_variance), np.mean([h.var(0) for h in hidden], 0), rtol=1e-3)
+    assert bn.momentum == 0.99  # put back
+    assert WeightAverage(start_epoch=2).apply(model, batches) == 0  # no snapshot yet: left as it is

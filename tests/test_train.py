@@ -451,3 +451,32 @@ def test_no_progress_draws_no_bar_for_cache_epochs_or_explanations(tmp_path, cap
     err = capfd.readouterr().err
     assert any(line.startswith("explanations: saliency") for line in logged)  # the work did run
     assert "preprocess cache" not in err and "explanations:" not in err and "%|" not in err, err[-2000:]
+
+
+@pytest.mark.slow
+def test_weight_averaging_survives_an_interruption_and_ends_in_the_bundle(tmp_path):
+    from galaxy_core.bundle import load_bundle
+    from galaxy_core.checkpoint import load_average
+
+    data = write_quadrants(tmp_path / "quadrants.h5", n=160)
+    cfg = CFG.replace(epochs=3, average_from_epoch=1, explain_errors=0, explain_correct=0)
+    out = tmp_path / "runs" / "averaged"
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, data, out, cache_dir=tmp_path / "cache", progress=False,
+                  callbacks=[InterruptAfterEpoch(2)], on_log=lambda line: None)
+    mean, count = load_average(work_dir_for(out))
+    assert count == 2 and mean is not None  # epochs 1 and 2, saved with the epoch-2 checkpoint
+    logged = []
+    train_run(cfg, data, out, resume=True, cache_dir=tmp_path / "cache", progress=False,
+              on_log=logged.append)
+    assert any(line.startswith("weights: mean of 3 epoch(s) from epoch 1 on") for line in logged), logged
+    bundle = load_bundle(out)
+    assert bundle.config.average_from_epoch == 1
+    assert not work_dir_for(out).exists()
+
+
+def test_average_from_epoch_beyond_the_epochs_is_refused():
+    from galaxy_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="average_from_epoch=9 must be in 0..epochs"):
+        CFG.replace(epochs=8, average_from_epoch=9)
