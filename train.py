@@ -35,9 +35,9 @@ EXIT_ERROR = 2
 # The offline demo: synthetic images (generator version 3, domain-randomised) rendered at 256 px like
 # real cutouts, a galaxy-centred crop of 2 radii of the central object before the resize to 64 px,
 # a small CNN, a few epochs, random flips on top of the recipe's rotation/zoom/contrast, and the
-# mean of the weights of epochs 4-8 (stochastic weight averaging: the largest measured gain on real
-# galaxies, and the steadiest across seeds). See BENCHMARKS.md, "Real images", for each setting's
-# effect on real galaxies and the build time.
+# mean of the weights of the last DEMO_AVERAGE_LAST epochs (stochastic weight averaging, epochs 4-8:
+# the largest measured gain on real galaxies, and the steadiest across seeds). See BENCHMARKS.md,
+# "Real images", for each setting's effect on real galaxies and the build time.
 DEMO_IMAGES = 2500
 # Side the demo's synthetic images are rendered at (0 = the model's image_size). The galaxy crop cuts
 # a part of the frame, so the images are rendered at the real cutouts' 256 px and the crop is shrunk,
@@ -45,7 +45,8 @@ DEMO_IMAGES = 2500
 DEMO_RENDER_SIZE = 256
 DEMO_OVERRIDES = dict(backbone="SmallCNN", weights="none", image_size=64, head="gap", dense_units=128,
                       epochs=8, batch_size=64, patience=8, learning_rate=1e-3, flips=True,
-                      crop_scale=2.0, average_from_epoch=4)
+                      crop_scale=2.0)
+DEMO_AVERAGE_LAST = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +117,8 @@ def run_demo(args: argparse.Namespace) -> int:
     # The demo's settings replace the preset's; flags given on the command line still win.
     cfg = config_from_args(args, args.preset).replace(**{
         name: value for name, value in DEMO_OVERRIDES.items() if getattr(args, name, None) is None})
+    if getattr(args, "average_from_epoch", None) is None:  # the last epochs, however many there are
+        cfg = cfg.replace(average_from_epoch=max(1, cfg.epochs - DEMO_AVERAGE_LAST + 1))
     data_dir = default_data_dir()
     n_images = args.demo_images
     render_size = args.demo_render_size or cfg.image_size

@@ -29,6 +29,8 @@ def test_demo_writes_a_synthetic_bundle_with_explanations(tmp_path, monkeypatch,
     assert bundle.is_synthetic
     assert bundle.config.backbone == "SmallCNN" and bundle.config.epochs == 2
     assert bundle.config.image_size == 64 and bundle.config.crop_scale == 2.0  # cropped, then 64 px
+    assert bundle.config.average_from_epoch == 1  # the last 5 of 2 epochs: both averaged
+    assert "weights: mean of 2 epoch(s) from epoch 1 on" in printed
     assert bundle.run_info["demo"] is True
     n_test = len(bundle.predictions["labels"])
     assert n_test == bundle.run_info["split_sizes"]["test"] == 30
