@@ -351,9 +351,18 @@ class RunBundle:
 
     @property
     def best_epoch(self) -> int | None:
-        """1-based epoch whose weights the model holds (metrics.json `best_epoch`), or None."""
+        """1-based epoch of the best validation accuracy (metrics.json `best_epoch`), or None.
+
+        The model holds its weights unless they were averaged (`averaged_epochs`)."""
         value = self.metrics.get("best_epoch")
         return None if value is None else int(value)
+
+    @property
+    def averaged_epochs(self) -> tuple[int, int] | None:
+        """`(first, last)` 1-based epochs whose mean weights the model holds (stochastic weight
+        averaging, config `average_from_epoch`), or None when it holds the best epoch's."""
+        first, last = self.config.average_from_epoch, self.epochs_run
+        return (first, last) if 0 < first <= last else None
 
     @property
     def epochs_run(self) -> int:

@@ -351,6 +351,20 @@ def test_typed_fields_read_the_keys_the_trainer_writes(tmp_path, parts):
     assert b.val_accuracy is None and b.test_tta_accuracy is None  # no val split, no TTA here
 
 
+def test_averaged_epochs_say_which_weights_the_model_holds(tmp_path, parts):
+    from pages.lib.captions import run_summary
+
+    cfg = parts["config"]  # its history has 3 epochs
+    held = {}
+    for start in (0, 2, 4):
+        b = load_bundle(write(tmp_path / f"avg{start}", parts, config=cfg.replace(epochs=5, average_from_epoch=start),
+                              metrics=assemble_metrics(*parts_results(parts), best_epoch=3)))
+        held[start] = (b.averaged_epochs, run_summary(b)["weights"])
+    assert held[0] == (None, "epoch 3 (best)")
+    assert held[2] == ((2, 3), "mean of epochs 2-3")
+    assert held[4] == (None, "epoch 3 (best)")  # training ended before the averaging started
+
+
 def test_typed_fields_are_none_for_a_bundle_without_the_optional_keys(good_bundle, tmp_path):
     out = copy_bundle(good_bundle, tmp_path / "old")
     info = json.loads((out / "run.json").read_text())

@@ -20,6 +20,8 @@ def test_curves_figure_plots_the_bundles_1_based_epochs_and_marks_the_best():
     assert len(fig.data) == 4
     assert all(list(trace.x) == [1, 2, 3] for trace in fig.data)
     assert [shape.x0 for shape in fig.layout.shapes] == [3, 3]  # one line per panel
+    averaged = figures.curves_figure(history, best_epoch=3, averaged=(2, 3))
+    assert [(shape.type, shape.x0, shape.x1) for shape in averaged.layout.shapes] == [("rect", 1.5, 3.5)] * 2
 
 
 def test_topk_figure_shows_the_k_most_probable_classes_most_probable_on_top():

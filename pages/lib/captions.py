@@ -68,9 +68,13 @@ def run_summary(run: Any) -> dict[str, Any]:
     rate = run.train_images_per_s
     model = (f"{cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'fine-tuned'}, {cfg.head} head), "
              f"{cfg.image_size}x{cfg.image_size} px")
+    averaged = run.averaged_epochs
+    weights = (f"mean of epochs {averaged[0]}-{averaged[1]}" if averaged
+               else "n/a" if best is None else f"epoch {best} (best)")
     rows = [
         ("epochs run", str(run.epochs_run)),
         ("best epoch", "n/a" if best is None else str(best)),
+        ("weights", weights + (" (stochastic weight averaging)" if averaged else "")),
         ("training time", format_seconds(run.wall_time_s)),
         ("training speed", "n/a" if rate is None else f"{rate:.1f} images/s"),
         ("test loss", f"{run.metrics['test']['loss']:.4f}"),
@@ -82,6 +86,7 @@ def run_summary(run: Any) -> dict[str, Any]:
         "dataset": f"{dataset} ({source})",
         "created": created,
         "best_epoch": "n/a" if best is None else str(best),
+        "weights": weights,
         "training_time": format_seconds(run.wall_time_s),
         "markdown": "\n".join(f"- {name}: **{value}**" for name, value in rows),
     }

@@ -86,13 +86,16 @@ def class_distribution_figure(class_names: Sequence[str], counts: Mapping[str, S
     return fig
 
 
-def curves_figure(history: Mapping[str, Sequence[float]], best_epoch: int | None = None) -> go.Figure:
+def curves_figure(history: Mapping[str, Sequence[float]], best_epoch: int | None = None,
+                  averaged: tuple[int, int] | None = None) -> go.Figure:
     """Two side-by-side panels, loss and accuracy, train (solid) and validation (dashed) per epoch.
 
     Args:
         history: a bundle's history (`RunBundle.history`): the 1-based `epoch` column and
             per-epoch columns such as `loss`, `val_loss`, `accuracy`, `val_accuracy`.
         best_epoch: 1-based epoch to mark with a vertical line (the restored weights).
+        averaged: `(first, last)` epochs whose weights were averaged (`RunBundle.averaged_epochs`):
+            a shaded band, which replaces the best-epoch line (the model holds the mean).
     """
     epochs = np.asarray(history.get("epoch", []), dtype=np.int64)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
@@ -107,7 +110,10 @@ def curves_figure(history: Mapping[str, Sequence[float]], best_epoch: int | None
                                      marker={"size": 5}, legendgroup=label, showlegend=col_index == 1,
                                      hovertemplate=f"{label} {metric}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"),
                           row=1, col=col_index)
-        if best_epoch is not None:
+        if averaged is not None:
+            fig.add_vrect(x0=averaged[0] - 0.5, x1=averaged[1] + 0.5, fillcolor="#9ca3af", opacity=0.18,
+                          line_width=0, row=1, col=col_index)
+        elif best_epoch is not None:
             fig.add_vline(x=best_epoch, line={"dash": "dot", "color": "#9ca3af"}, row=1, col=col_index)
     n = len(epochs)
     fig.update_xaxes(title_text="epoch", dtick=max(1, n // 10) if n else None)

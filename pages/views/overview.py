@@ -27,14 +27,16 @@ cols[2].metric("Macro F1", f"{test['macro_f1']:.3f}")
 cols[3].metric("TTA accuracy", format_percent(run.test_tta_accuracy),
                help="Test-time augmentation: mean of the predictions over the 8 rotations/flips of each "
                     "test image.")
-cols[4].metric("Best epoch", summary["best_epoch"])
+cols[4].metric("Weights", summary["weights"],
+               help="The epoch whose weights the model holds (best validation accuracy), or the epochs "
+                    "whose weights were averaged (stochastic weight averaging).")
 cols[5].metric("Training time", summary["training_time"])
 
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.subheader("Training curves")
     if run.epochs_run:
-        st.plotly_chart(curves_figure(run.history, run.best_epoch), width="stretch",
+        st.plotly_chart(curves_figure(run.history, run.best_epoch, run.averaged_epochs), width="stretch",
                         config={"displayModeBar": False})
     else:
         st.info("This run's history is empty.")
