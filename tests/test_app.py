@@ -206,7 +206,7 @@ def test_overview_shows_the_bundles_metrics(app_with_run, tiny_runs):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test accuracy"] == f"{100 * run.metrics['test']['accuracy']:.1f}%"
     assert metrics["Macro F1"] == f"{run.metrics['test']['macro_f1']:.3f}"
-    assert metrics["Best epoch"] == "3" and metrics["Training time"] == "12.5 s"
+    assert metrics["Weights"] == "epoch 3 (best)" and metrics["Training time"] == "12.5 s"
     assert any("Synthetic run" in w for w in texts(at.warning))
     splits = at.dataframe[0].value
     assert list(splits["images"]) == [240, 30, 30]
@@ -576,7 +576,7 @@ def test_a_bundle_with_only_the_required_run_keys_still_loads(tmp_path, monkeypa
     assert not at.exception, [e.message for e in at.exception]
     assert texts(at.title) == ["Overview: minimal"]
     tiles = {m.label: m.value for m in at.metric}
-    assert tiles["Best epoch"] == "n/a" and tiles["Training time"] == "n/a" and tiles["TTA accuracy"] == "n/a"
+    assert tiles["Weights"] == "n/a" and tiles["Training time"] == "n/a" and tiles["TTA accuracy"] == "n/a"
     assert list(at.dataframe[0].value["images"].fillna(-1)) == [-1, -1, 30]  # test size from predictions
     assert any("data: n/a (synthetic)" in c for c in texts(at.caption))
     for view in ("preprocessing_lab", "confusion_matrix", "explain_errors"):
