@@ -3,7 +3,8 @@
 While a run trains, a hidden work folder next to its bundle, `<out_dir.parent>/.<name>.work/`, holds
 after EVERY epoch: the model with its optimizer state (`checkpoint-<epoch>/`, an unzipped Keras
 model folder; work folders of older versions hold `checkpoint-<epoch>.keras`), the best weights
-so far (`best_weights-<epoch>.npz`), the split (`split.npz`, and its record `split.json`), the config (`config.json`), the
+so far (`best_weights-<epoch>.npz`), with weight averaging the running mean of the weights
+(`average-<epoch>.npz`, `callbacks.WeightAverage`), the split (`split.npz`, and its record `split.json`), the config (`config.json`), the
 dataset's identity (`dataset.json`) and `state.json` (epochs done, history so far, early-stopping
 state, the dtype policy and the names of the checkpoint files that belong to it). `state.json` is
 written last and atomically, so a crash at any point leaves a state whose files exist and match it;
