@@ -206,7 +206,7 @@ def test_overview_shows_the_bundles_metrics(app_with_run, tiny_runs):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test accuracy"] == f"{100 * run.metrics['test']['accuracy']:.1f}%"
     assert metrics["Macro F1"] == f"{run.metrics['test']['macro_f1']:.3f}"
-    assert metrics["Weights"] == "epoch 3 (best)" and metrics["Training time"] == "12.5 s"
+    assert metrics["Weights"] == "best 3" and metrics["Training time"] == "12.5 s"
     assert any("Synthetic run" in w for w in texts(at.warning))
     splits = at.dataframe[0].value
     assert list(splits["images"]) == [240, 30, 30]

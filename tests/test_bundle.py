@@ -359,10 +359,12 @@ def test_averaged_epochs_say_which_weights_the_model_holds(tmp_path, parts):
     for start in (0, 2, 4):
         b = load_bundle(write(tmp_path / f"avg{start}", parts, config=cfg.replace(epochs=5, average_from_epoch=start),
                               metrics=assemble_metrics(*parts_results(parts), best_epoch=3)))
-        held[start] = (b.averaged_epochs, run_summary(b)["weights"])
-    assert held[0] == (None, "epoch 3 (best)")
-    assert held[2] == ((2, 3), "mean of epochs 2-3")
-    assert held[4] == (None, "epoch 3 (best)")  # training ended before the averaging started
+        summary = run_summary(b)
+        held[start] = (b.averaged_epochs, summary["weights"])
+        assert ("mean of epochs 2-3 (stochastic weight averaging)" in summary["markdown"]) == (start == 2)
+    assert held[0] == (None, "best 3")
+    assert held[2] == ((2, 3), "avg 2-3")
+    assert held[4] == (None, "best 3")  # training ended before the averaging started
 
 
 def test_typed_fields_are_none_for_a_bundle_without_the_optional_keys(good_bundle, tmp_path):

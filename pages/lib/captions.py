@@ -69,12 +69,13 @@ def run_summary(run: Any) -> dict[str, Any]:
     model = (f"{cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'fine-tuned'}, {cfg.head} head), "
              f"{cfg.image_size}x{cfg.image_size} px")
     averaged = run.averaged_epochs
-    weights = (f"mean of epochs {averaged[0]}-{averaged[1]}" if averaged
+    weights = (f"mean of epochs {averaged[0]}-{averaged[1]} (stochastic weight averaging)" if averaged
                else "n/a" if best is None else f"epoch {best} (best)")
+    tile = (f"avg {averaged[0]}-{averaged[1]}" if averaged else "n/a" if best is None else f"best {best}")
     rows = [
         ("epochs run", str(run.epochs_run)),
         ("best epoch", "n/a" if best is None else str(best)),
-        ("weights", weights + (" (stochastic weight averaging)" if averaged else "")),
+        ("weights", weights),
         ("training time", format_seconds(run.wall_time_s)),
         ("training speed", "n/a" if rate is None else f"{rate:.1f} images/s"),
         ("test loss", f"{run.metrics['test']['loss']:.4f}"),
@@ -86,7 +87,7 @@ def run_summary(run: Any) -> dict[str, Any]:
         "dataset": f"{dataset} ({source})",
         "created": created,
         "best_epoch": "n/a" if best is None else str(best),
-        "weights": weights,
+        "weights": tile,  # short, for the Overview's tile; the Markdown list has the long form
         "training_time": format_seconds(run.wall_time_s),
         "markdown": "\n".join(f"- {name}: **{value}**" for name, value in rows),
     }

@@ -28,8 +28,9 @@ cols[3].metric("TTA accuracy", format_percent(run.test_tta_accuracy),
                help="Test-time augmentation: mean of the predictions over the 8 rotations/flips of each "
                     "test image.")
 cols[4].metric("Weights", summary["weights"],
-               help="The epoch whose weights the model holds (best validation accuracy), or the epochs "
-                    "whose weights were averaged (stochastic weight averaging).")
+               help="Which weights the model holds: those of the epoch with the best validation "
+                    "accuracy (best N), or the mean of the weights of epochs A-B (avg A-B: stochastic "
+                    "weight averaging).")
 cols[5].metric("Training time", summary["training_time"])
 
 left, right = st.columns([3, 2], gap="large")
