@@ -177,13 +177,8 @@ def preprocess_stages(image: np.ndarray, cfg: Config = _DEFAULTS) -> dict[str, n
     """
     _check_config(cfg)
     full = to_rgb_uint8(image)
-    rgb = resize_image(full, cfg.image_size)
-    cropped = rgb
-    if cfg.crop_scale > 0:  # crop at full resolution, then resize: the galaxy keeps its detail
-        cropped = resize_image(crop_to_galaxy(full, cfg.crop_scale, cfg.crop_min_fraction), cfg.image_size)
-    clahe = apply_clahe(cropped, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
-    opened = apply_opening(clahe, cfg.opening_kernel_shape, cfg.opening_kernel_size, cfg.opening_iterations)
-    return dict(zip(STAGES, (rgb, cropped, clahe, opened)))
+    original = resize_image(full, cfg.image_size)
+    return dict(zip(STAGES, (original, *_model_stages(full, cfg, original))))
 
 
 def preprocess_image(image: np.ndarray, cfg: Config = _DEFAULTS) -> np.ndarray:
@@ -196,7 +191,25 @@ def preprocess_image(image: np.ndarray, cfg: Config = _DEFAULTS) -> np.ndarray:
     Returns:
         uint8 `(S, S, 3)` with `S = cfg.image_size` (the last of `preprocess_stages`).
     """
-    return preprocess_stages(image, cfg)[STAGES[-1]]
+    _check_config(cfg)
+    return _model_stages(to_rgb_uint8(image), cfg)[-1]
+
+
+def _model_stages(full: np.ndarray, cfg: Config,
+                  original: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stages after "original": (galaxy crop, CLAHE, CLAHE + opening), each uint8 `(S, S, 3)`.
+
+    `full` is the uint8 RGB image at its own size; `original`, when given, is it resized to `S`
+    (the lab's first stage), reused as the crop stage when the crop is off. Without it, and with the
+    crop on, the whole image is never resized: the model's input path does only the work it needs.
+    """
+    if cfg.crop_scale > 0:  # crop at full resolution, then resize: the galaxy keeps its detail
+        cropped = resize_image(crop_to_galaxy(full, cfg.crop_scale, cfg.crop_min_fraction), cfg.image_size)
+    else:
+        cropped = original if original is not None else resize_image(full, cfg.image_size)
+    clahe = apply_clahe(cropped, cfg.clahe_clip_limit, cfg.clahe_tile_grid, cfg.channel_mode)
+    opened = apply_opening(clahe, cfg.opening_kernel_shape, cfg.opening_kernel_size, cfg.opening_iterations)
+    return cropped, clahe, opened
 
 
 def preprocess_batch(images: np.ndarray | Sequence[np.ndarray], cfg: Config = _DEFAULTS,
