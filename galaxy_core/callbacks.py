@@ -23,6 +23,7 @@ import numpy as np
 
 from galaxy_core.checkpoint import save_checkpoint
 from galaxy_core.io import progress_bar
+from galaxy_core.model import walk_layers
 
 MONITOR = "val_accuracy"
 
@@ -129,13 +130,7 @@ class WeightAverage(keras.callbacks.Callback):
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """Every BatchNormalization layer of `model`, nested models (a backbone) included."""
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        elif hasattr(layer, "layers"):
-            found.extend(batchnorm_layers(layer))
-    return found
+    return [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 class WorkCheckpoint(keras.callbacks.Callback):

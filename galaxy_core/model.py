@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import numpy as np
@@ -283,6 +283,15 @@ CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Se
 # Layers skipped when choosing the Grad-CAM feature map: they subsample or summarise it.
 POOLING_TYPES = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
                  keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D)
+
+
+def walk_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """Every layer of `model` in order, the layers of nested models (a backbone, the augmentation
+    block) right after the nested model itself."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from walk_layers(layer)
 
 
 def output_rank(layer: keras.layers.Layer) -> int | None:

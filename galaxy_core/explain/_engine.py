@@ -27,7 +27,7 @@ import keras
 
 from galaxy_core.errors import ExplainError, ModelError
 from galaxy_core.inference import to_model_input
-from galaxy_core.model import CONV_TYPES, feature_map_layer, output_rank
+from galaxy_core.model import CONV_TYPES, feature_map_layer, output_rank, walk_layers
 
 ENGINES = ("compiled", "tf-keras-vis")
 
@@ -35,13 +35,6 @@ ENGINES = ("compiled", "tf-keras-vis")
 # ----------------------------------------------------------------------------------------------
 # Checks
 # ----------------------------------------------------------------------------------------------
-def _walk_layers(model: keras.Model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _walk_layers(layer)
-
-
 def _is_softmax(fn: Any) -> bool:
     return getattr(fn, "__name__", "") == "softmax"
 
@@ -63,7 +56,7 @@ def check_model(model: Any) -> None:
     if not isinstance(model, keras.Model) or not hasattr(model, "outputs") or not model.outputs:
         raise ExplainError(f"Expected a built functional keras.Model, got {type(model).__name__}.")
     nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)
-              and any(isinstance(sub, CONV_TYPES) for sub in _walk_layers(layer))]
+              and any(isinstance(sub, CONV_TYPES) for sub in walk_layers(layer))]
     if nested:
         raise ExplainError(
             f"Layer(s) {nested} of model {model.name!r} are nested models that hold conv layers (a "
