@@ -298,12 +298,12 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
     val_ds = make_dataset(data.cache.images, data.cache.labels, data.split.val, cfg, training=False)
     stopper = BestWeightsEarlyStopping(cfg.patience)
     history: dict[str, list] = {"epoch": []}
-    initial_epoch = 0
+    initial_epoch, best_weights = 0, None
     if state is not None:
         history = {k: list(v) for k, v in state["history"].items()}
         initial_epoch = int(state["epochs_done"])
-        stopper.restore_state(state["best"], state["best_epoch"], state["wait"],
-                              checkpoint.load_best_weights(work.folder))
+        best_weights = checkpoint.load_best_weights(work.folder)  # read once (DenseNet201: ~0.5 GB)
+        stopper.restore_state(state["best"], state["best_epoch"], state["wait"], best_weights)
     average = WeightAverage(cfg.average_from_epoch) if cfg.average_from_epoch else None
     if average is not None and state is not None:
         average.restore_state(*checkpoint.load_average(work.folder))
@@ -312,7 +312,6 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
                            every=cfg.checkpoint_every, average=average)
     started = time.perf_counter()
     if state is not None and (state["stopped"] or initial_epoch >= cfg.epochs):
-        best_weights = checkpoint.load_best_weights(work.folder)
         if best_weights is not None:
             model.set_weights(best_weights)
     else:
