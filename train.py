@@ -32,7 +32,7 @@ from galaxy_core.errors import GalaxyError
 from galaxy_core.io import default_data_dir, default_runs_dir
 
 EXIT_ERROR = 2
-# The offline demo: synthetic images (generator version 3, domain-randomised) rendered at 256 px like
+# The offline demo: synthetic images (generator version 4, domain-randomised) rendered at 256 px like
 # real cutouts, a galaxy-centred crop of 2 radii of the central object before the resize to 64 px,
 # a small CNN, a few epochs, random flips on top of the recipe's rotation/zoom/contrast, and the
 # mean of the weights of the last DEMO_AVERAGE_LAST epochs (stochastic weight averaging, epochs 4-8:

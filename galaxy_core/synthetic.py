@@ -14,10 +14,12 @@ target size (no upsampling):
 The class is decided by morphology only; colours, brightness and size are drawn from wide,
 overlapping ranges so that no class can be told apart by colour or brightness alone.
 
-Domain randomisation (version 3): each galaxy is drawn at a random apparent size (`Canvas.set_zoom`,
+Domain randomisation (version 3 on): each galaxy is drawn at a random apparent size (`Canvas.set_zoom`,
 `ZOOM_RANGE`), and seeing, sky noise and stretch are drawn from ranges wider than the survey's
 (`PSF_FWHM_PX`, `NOISE_RANGE`, `SOFTENING_RANGE`, `Q_STRETCH_RANGE`), so that a model trained on
-these images depends less on any one of them when it meets real cutouts.
+these images depends less on any one of them when it meets real cutouts. Version 4 keeps a
+merger's two members apart (`MERGER_SEPARATION`), so that two overlapping peaks alone do not mean
+"merging".
 
 Lengths are in units of the cutout side (the frame is [-0.5, 0.5) in x and y; a galaxy drawn at
 zoom z uses "galaxy units" = frame units / z), fluxes in scaled band units per unit area, so that
@@ -50,7 +52,7 @@ PXSCALE_ARCSEC = 0.262  # DECaLS pixel scale written to `pxscale` (arcsec / pixe
 GENERATOR_NAME = "galaxy_core.synthetic"
 # Raised whenever the rendering changes, so files made by an older generator are not reused
 # (the demo's data file name includes it).
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SYNTHETIC_NOTE = ("SYNTHETIC data: mock galaxies rendered by galaxy_core.synthetic (Sersic bulges, "
                   "disks, spiral arms, bars, mergers, PSF, noise). Not survey images; ra, dec and "
                   "redshift are random placeholders.")
@@ -77,6 +79,11 @@ PSF_FWHM_PX = (2.0, 8.0)
 NOISE_RANGE = (0.004, 0.03)
 SOFTENING_RANGE = (0.008, 0.045)
 Q_STRETCH_RANGE = (8.0, 40.0)
+# Separation of a merger's two main members (galaxy units at zoom 1; member effective radii are
+# 0.02-0.045). Version 4 raised the lower end from 0.04 to 0.08: at 0.04 the two members overlap into
+# one elongated body with two peaks, which is also what a real barred spiral's bar and bulge look
+# like at 64 px, and real barred spirals were called Merging (BENCHMARKS.md, "Real images").
+MERGER_SEPARATION = (0.08, 0.2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,7 +582,7 @@ def _member(cv: Canvas, pal: _Palette, x0, y0, flux, scale) -> float:
 
 def _merging(cv: Canvas, pal: _Palette) -> None:
     rng = cv.rng
-    sep = rng.uniform(0.04, 0.17)
+    sep = rng.uniform(*MERGER_SEPARATION)
     angle = rng.uniform(0, 2 * math.pi)
     ratio = rng.uniform(0.3, 1.0)  # flux of the secondary / primary
     cx, cy = _centre(rng)

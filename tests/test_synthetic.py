@@ -272,3 +272,27 @@ def test_cli_module_entry_point(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "galaxy_core.synthetic", str(out), "--n", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def test_merger_members_are_drawn_apart(monkeypatch):
+    """Version 4: a merger's two main members lie MERGER_SEPARATION apart (at least 0.08 galaxy
+    units, ~2 effective radii), not overlapping into one body with two peaks (a bar's look)."""
+    centres = []
+    real_member = synthetic._member
+
+    def record(cv, pal, x0, y0, flux, scale):
+        centres.append((x0, y0))
+        return real_member(cv, pal, x0, y0, flux, scale)
+
+    monkeypatch.setattr(synthetic, "_member", record)
+    seps = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        centres.clear()
+        synthetic._merging(synthetic.Canvas(64, rng), synthetic._Palette(rng))
+        (x1, y1), (x2, y2) = centres[:2]
+        seps.append(np.hypot(x2 - x1, y2 - y1))
+    lo, hi = synthetic.MERGER_SEPARATION
+    assert lo >= 0.08
+    assert min(seps) >= lo - 1e-9 and max(seps) <= hi + 1e-9, (min(seps), max(seps))
+    assert max(seps) - min(seps) > 0.5 * (hi - lo)  # drawn across the range, not a constant
