@@ -45,7 +45,7 @@ DEMO_IMAGES = 2500
 DEMO_RENDER_SIZE = 256
 DEMO_OVERRIDES = dict(backbone="SmallCNN", weights="none", image_size=64, head="gap", dense_units=128,
                       epochs=8, batch_size=64, patience=8, learning_rate=1e-3, flips=True,
-                      crop_scale=2.0)
+                      crop_scale=2.0, morphology_weight=0.5)
 DEMO_AVERAGE_LAST = 5
 
 

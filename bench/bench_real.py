@@ -5,7 +5,7 @@ By default it is the development set kept beside the repository, `../shared/real
 the repository root, when present. Those images are for scoring only, never for training.
 
 Usage:
-    python bench/bench_real.py RUN [FOLDER] [--tta] [--format text|json]
+    python bench/bench_real.py RUN [FOLDER] [--tta] [--cnn-only] [--format text|json]
 
 Also prints the run's synthetic test accuracy and wall time from its bundle, for BENCHMARKS.md.
 """
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"images + labels.csv (default {DEFAULT_FOLDER} when present)")
     parser.add_argument("--labels", type=Path, default=None, help="labels CSV (default FOLDER/labels.csv)")
     parser.add_argument("--tta", action="store_true", help="average over the 8 rotations/flips")
+    parser.add_argument("--cnn-only", action="store_true",
+                        help="the CNN alone, without the run's morphology classifier (if it has one)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
 
@@ -47,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         bundle = load_bundle(args.run)
         labels = read_labels(args.labels or folder / "labels.csv", bundle.config.class_names)
         model = bundle.load_model()
+        morphology = False if args.cnn_only else bundle.load_morphology()
     except GalaxyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    rows = classify_files(bundle, expand_inputs([folder]), model=model, tta=args.tta)
+    rows = classify_files(bundle, expand_inputs([folder]), model=model, tta=args.tta,
+                          morphology=morphology)
     score = score_rows(rows, labels, bundle.config.class_names)
     seconds = time.perf_counter() - started
     if args.format == "json":
@@ -62,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
           f"synthetic/own test accuracy {bundle.metrics['test']['accuracy']:.4f} (TTA "
           f"{test['accuracy']:.4f}), build wall time {bundle.run_info.get('wall_time_s', float('nan')):.0f} s "
           f"(training + evaluation, without data generation)")
-    print(f"real images: {folder}{' (TTA)' if args.tta else ''}, {seconds:.1f} s to classify")
+    blend = (f"CNN + morphology classifier (weight {bundle.config.morphology_weight:g})" if morphology
+             else "CNN alone")
+    print(f"real images: {folder}{' (TTA)' if args.tta else ''}, {blend}, {seconds:.1f} s to classify")
     sys.stdout.write(format_score(score, bundle.config.class_names, "text"))
     return 0
 

@@ -24,6 +24,9 @@ A run bundle is the folder `runs/<name>/` with:
   `split` (how the data was split: `split_by` "sky"/"random", `groups_merged`, ...).
 - `curves.png`: `galaxy_core.curves.plot_curves` of the history.
 - `explanations.h5` (optional): `galaxy_core.explain.save_explanations`.
+- `morphology.skops` (present exactly when `config.morphology_weight > 0`, e.g. the offline demo):
+  the classifier on morphology statistics whose probabilities are blended with the CNN's
+  (`galaxy_core.morphology_model`; metrics.json `morphology` holds its test scores).
 
 `write_bundle` builds all of it with `galaxy_core.io.atomic_dir` (a hidden sibling folder
 `.<name>.partial-<random>` renamed into place at the end, every file with the umask's mode), so a
@@ -55,6 +58,7 @@ from galaxy_core.data import METADATA_KEYS
 from galaxy_core.errors import BundleError, ModelError
 from galaxy_core.io import atomic_dir, default_runs_dir, write_bytes, write_json
 from galaxy_core.metrics import METRIC_KEYS
+from galaxy_core.morphology_model import MORPHOLOGY_FILE
 
 RUN_FORMAT_VERSION = 1
 REQUIRED_MEMBERS = ("config.json", "run.json", "model.keras", "history.csv", "metrics.json",
@@ -89,7 +93,7 @@ def check_bundle_name(out_dir: str | Path) -> Path:
 
 def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping[str, Sequence[float]],
                  metrics: Mapping[str, Any], run_info: Mapping[str, Any], predictions: Mapping[str, Any],
-                 explanations: Mapping[str, Any] | None = None) -> Path:
+                 explanations: Mapping[str, Any] | None = None, morphology=None) -> Path:
     """Write a complete run bundle atomically.
 
     Args:
@@ -106,6 +110,8 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
             `ra`/`dec` (together), `redshift`, `pxscale` (N,), `features` (N, D), `embedding_2d`
             (N, 2) with `embedding_method` ("tsne" or "pca"; default "tsne").
         explanations: optional dict for `galaxy_core.explain.save_explanations`.
+        morphology: a fitted `galaxy_core.morphology_model.MorphologyClassifier`; required when
+            `config.morphology_weight > 0`, refused otherwise.
 
     Returns:
         The bundle path.
@@ -125,6 +131,10 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
     run["format_version"] = RUN_FORMAT_VERSION
     run.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _check_metrics(metrics, config, where="write_bundle")
+    if (morphology is not None) != (config.morphology_weight > 0):
+        raise BundleError(f"write_bundle: config.morphology_weight is {config.morphology_weight} but "
+                          f"{'a' if morphology is not None else 'no'} morphology classifier was given; "
+                          "pass one exactly when the weight is > 0")
 
     with atomic_dir(out_dir) as tmp:
         config.to_json(tmp / "config.json")
@@ -139,6 +149,8 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
         if explanations is not None:
             from galaxy_core.explain import save_explanations
             save_explanations(tmp / EXPLANATIONS, explanations)
+        if morphology is not None:
+            morphology.save(tmp / MORPHOLOGY_FILE)
     return out_dir
 
 
@@ -470,6 +482,23 @@ class RunBundle:
         images = images[inverse.reshape(-1)]
         return images[0] if single else images
 
+    @property
+    def has_morphology(self) -> bool:
+        """Whether the run blends a morphology classifier into its probabilities."""
+        return self.config.morphology_weight > 0
+
+    def load_morphology(self):
+        """The run's `MorphologyClassifier` (skops, trusted types only), or None when it has none.
+
+        Raises:
+            BundleError: the file cannot be read or holds unexpected types.
+        """
+        if not self.has_morphology:
+            return None
+        from galaxy_core.morphology_model import MorphologyClassifier
+
+        return MorphologyClassifier.load(self.path / MORPHOLOGY_FILE, self.config.num_classes)
+
     def load_model(self):
         """The bundle's Keras model (`galaxy_core.model.load_model`, safe mode).
 
@@ -550,6 +579,10 @@ def load_bundle(path: str | Path) -> RunBundle:
     predictions = _read_predictions(path / "predictions.h5", config, where)
     embedding_method = predictions.pop("embedding_method", None)
     check_model_archive(path / "model.keras", where)
+    if config.morphology_weight > 0:
+        if not zipfile.is_zipfile(path / MORPHOLOGY_FILE):
+            raise BundleError(f"{where}: config.json sets morphology_weight {config.morphology_weight} "
+                              f"but {MORPHOLOGY_FILE} is missing or not a skops (zip) file; re-run training")
     with open(path / "curves.png", "rb") as f:
         if f.read(8) != PNG_SIGNATURE:
             raise BundleError(f"{where}: curves.png is not a PNG image")

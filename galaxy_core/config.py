@@ -122,6 +122,11 @@ class Config:
     dense_units: int = field(default=1024, metadata={"help": "units of the hidden dense layer"})
     dropout: float = field(default=0.3, metadata={"help": "dropout rate before the classifier"})
     freeze_backbone: bool = field(default=False, metadata={"help": "freeze the backbone's weights"})
+    morphology_weight: float = field(
+        default=0.0, metadata={"help": "also fit a boosting classifier on morphology statistics "
+                                       "(galaxy_core.morphology_model) and give its probabilities this "
+                                       "weight against the CNN's (0 = off, the CNN alone)"}
+    )
     # --- augmentation (training only, inside the graph) -----------------------------------------
     rotation_factor: float = field(
         default=0.5, metadata={"help": "RandomRotation factor (0.5 = full circle, 0 = off)"}
@@ -258,6 +263,7 @@ def validate_config(cfg: Config) -> None:
         (cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1 (1 = after every epoch)"),
         (cfg.max_eval_images >= 0, "max_eval_images", "must be >= 0 (0 = all images)"),
         (0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)"),
+        (0 <= cfg.morphology_weight <= 1, "morphology_weight", "must be in [0, 1] (0 = off)"),
         (0 <= cfg.rotation_factor <= 0.5, "rotation_factor", "must be in [0, 0.5]"),
         (0 <= cfg.zoom_factor < 1, "zoom_factor", "must be in [0, 1)"),
         (0 <= cfg.contrast_factor < 1, "contrast_factor", "must be in [0, 1)"),

@@ -8,6 +8,8 @@ TensorFlow itself.
 - `dihedral_transforms(images)`: the 8 rotations/flips used for test-time augmentation (TTA).
 - `predict_probs(model, images, ...)`: probabilities `float32 (N, C)`, in batches, plain or TTA.
 - `classify_images(model, cfg, images)`: preprocess raw images as in training, then `predict_probs`.
+- `classify_each(model, cfg, items, morphology=...)`: decode + classify, one error per bad item.
+- `blend_with_morphology(...)`: average with the morphology classifier (`galaxy_core.morphology_model`).
 - `top_k(probs, class_names, k)`: the k most probable classes.
 
 Example:
@@ -145,7 +147,7 @@ def classify_images(model, cfg: Config, images: Sequence[np.ndarray], batch_size
 
 
 def classify_each(model, cfg: Config, items: Sequence[Any], batch_size: int = 64,
-                  tta: bool = False) -> list[tuple[np.ndarray | None, str | None]]:
+                  tta: bool = False, morphology=None) -> list[tuple[np.ndarray | None, str | None]]:
     """Classify image files, encoded images or arrays, keeping each item's failure to itself.
 
     Every item is decoded (`decode.read_image` for a path or bytes; an array is taken as it is) and
@@ -155,21 +157,50 @@ def classify_each(model, cfg: Config, items: Sequence[Any], batch_size: int = 64
 
     Args:
         items: paths (str / PathLike), bytes of an image file, or uint8 arrays of any size.
+        morphology: the run's `galaxy_core.morphology_model.MorphologyClassifier`, or None: its
+            probabilities of the decoded images are blended with the CNN's with weight
+            `cfg.morphology_weight` (`blend_with_morphology`).
 
     Returns:
         Per item, in order: `(float32 (C,) probabilities, None)` or `(None, error message)`.
     """
     from galaxy_core.decode import read_image
 
-    ready, errors = [], {}
+    ready, raw, errors = [], [], {}
     for i, item in enumerate(items):
         try:
             encoded = isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview))
-            ready.append(preprocess_image(read_image(item) if encoded else np.asarray(item), cfg))
+            image = read_image(item) if encoded else np.asarray(item)
+            ready.append(preprocess_image(image, cfg))
+            raw.append(image)
         except (GalaxyError, ValueError) as err:
             errors[i] = str(err)
-    probs = iter(predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else ())
+    probs = predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else []
+    if ready and morphology is not None:
+        probs = blend_with_morphology(probs, morphology, cfg, raw)
+    probs = iter(probs)
     return [(None, errors[i]) if i in errors else (next(probs), None) for i in range(len(items))]
+
+
+def blend_with_morphology(cnn_probs: np.ndarray, morphology, cfg: Config,
+                          images: Sequence[np.ndarray]) -> np.ndarray:
+    """The run's final probabilities: the CNN's blended with the morphology classifier's.
+
+    Args:
+        cnn_probs: float32 `(N, C)` CNN probabilities of `images`.
+        morphology: a `galaxy_core.morphology_model.MorphologyClassifier` (None: `cnn_probs` as is).
+        cfg: the run's Config (`morphology_weight`).
+        images: the N raw uint8 `(H, W, 3)` images, before preprocessing (the statistics are
+            measured on the cutout itself, not on the model input).
+
+    Returns:
+        float32 `(N, C)`: `(1 - w) cnn + w morphology` with `w = cfg.morphology_weight`.
+    """
+    if morphology is None or cfg.morphology_weight == 0:
+        return np.asarray(cnn_probs, np.float32)
+    from galaxy_core.morphology_model import blend_probs
+
+    return blend_probs(cnn_probs, morphology.predict_images(images), cfg.morphology_weight)
 
 
 def top_k(probs: Sequence[float], class_names: Sequence[str], k: int) -> list[tuple[str, float]]:

@@ -40,7 +40,7 @@ SYNTHETIC_WARNING = ("WARNING: this model was trained on SYNTHETIC data (generat
 
 
 def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch_size: int = 64,
-                   tta: bool = False, progress: bool = False) -> list[dict[str, Any]]:
+                   tta: bool = False, progress: bool = False, morphology=None) -> list[dict[str, Any]]:
     """Classify image files with a run bundle's model; unreadable files get an error row.
 
     Args:
@@ -51,6 +51,8 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
         batch_size: files read, preprocessed and classified at a time (bounds memory).
         tta: average over the 8 rotations/flips.
         progress: progress bar on stderr.
+        morphology: the run's morphology classifier to blend in (`RunBundle.load_morphology()`);
+            None (default) loads the bundle's own when it has one, False = the CNN alone.
 
     Returns:
         One dict per path, in order: `file` (str), `predicted_index` (int), `predicted` (class name),
@@ -61,13 +63,14 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
 
     cfg = bundle.config
     model = make_predictor(bundle) if model is None else model
+    morph = bundle.load_morphology() if morphology is None else (morphology or None)
     paths = [str(p) for p in paths]
     rows: list[dict[str, Any]] = []
     starts: Iterable[int] = _progress(range(0, len(paths), batch_size), desc="classify", unit="batch",
                                       disable=not (progress and len(paths) > batch_size))
     for start in starts:
         block = paths[start:start + batch_size]
-        for path, (probs, error) in zip(block, classify_each(model, cfg, block, batch_size, tta)):
+        for path, (probs, error) in zip(block, classify_each(model, cfg, block, batch_size, tta, morph)):
             rows.append(_error_row(path, error) if error is not None
                         else _result_row(path, probs, cfg.class_names))
     return rows
@@ -147,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "Keras; onnxruntime: fail if unavailable; keras: always Keras; int8: an "
                              "int8 copy (made once, ~2.5x faster for DenseNet201, approximate: the "
                              "note says how close to float32)")
+    parser.add_argument("--cnn-only", action="store_true",
+                        help="for a run that blends a morphology classifier into its probabilities "
+                             "(the offline demo), use the CNN alone")
     parser.add_argument("--labels", default=None, metavar="CSV",
                         help="score the files against this CSV of filename,label_index (class names "
                              "accepted): accuracy, balanced accuracy, recall, confusion matrix")
@@ -174,15 +180,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         labels = None if args.labels is None else read_labels(args.labels, bundle.config.class_names)
         model = make_predictor(bundle, backend=args.backend,  # ONNX Runtime, else Keras
                                log=lambda line: print(line, file=sys.stderr))
+        morphology = False if args.cnn_only else bundle.load_morphology()
     except GalaxyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if model.note:
         print(model.note, file=sys.stderr)
+    if morphology:
+        print(f"probabilities: the CNN's blended with the morphology classifier's (weight "
+              f"{bundle.config.morphology_weight:g}; --cnn-only for the CNN alone)", file=sys.stderr)
     if bundle.is_synthetic:
         print(SYNTHETIC_WARNING, file=sys.stdout if args.format == "text" else sys.stderr)
     rows = classify_files(bundle, expand_inputs(args.images), model=model, batch_size=args.batch_size,
-                          tta=args.tta, progress=True)
+                          tta=args.tta, progress=True, morphology=morphology)
     if labels is not None:
         score = score_rows(rows, labels, bundle.config.class_names)
         sys.stdout.write(format_score(score, bundle.config.class_names, args.format))

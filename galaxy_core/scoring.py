@@ -210,7 +210,8 @@ def score_rows(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, int],
 
 
 def score_images(model, cfg, names: Sequence[str], images: Sequence[np.ndarray | bytes],
-                 labels: Mapping[str, int], batch_size: int = 64, tta: bool = False) -> dict[str, Any]:
+                 labels: Mapping[str, int], batch_size: int = 64, tta: bool = False,
+                 morphology=None) -> dict[str, Any]:
     """Classify images (arrays or encoded bytes, e.g. uploads) and score them against labels.
 
     For the Classify page: no files are read.
@@ -223,6 +224,7 @@ def score_images(model, cfg, names: Sequence[str], images: Sequence[np.ndarray |
             decode are listed as unreadable.
         labels: file name -> class index (`read_labels`).
         batch_size, tta: as for `galaxy_core.inference.classify_images`.
+        morphology: the run's morphology classifier (`RunBundle.load_morphology()`), or None.
 
     Returns:
         The SCORE dict of the module docstring.
@@ -232,7 +234,8 @@ def score_images(model, cfg, names: Sequence[str], images: Sequence[np.ndarray |
     if len(names) != len(images):
         raise ValueError(f"names and images differ in length: {len(names)} and {len(images)}")
     rows = [{"file": str(name), "probs": None if probs is None else [float(p) for p in probs], "error": error}
-            for name, (probs, error) in zip(names, classify_each(model, cfg, images, batch_size, tta))]
+            for name, (probs, error) in zip(names, classify_each(model, cfg, images, batch_size, tta,
+                                                                        morphology))]
     return score_rows(rows, labels, cfg.class_names)
 
 

@@ -15,6 +15,9 @@
    on the validation split (`galaxy_core.calibration`, metrics.json `calibration`).
    `embedding_phase`: penultimate-layer features of the test images and their 2-D map
    (`galaxy_core.embedding`; t-SNE up to `embedding.TSNE_MAX_POINTS` test images, PCA above).
+   `morphology_phase` (with `cfg.morphology_weight > 0`, as in the offline demo): the boosting
+   classifier on morphology statistics of the raw training images (`galaxy_core.morphology_model`),
+   its test scores alone and blended with the CNN's (metrics.json `morphology`).
 7. `explain_test_set`: maps and faithfulness scores of the test errors and a sample of correct ones.
 8. `write_phase`: the run bundle, then the work folder is removed.
 
@@ -382,6 +385,48 @@ def evaluate_phase(model: keras.Model, cfg: Config, data: RunData, fit: FitResul
     return metrics, predictions
 
 
+def morphology_phase(cfg: Config, data_path: Path, data: RunData, metrics: dict[str, Any],
+                     predictions: Mapping[str, np.ndarray], log: Log, progress: bool = True):
+    """Fit the morphology classifier on the training split; score it alone and blended on the test split.
+
+    Statistics are measured on the dataset's raw images (not the preprocessed cache), streamed in
+    chunks. Adds metrics.json `morphology`: `weight`, `test` (the classifier alone) and `test_blend`
+    (`galaxy_core.metrics.compute_metrics` dicts). Returns the classifier, or None when
+    `cfg.morphology_weight == 0`.
+    """
+    if cfg.morphology_weight == 0:
+        return None
+    from galaxy_core.data import open_dataset
+    from galaxy_core.io import progress_bar
+    from galaxy_core.metrics import compute_metrics
+    from galaxy_core.morphology import features_batch
+    from galaxy_core.morphology_model import MorphologyClassifier, blend_probs
+
+    def statistics(indices: np.ndarray, what: str) -> np.ndarray:
+        rows = []
+        with open_dataset(data_path) as source, progress_bar(len(indices), desc=f"morphology ({what})",
+                                                             unit="img", disable=not progress) as bar:
+            for _, images in source.iter_chunks(indices, chunk_size=256):
+                rows.append(features_batch(images))
+                bar.update(len(images))
+        return np.concatenate(rows)
+
+    started = time.perf_counter()
+    split, labels = data.split, data.labels
+    classifier = MorphologyClassifier.fit(statistics(split.train, "train"), labels[split.train],
+                                          cfg.num_classes, seed=cfg.seed)
+    alone = classifier.predict_features(statistics(split.test, "test"))
+    blended = blend_probs(predictions["probs"], alone, cfg.morphology_weight)
+    metrics["morphology"] = {"weight": cfg.morphology_weight,
+                             "test": compute_metrics(labels[split.test], alone, cfg.class_names),
+                             "test_blend": compute_metrics(labels[split.test], blended, cfg.class_names),
+                             "seconds": time.perf_counter() - started}
+    log(f"morphology classifier: test accuracy alone {metrics['morphology']['test']['accuracy']:.4f}, "
+        f"blended with the CNN (weight {cfg.morphology_weight:g}) "
+        f"{metrics['morphology']['test_blend']['accuracy']:.4f} ({metrics['morphology']['seconds']:.0f} s)")
+    return classifier
+
+
 def embedding_phase(model: keras.Model, cfg: Config, predictions: dict[str, np.ndarray],
                     log: Log) -> dict[str, Any]:
     """Add the test images' penultimate-layer `features` and their `embedding_2d` to `predictions`.
@@ -444,12 +489,13 @@ def explain_test_set(model: keras.Model, cfg: Config, predictions: Mapping[str, 
 
 def write_phase(out_dir: Path, model: keras.Model, work: Work, data: RunData, fit: FitResult,
                 metrics: dict[str, Any], predictions: dict[str, np.ndarray], explanations: dict | None,
-                run_info: dict[str, Any], log: Log) -> Path:
+                run_info: dict[str, Any], log: Log, morphology=None) -> Path:
     """Write the run bundle (atomically), then remove the work folder."""
     from galaxy_core.bundle import write_bundle
 
     path = write_bundle(out_dir, config=work.cfg, model=model, history=fit.history, metrics=metrics,
-                        run_info=run_info, predictions=predictions, explanations=explanations)
+                        run_info=run_info, predictions=predictions, explanations=explanations,
+                        morphology=morphology)
     checkpoint.remove_work(work.folder)  # only now: the bundle is in place
     log(f"bundle written: {path}")
     return path
@@ -534,13 +580,14 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         if not chief:
             checkpoint.remove_work(work.folder)
             return out_dir
+        morphology = morphology_phase(work.cfg, data_path, data, metrics, predictions, log, progress)
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_test_set(model, work.cfg, predictions, log, progress)
         run_info = run_info_for(work.cfg, data_path, data, fit, metrics["wall_time_s"], strategy, len(gpus),
                                 resume, {"embedding": embedding_info, **dict(run_info_extra or {})},
                                 progress=progress)
         return write_phase(out_dir, model, work, data, fit, metrics, predictions, explanations,
-                           run_info, log)
+                           run_info, log, morphology)
 
 
 def _spread(indices: np.ndarray, n: int) -> np.ndarray:

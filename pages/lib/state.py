@@ -79,6 +79,12 @@ def load_model(path: str, path_stamp: str):
     return load_run(path, path_stamp).load_model()
 
 
+@st.cache_resource(show_spinner="Loading the morphology classifier (once per run)...", max_entries=4)
+def load_morphology(path: str, path_stamp: str):
+    """The run's morphology classifier (`RunBundle.load_morphology`), or None when it has none."""
+    return load_run(path, path_stamp).load_morphology()
+
+
 @st.cache_resource(show_spinner="Preparing fast classification (ONNX Runtime; the first time a run's "
                                 "model is exported, which can take minutes for DenseNet201)...", max_entries=4)
 def load_predictor(path: str, path_stamp: str):

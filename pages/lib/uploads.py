@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import decode, explain, inference, preprocess, scoring
+from galaxy_core import decode, explain, inference, morphology_model, preprocess, scoring
 from pages.lib.captions import describe_error
-from pages.lib.state import current_run_path, load_model, load_predictor, load_run, stamp
+from pages.lib.state import current_run_path, load_model, load_morphology, load_predictor, load_run, stamp
 
 # What an upload may be: the core's one decoder decides (formats judged by content, pixel cap).
 UPLOAD_TYPES: tuple[str, ...] = decode.ACCEPTED_EXTENSIONS
@@ -24,7 +24,9 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 
     Returns:
         One dict per file, in order: `name`, `error` (message or None), `input` (uint8 (S, S, 3)
-        preprocessed image the model saw, or None), `probs` (float32 (C,) or None).
+        preprocessed image the model saw, or None), `probs` (float32 (C,) or None: the run's
+        probabilities), and for a run with a morphology classifier also `probs_cnn` and
+        `probs_morphology` (the two parts `probs` blends, `morphology_model.blend_probs`).
     """
     path = current_run_path()
     return _classify(path, stamp(path), files, bool(tta))
@@ -33,12 +35,15 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 @st.cache_data(show_spinner=False, max_entries=32)
 def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
     run, model = load_run(path, path_stamp), load_predictor(path, path_stamp)
-    results = []
+    morphology = load_morphology(path, path_stamp)
+    results, raw = [], []
     for name, data in files:
         try:
             # Preprocessed once: what the model sees is both shown and classified.
-            model_input = preprocess.preprocess_image(read_upload(data), run.config)
+            image = read_upload(data)
+            model_input = preprocess.preprocess_image(image, run.config)
             results.append({"name": name, "error": None, "input": model_input, "probs": None})
+            raw.append(image)
         except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
             results.append({"name": name, "error": describe_error(err), "input": None, "probs": None})
     good = [r for r in results if r["error"] is None]
@@ -46,6 +51,11 @@ def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], 
         probs = inference.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
         for r, p in zip(good, probs):
             r["probs"] = p
+        if morphology is not None:
+            morph = morphology.predict_images(raw)
+            blended = morphology_model.blend_probs(probs, morph, run.config.morphology_weight)
+            for r, p, m, b in zip(good, probs, morph, blended):
+                r.update(probs_cnn=p, probs_morphology=m, probs=b)
     return results
 
 

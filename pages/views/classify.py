@@ -5,13 +5,22 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import calibration
+from galaxy_core import calibration, morphology_model
 from pages.lib import state, uploads, widgets
 from pages.lib.captions import classify_caption, describe_error
 from pages.lib.figures import confusion_figure, topk_figure
 from pages.lib.tables import per_class_table, results_table
 
 MAX_SHOWN = 40  # images drawn one by one; the results table lists every upload
+
+
+def _calibrated(result: dict) -> np.ndarray:
+    """Temperature-scaled probabilities of one upload: the temperature was fitted on the CNN alone,
+    so a blended run scales the CNN's part, then blends again."""
+    if "probs_cnn" not in result:
+        return calibration.apply_temperature(result["probs"], temperature)
+    return morphology_model.blend_probs(calibration.apply_temperature(result["probs_cnn"], temperature)[None],
+                                        result["probs_morphology"][None], cfg.morphology_weight)[0]
 
 run = widgets.require_run()
 cfg = run.config
@@ -54,9 +63,13 @@ with st.spinner(f"Classifying {len(files)} image(s)..."):
     results = uploads.classify_uploads(files, tta)
 st.caption(f"Classified with {'ONNX Runtime' if engine.backend == 'onnxruntime' else 'Keras'}"
            + (f" ({engine.note.removeprefix('note: ')})" if engine.note else "") + ".")
+if run.has_morphology:
+    st.caption(f"This run's probabilities are the mean of two models trained on the same images, weight "
+               f"{cfg.morphology_weight:g} on the second: the CNN, and a boosting classifier on morphology "
+               "statistics of the cutout (concentration, asymmetry, axis ratios, Gini, M20, spiral and "
+               "bar Fourier modes). Grad-CAM shows the CNN's part.")
 if calibrate:  # a copy per file: the cached results stay as computed
-    results = [dict(r, probs=calibration.apply_temperature(r["probs"], temperature)) if r["probs"] is not None else r
-               for r in results]
+    results = [dict(r, probs=_calibrated(r)) if r["probs"] is not None else r for r in results]
 
 table = results_table(results, class_names, k=min(3, len(class_names)))
 bad = [r for r in results if r["error"]]
