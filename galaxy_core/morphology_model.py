@@ -59,6 +59,11 @@ class MorphologyClassifier:
     """
 
     def __init__(self, estimator, num_classes: int):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        if not isinstance(estimator, HistGradientBoostingClassifier):
+            raise ModelError(f"The morphology file holds a {type(estimator).__name__}, not a "
+                             f"HistGradientBoostingClassifier; re-run training.")
         n_in = getattr(estimator, "n_features_in_", None)
         if n_in != N_FEATURES:
             raise ModelError(f"The morphology classifier takes {n_in} statistics but "

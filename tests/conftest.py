@@ -153,3 +153,33 @@ def image_files(tmp_path_factory):
     garbage.write_bytes(b"\x89PNG this is not really an image" + rng.bytes(200))
     out["garbage"] = (garbage, None)
     return out
+
+
+# --- a bundle that blends a morphology classifier (as the offline demo does) ------------------------
+def fitted_morphology(num_classes=10, seed=0):
+    """A `MorphologyClassifier` fitted on the statistics of drawn discs (class = disc radius bin)."""
+    import cv2
+
+    from galaxy_core.morphology import features_batch
+    from galaxy_core.morphology_model import MorphologyClassifier
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(60) % num_classes
+    images = []
+    for label in labels:
+        img = rng.integers(0, 12, (64, 64, 3)).astype(np.uint8)
+        cv2.ellipse(img, (32, 32), (4 + 2 * int(label), 3 + int(label) // 2), 0, 0, 360, (200, 180, 160), -1)
+        images.append(img)
+    return MorphologyClassifier.fit(features_batch(images), labels, num_classes, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def morphology_bundle(tmp_path_factory, parts):
+    """`good_bundle`'s parts with `morphology_weight=0.5` and a fitted morphology classifier."""
+    import dataclasses
+
+    from galaxy_core.bundle import write_bundle
+
+    cfg = dataclasses.replace(parts["config"], morphology_weight=0.5)
+    return write_bundle(tmp_path_factory.mktemp("shared") / "blended", **dict(parts, config=cfg),
+                        morphology=fitted_morphology())

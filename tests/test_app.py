@@ -855,3 +855,22 @@ def test_galleries_of_a_run_without_sky_columns_have_no_links(app_with_run):
     assert _image_captions(at) and sky_link_texts(at) == []
     at = run_view(at, "explain_errors")
     assert sky_link_texts(at) == [] and not any("legacysurvey" in t for t in texts(at.markdown))
+
+
+def test_classify_blends_the_morphology_classifier_of_a_run_that_has_one(tmp_path, monkeypatch, morphology_bundle):
+    from galaxy_core import bundle, predict, synthetic
+
+    runs = copy_runs(tmp_path, morphology_bundle)
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "classify")
+    galaxy = synthetic.render_galaxy(7, 128, np.random.default_rng(5))
+    at.file_uploader(key="cls_upload").set_value([("g.png", png_bytes(galaxy), "image/png")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("mean of two models" in t and "weight 0.5" in t for t in texts(at.caption))
+    # The page's probabilities are the CLI's for the same file: CNN and morphology classifier, blended.
+    path = tmp_path / "g.png"
+    path.write_bytes(png_bytes(galaxy))
+    (row,) = predict.classify_files(bundle.load_bundle(runs / morphology_bundle.name), [path])
+    table = at.dataframe[0].value
+    assert table["predicted"].iloc[0] == row["predicted"]
+    assert abs(float(table["confidence"].iloc[0]) - row["confidence"]) < 1e-4

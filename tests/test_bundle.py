@@ -462,3 +462,35 @@ def test_load_rejects_bad_optional_members_and_calibration(tmp_path, good_bundle
     (run / "metrics.json").write_text(json.dumps({**metrics, "calibration": {"temperature": -1}}))
     with pytest.raises(BundleError, match="positive 'temperature'"):
         load_bundle(run)
+
+
+def test_a_morphology_classifier_round_trips_and_is_required_exactly_when_weighted(tmp_path, parts,
+                                                                                    morphology_bundle):
+    import dataclasses
+
+    from conftest import fitted_morphology
+
+    loaded = load_bundle(morphology_bundle)
+    assert loaded.has_morphology and (morphology_bundle / "morphology.skops").is_file()
+    clf = loaded.load_morphology()
+    images = [np.full((64, 64, 3), 30, np.uint8)]
+    np.testing.assert_array_equal(clf.predict_images(images), fitted_morphology().predict_images(images))
+
+    plain = load_bundle(write_bundle(tmp_path / "plain", **parts))
+    assert not plain.has_morphology and plain.load_morphology() is None
+    assert not (tmp_path / "plain" / "morphology.skops").exists()
+
+    weighted = dataclasses.replace(parts["config"], morphology_weight=0.5)
+    with pytest.raises(BundleError, match="morphology_weight is 0.5 but no morphology classifier"):
+        write_bundle(tmp_path / "a", **dict(parts, config=weighted))
+    with pytest.raises(BundleError, match="morphology_weight is 0.0 but a morphology classifier"):
+        write_bundle(tmp_path / "b", **parts, morphology=fitted_morphology())
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+    broken = shutil.copytree(morphology_bundle, tmp_path / "broken")
+    (broken / "morphology.skops").unlink()
+    with pytest.raises(BundleError, match="morphology.skops is missing"):
+        load_bundle(broken)
+    (broken / "morphology.skops").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    with pytest.raises(BundleError, match="not a readable morphology classifier"):
+        load_bundle(broken).load_morphology()

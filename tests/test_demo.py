@@ -37,6 +37,14 @@ def test_demo_writes_a_synthetic_bundle_with_explanations(tmp_path, monkeypatch,
     assert np.allclose(bundle.predictions["probs"].sum(axis=1), 1, atol=1e-4)
     assert 0 <= bundle.metrics["test"]["accuracy"] <= 1
 
+    # The morphology classifier, fitted on the training split and blended 50/50 with the CNN.
+    assert bundle.config.morphology_weight == 0.5 and bundle.has_morphology
+    morph = bundle.metrics["morphology"]
+    assert morph["weight"] == 0.5 and set(morph) >= {"test", "test_blend"}
+    assert morph["test"]["confusion_matrix"] and sum(map(sum, morph["test_blend"]["confusion_matrix"])) == n_test
+    assert "morphology classifier: test accuracy alone" in printed
+    assert bundle.load_morphology().predict_images([np.zeros((256, 256, 3), np.uint8)]).shape == (1, 10)
+
     # Explanations: the errors (at most 8) and 4 correct images, every method, scored.
     assert bundle.has_explanations
     found = load_explanations(bundle.explanations_path)

@@ -92,3 +92,34 @@ def test_classify_images_preprocesses_like_training(orientation_model):
 def test_top_k_order_and_ties():
     assert top_k([0.1, 0.7, 0.2], ["a", "b", "c"], 2) == [("b", pytest.approx(0.7)), ("c", pytest.approx(0.2))]
     assert [name for name, _ in top_k([0.25, 0.25, 0.5], ["a", "b", "c"], 3)] == ["c", "a", "b"]  # stable
+
+
+class FixedMorphology:
+    """A stand-in morphology classifier: the same probabilities for every image; records its input."""
+
+    def __init__(self, row):
+        self.row, self.seen = np.asarray(row, np.float32), []
+
+    def predict_images(self, images):
+        self.seen.extend(images)
+        return np.tile(self.row, (len(images), 1))
+
+
+def test_classify_each_blends_the_morphology_classifier_on_the_raw_images(orientation_model):
+    from galaxy_core.inference import blend_with_morphology, classify_each
+
+    cfg = Config(image_size=32, weights="none", class_names=("a", "b", "c", "d"), morphology_weight=0.25)
+    rng = np.random.default_rng(5)
+    raw = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)]
+    morph = FixedMorphology([1.0, 0.0, 0.0, 0.0])
+    cnn = [p for p, _ in classify_each(orientation_model(), cfg, raw)]
+    got = classify_each(orientation_model(), cfg, [raw[0], b"not an image", raw[1]], morphology=morph)
+    assert got[1][0] is None and got[1][1]  # the bad item keeps its error
+    np.testing.assert_allclose(got[0][0], 0.75 * cnn[0] + 0.25 * morph.row, rtol=1e-6)
+    np.testing.assert_allclose(got[2][0], 0.75 * cnn[1] + 0.25 * morph.row, rtol=1e-6)
+    # The statistics see the decoded images as they are, not the 32 px model input.
+    assert [im.shape for im in morph.seen] == [(40, 50, 3), (32, 32, 3)]
+    # Weight 0 (or no classifier): the CNN alone.
+    plain = Config(image_size=32, weights="none", class_names=("a", "b", "c", "d"))
+    np.testing.assert_array_equal(blend_with_morphology(np.stack(cnn), morph, plain, raw), np.stack(cnn))
+    np.testing.assert_array_equal(blend_with_morphology(np.stack(cnn), None, cfg, raw), np.stack(cnn))

@@ -21,8 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "config", "io", "tf_quiet"),
     ("data", "download", "split", "sky", "properties", "crop"),
     # decode's output contract (RGB uint8) is preprocess.to_rgb_uint8, so it sits with preprocess.
-    ("preprocess", "cache", "synthetic", "decode"),
-    ("augment", "model"),
+    ("preprocess", "cache", "synthetic", "decode", "morphology"),
+    ("augment", "model", "morphology_model"),
     ("pipeline",),
     ("inference", "onnx_passes", "onnx_export", "quantize", "predictor", "metrics", "curves", "calibration", "embedding", "explain"),
     ("bundle",),
@@ -178,7 +178,7 @@ def test_galaxy_imports_finds_every_kind_of_import():
 
 @pytest.mark.parametrize("graph, expected", [
     ({"bundle": {"evaluate"}, "evaluate": set()}, "galaxy_core.bundle (layer 6: bundle) imports galaxy_core.evaluate"),
-    ({"model": {"explain"}}, "galaxy_core.model (layer 3: augment, model) imports galaxy_core.explain, a higher"),
+    ({"model": {"explain"}}, "galaxy_core.model (layer 3: augment, model, morphology_model) imports galaxy_core.explain, a higher"),
     ({"shiny_new": {"errors"}}, "galaxy_core.shiny_new is in no layer: add it to LAYERS in tests/test_layers.py"),
 ])
 def test_layer_violations_are_reported(graph, expected):

@@ -132,3 +132,24 @@ def test_cli_keras_backend_keeps_tensorflow_start_up_lines_off_stderr(good_bundl
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     for noise in ("failed call to cuInit", "cudart_stub", "absl::InitializeLog", "oneDNN"):
         assert noise not in proc.stderr, proc.stderr
+
+
+def test_a_blended_run_classifies_with_both_models_unless_cnn_only(morphology_bundle, image_files, capsys):
+    from galaxy_core.morphology_model import blend_probs
+
+    bundle = load_bundle(morphology_bundle)
+    paths = [image_files["rgb"][0], image_files["large"][0]]
+    blended = np.array([r["probs"] for r in classify_files(bundle, paths)])
+    cnn = np.array([r["probs"] for r in classify_files(bundle, paths, morphology=False)])
+    morph = bundle.load_morphology().predict_images([image_files["rgb"][1], image_files["large"][1]])
+    np.testing.assert_allclose(blended, blend_probs(cnn, morph, 0.5), rtol=1e-5, atol=1e-6)
+    assert np.abs(blended - cnn).max() > 0.01
+
+    assert main(["--run", str(morphology_bundle), "--format", "json", *map(str, paths)]) == 0
+    out, err = capsys.readouterr()
+    assert "blended with the morphology classifier's (weight 0.5" in err
+    np.testing.assert_allclose([r["probs"] for r in json.loads(out)], blended, rtol=1e-5, atol=1e-6)
+    assert main(["--run", str(morphology_bundle), "--format", "json", "--cnn-only", *map(str, paths)]) == 0
+    out, err = capsys.readouterr()
+    assert "morphology" not in err
+    np.testing.assert_allclose([r["probs"] for r in json.loads(out)], cnn, rtol=1e-5, atol=1e-6)
