@@ -874,3 +874,20 @@ def test_classify_blends_the_morphology_classifier_of_a_run_that_has_one(tmp_pat
     table = at.dataframe[0].value
     assert table["predicted"].iloc[0] == row["predicted"]
     assert abs(float(table["confidence"].iloc[0]) - row["confidence"]) < 1e-4
+
+
+def test_overview_of_a_blended_run_shows_the_blend_next_to_the_cnn(tmp_path, monkeypatch, morphology_bundle):
+    import json
+
+    runs = copy_runs(tmp_path, morphology_bundle)
+    metrics_path = runs / morphology_bundle.name / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["morphology"] = {"weight": 0.5, "test": dict(metrics["test"], accuracy=0.25),
+                             "test_blend": dict(metrics["test"], accuracy=0.5, balanced_accuracy=0.375)}
+    metrics_path.write_text(json.dumps(metrics))
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "overview")
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Blended test accuracy"] == "50.0%" and shown["Blended balanced accuracy"] == "37.5%"
+    assert shown["Morphology classifier alone"] == "25.0%"
+    assert any("are the CNN's alone" in t for t in texts(at.caption))
