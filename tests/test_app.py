@@ -866,7 +866,7 @@ def test_classify_blends_the_morphology_classifier_of_a_run_that_has_one(tmp_pat
     galaxy = synthetic.render_galaxy(7, 128, np.random.default_rng(5))
     at.file_uploader(key="cls_upload").set_value([("g.png", png_bytes(galaxy), "image/png")]).run()
     assert not at.exception, [e.message for e in at.exception]
-    assert any("mean of two models" in t and "weight 0.5" in t for t in texts(at.caption))
+    assert any("blend two models" in t and "weight 0.5" in t for t in texts(at.caption))
     # The page's probabilities are the CLI's for the same file: CNN and morphology classifier, blended.
     path = tmp_path / "g.png"
     path.write_bytes(png_bytes(galaxy))
@@ -874,6 +874,8 @@ def test_classify_blends_the_morphology_classifier_of_a_run_that_has_one(tmp_pat
     table = at.dataframe[0].value
     assert table["predicted"].iloc[0] == row["predicted"]
     assert abs(float(table["confidence"].iloc[0]) - row["confidence"]) < 1e-4
+    (cnn,) = predict.classify_files(bundle.load_bundle(runs / morphology_bundle.name), [path], morphology=False)
+    assert table["CNN alone"].iloc[0] == cnn["predicted"]
 
 
 def test_overview_of_a_blended_run_shows_the_blend_next_to_the_cnn(tmp_path, monkeypatch, morphology_bundle):
@@ -889,5 +891,5 @@ def test_overview_of_a_blended_run_shows_the_blend_next_to_the_cnn(tmp_path, mon
     at = run_view(new_app().run(), "overview")
     shown = {m.label: m.value for m in at.metric}
     assert shown["Blended test accuracy"] == "50.0%" and shown["Blended balanced accuracy"] == "37.5%"
-    assert shown["Morphology classifier alone"] == "25.0%"
+    assert shown["Morphology model alone"] == "25.0%"
     assert any("are the CNN's alone" in t for t in texts(at.caption))

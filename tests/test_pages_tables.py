@@ -72,6 +72,17 @@ def test_results_table_lists_every_file_with_its_top_classes_or_error():
     assert table["predicted"].isna().tolist() == [False, True] and table.loc[1, "error"] == "Cannot decode"
 
 
+def test_results_table_of_a_blended_run_names_each_part_s_top_class():
+    results = [{"name": "x.png", "probs": np.array([0.45, 0.4, 0.15]), "probs_cnn": np.array([0.1, 0.8, 0.1]),
+                "probs_morphology": np.array([0.8, 0.0, 0.2]), "error": None},
+               {"name": "bad.png", "probs": None, "error": "Cannot decode"}]
+    table = tables.results_table(results, ["a", "b", "c"], k=2)
+    assert list(table.columns) == ["file", "predicted", "confidence", "CNN alone", "morphology alone",
+                                   "class 2", "p 2", "error"]
+    assert table.loc[0, ["predicted", "CNN alone", "morphology alone"]].tolist() == ["a", "b", "a"]
+    assert table.loc[1, ["CNN alone", "morphology alone"]].isna().all()
+
+
 def test_compare_table_has_one_row_per_run_and_keeps_missing_metrics_missing():
     rows = [{"name": "a", "backbone": "X", "n_test": 30, "accuracy": 0.5, "balanced_accuracy": 0.4,
              "macro_f1": 0.3, "tta_accuracy": None, "ece": 0.1, "best_epoch": 3, "synthetic": True},

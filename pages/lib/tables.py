@@ -157,10 +157,11 @@ def results_table(results: Sequence[Mapping[str, Any]], class_names: Sequence[st
 
     Args:
         results: `pages.lib.uploads.classify_uploads` rows (`name`, `probs` float (C,) or None,
-            `error`).
+            `error`; for a blended run also `probs_cnn` and `probs_morphology`).
 
     Returns:
-        Columns `file`, `predicted`, `confidence`, then `class 2`, `p 2`, ... up to `k`, and `error`.
+        Columns `file`, `predicted`, `confidence`, for a blended run `CNN alone` and `morphology
+        alone` (each part's top class), then `class 2`, `p 2`, ... up to `k`, and `error`.
     """
     rows = []
     for r in results:
@@ -168,6 +169,9 @@ def results_table(results: Sequence[Mapping[str, Any]], class_names: Sequence[st
         if r.get("probs") is not None:
             ranked = top_k(r["probs"], class_names, max(1, min(int(k), len(r["probs"]))))
             row["predicted"], row["confidence"] = ranked[0]
+            for col, key in PART_COLUMNS.items():
+                if r.get(key) is not None:
+                    row[col] = class_names[int(np.argmax(r[key]))]
             for j, (name, p) in enumerate(ranked[1:], start=2):
                 row[f"class {j}"], row[f"p {j}"] = name, p
         row["error"] = r.get("error") or ""
@@ -176,8 +180,12 @@ def results_table(results: Sequence[Mapping[str, Any]], class_names: Sequence[st
     for col in ("predicted", "confidence"):
         if col not in table:
             table[col] = None
-    first = ["file", "predicted", "confidence"]
+    first = ["file", "predicted", "confidence"] + [c for c in PART_COLUMNS if c in table]
     return table[first + [c for c in table.columns if c not in first + ["error"]] + ["error"]]
+
+
+# results_table columns of a blended run: column -> the part's probabilities in a result row.
+PART_COLUMNS = {"CNN alone": "probs_cnn", "morphology alone": "probs_morphology"}
 
 
 COMPARE_COLUMNS = {  # compare_metrics key -> column of compare_table

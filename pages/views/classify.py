@@ -64,10 +64,11 @@ with st.spinner(f"Classifying {len(files)} image(s)..."):
 st.caption(f"Classified with {'ONNX Runtime' if engine.backend == 'onnxruntime' else 'Keras'}"
            + (f" ({engine.note.removeprefix('note: ')})" if engine.note else "") + ".")
 if run.has_morphology:
-    st.caption(f"This run's probabilities are the mean of two models trained on the same images, weight "
-               f"{cfg.morphology_weight:g} on the second: the CNN, and a boosting classifier on morphology "
-               "statistics of the cutout (concentration, asymmetry, axis ratios, Gini, M20, spiral and "
-               "bar Fourier modes). Grad-CAM shows the CNN's part.")
+    st.caption(f"This run's probabilities blend two models trained on the same images: the CNN (weight "
+               f"{1 - cfg.morphology_weight:g}) and a boosting classifier on morphology statistics of the "
+               f"cutout (weight {cfg.morphology_weight:g}: concentration, asymmetry, axis ratios, Gini, M20, "
+               "spiral and bar Fourier modes). The table names each one's top class; Grad-CAM shows the "
+               "CNN's part.")
 if calibrate:  # a copy per file: the cached results stay as computed
     results = [dict(r, probs=_calibrated(r)) if r["probs"] is not None else r for r in results]
 

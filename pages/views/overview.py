@@ -37,10 +37,10 @@ if morphology:
     st.caption(f"The metrics above are the CNN's alone. This run's probabilities blend it with a boosting "
                f"classifier on morphology statistics of the cutouts (weight {morphology['weight']:g}), "
                "which the Classify page and `galaxy_core.predict` use:")
-    mcols = st.columns(6)
+    mcols = st.columns(4)
     mcols[0].metric("Blended test accuracy", format_percent(morphology["test_blend"]["accuracy"]))
     mcols[1].metric("Blended balanced accuracy", format_percent(morphology["test_blend"]["balanced_accuracy"]))
-    mcols[2].metric("Morphology classifier alone", format_percent(morphology["test"]["accuracy"]),
+    mcols[2].metric("Morphology model alone", format_percent(morphology["test"]["accuracy"]),
                     help="Test accuracy of the boosting classifier on its own.")
 
 left, right = st.columns([3, 2], gap="large")
