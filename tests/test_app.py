@@ -893,3 +893,5 @@ def test_overview_of_a_blended_run_shows_the_blend_next_to_the_cnn(tmp_path, mon
     assert shown["Blended test accuracy"] == "50.0%" and shown["Blended balanced accuracy"] == "37.5%"
     assert shown["Morphology model alone"] == "25.0%"
     assert any("are the CNN's alone" in t for t in texts(at.caption))
+    at = run_view(at, "confusion_matrix")
+    assert any("This matrix is the CNN's alone" in t and "scores 50.0%" in t for t in texts(at.caption))
