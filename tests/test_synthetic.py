@@ -213,8 +213,8 @@ def test_zoom_scales_the_galaxy_not_the_field(monkeypatch):
     the sky around it are the same."""
     extent, skies = {}, {}
     for zoom in (1.0, 0.5):
-        monkeypatch.setattr(synthetic, "ZOOM_RANGES", {})
-        monkeypatch.setattr(synthetic, "ZOOM_RANGE", (zoom, zoom))
+        monkeypatch.setattr(synthetic.dataset, "ZOOM_RANGES", {})  # read by render_galaxy
+        monkeypatch.setattr(synthetic.dataset, "ZOOM_RANGE", (zoom, zoom))
         images = synthetic.generate_images([8] * 6, 128, seed=3)  # edge-on disks: easy to measure
         extent[zoom] = np.array([major_axis(image) for image in images])
         skies[zoom] = np.median(images.astype(float).mean(axis=-1)[:, :10, :10], axis=(1, 2))
@@ -277,19 +277,21 @@ def test_cli_module_entry_point(tmp_path):
 def test_merger_members_are_drawn_apart(monkeypatch):
     """Version 4: a merger's two main members lie MERGER_SEPARATION apart (at least 0.08 galaxy
     units, ~2 effective radii), not overlapping into one body with two peaks (a bar's look)."""
+    from galaxy_core.synthetic import classes
+
     centres = []
-    real_member = synthetic._member
+    real_member = classes._member
 
     def record(cv, pal, x0, y0, flux, scale):
         centres.append((x0, y0))
         return real_member(cv, pal, x0, y0, flux, scale)
 
-    monkeypatch.setattr(synthetic, "_member", record)
+    monkeypatch.setattr(classes, "_member", record)
     seps = []
     for seed in range(40):
         rng = np.random.default_rng(seed)
         centres.clear()
-        synthetic._merging(synthetic.Canvas(64, rng), synthetic._Palette(rng))
+        classes._merging(synthetic.Canvas(64, rng), synthetic.Palette(rng))
         (x1, y1), (x2, y2) = centres[:2]
         seps.append(np.hypot(x2 - x1, y2 - y1))
     lo, hi = synthetic.MERGER_SEPARATION
