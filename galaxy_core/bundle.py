@@ -487,6 +487,13 @@ class RunBundle:
         """Whether the run blends a morphology classifier into its probabilities."""
         return self.config.morphology_weight > 0
 
+    @property
+    def blend_temperature(self) -> float | None:
+        """For a run with a morphology classifier: the temperature of its blended probabilities,
+        fitted on the validation split (metrics.json `morphology.calibration.temperature`)."""
+        calib = (self.metrics.get("morphology") or {}).get("calibration") if self.has_morphology else None
+        return _optional_float(calib.get("temperature")) if isinstance(calib, Mapping) else None
+
     def load_morphology(self):
         """The run's `MorphologyClassifier` (skops, trusted types only), or None when it has none.
 

@@ -28,6 +28,7 @@ import numpy as np
 from galaxy_core.config import Config
 from galaxy_core.errors import GalaxyError, PreprocessError
 from galaxy_core.io import progress as _progress
+from galaxy_core.morphology import morphology_features
 from galaxy_core.preprocess import INVERSE_255, preprocess_batch, preprocess_image
 
 
@@ -158,40 +159,43 @@ def classify_each(model, cfg: Config, items: Sequence[Any], batch_size: int = 64
     Args:
         items: paths (str / PathLike), bytes of an image file, or uint8 arrays of any size.
         morphology: the run's `galaxy_core.morphology_model.MorphologyClassifier`, or None: its
-            probabilities of the decoded images are blended with the CNN's with weight
-            `cfg.morphology_weight` (`blend_with_morphology`).
+            probabilities of each decoded image's statistics (`morphology.morphology_features`,
+            measured per item, so an image they refuse is that item's error) are blended with the
+            CNN's with weight `cfg.morphology_weight` (`blend_with_morphology`).
 
     Returns:
         Per item, in order: `(float32 (C,) probabilities, None)` or `(None, error message)`.
     """
     from galaxy_core.decode import read_image
 
-    ready, raw, errors = [], [], {}
+    ready, stats, errors = [], [], {}
     for i, item in enumerate(items):
         try:
             encoded = isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview))
             image = read_image(item) if encoded else np.asarray(item)
-            ready.append(preprocess_image(image, cfg))
-            raw.append(image)
+            model_input = preprocess_image(image, cfg)
+            if morphology is not None:  # 67 numbers kept per item, not the decoded image
+                stats.append(morphology_features(image))
+            ready.append(model_input)
         except (GalaxyError, ValueError) as err:
             errors[i] = str(err)
     probs = predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else []
     if ready and morphology is not None:
-        probs = blend_with_morphology(probs, morphology, cfg, raw)
+        probs = blend_with_morphology(probs, morphology, cfg, np.stack(stats))
     probs = iter(probs)
     return [(None, errors[i]) if i in errors else (next(probs), None) for i in range(len(items))]
 
 
 def blend_with_morphology(cnn_probs: np.ndarray, morphology, cfg: Config,
-                          images: Sequence[np.ndarray]) -> np.ndarray:
+                          statistics: np.ndarray) -> np.ndarray:
     """The run's final probabilities: the CNN's blended with the morphology classifier's.
 
     Args:
-        cnn_probs: float32 `(N, C)` CNN probabilities of `images`.
+        cnn_probs: float32 `(N, C)` CNN probabilities.
         morphology: a `galaxy_core.morphology_model.MorphologyClassifier` (None: `cnn_probs` as is).
         cfg: the run's Config (`morphology_weight`).
-        images: the N raw uint8 `(H, W, 3)` images, before preprocessing (the statistics are
-            measured on the cutout itself, not on the model input).
+        statistics: float32 `(N, N_FEATURES)` morphology statistics of the same N images, measured
+            on the raw cutouts (`morphology.features_batch`), not on the model input.
 
     Returns:
         float32 `(N, C)`: `(1 - w) cnn + w morphology` with `w = cfg.morphology_weight`.
@@ -200,7 +204,7 @@ def blend_with_morphology(cnn_probs: np.ndarray, morphology, cfg: Config,
         return np.asarray(cnn_probs, np.float32)
     from galaxy_core.morphology_model import blend_probs
 
-    return blend_probs(cnn_probs, morphology.predict_images(images), cfg.morphology_weight)
+    return blend_probs(cnn_probs, morphology.predict_features(statistics), cfg.morphology_weight)
 
 
 def top_k(probs: Sequence[float], class_names: Sequence[str], k: int) -> list[tuple[str, float]]:

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from galaxy_core.crop import central_radius
-from galaxy_core.errors import PreprocessError
+from galaxy_core.preprocess import to_rgb_uint8
 
 # Side of the square the crop is resampled to before measuring (px).
 WORK_SIZE = 96
@@ -71,16 +71,17 @@ def morphology_features(image: np.ndarray) -> np.ndarray:
     """The morphology statistics of one image's central galaxy.
 
     Args:
-        image: uint8 `(H, W, 3)` RGB cutout with the galaxy at the centre, at least 16x16 px (any
-            side; it is resampled to 256 px first, the scale the radii are measured at).
+        image: a cutout with the galaxy at the centre, in any layout `preprocess.to_rgb_uint8`
+            takes (uint8 / uint16 / float in [0, 1]; gray, RGB or RGBA), any side (it is resampled
+            to 256 px first, the scale the radii are measured at).
 
     Returns:
         float32 `(N_FEATURES,)`, finite; entry names in `FEATURE_NAMES`.
 
     Raises:
-        PreprocessError: not a uint8 `(H, W, 3)` image, or smaller than 16x16.
+        PreprocessError: a layout or dtype `to_rgb_uint8` refuses (the message says which).
     """
-    image = _check_image(image)
+    image = to_rgb_uint8(image)
     if image.shape[:2] != (256, 256):
         image = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
     radius = central_radius(image) or FALLBACK_RADIUS
@@ -94,8 +95,8 @@ def features_batch(images: Iterable[np.ndarray]) -> np.ndarray:
     """`morphology_features` of each image, stacked: float32 `(N, N_FEATURES)`.
 
     Args:
-        images: uint8 `(H, W, 3)` images (any iterable: a list, an `(N, H, W, 3)` array, batches
-            read from an HDF5 dataset).
+        images: images as `morphology_features` takes them (any iterable: a list, an
+            `(N, H, W, 3)` array, batches read from an HDF5 dataset).
     """
     rows = [morphology_features(image) for image in images]
     return np.stack(rows) if rows else np.zeros((0, N_FEATURES), np.float32)
@@ -199,14 +200,4 @@ def _peaks(light: np.ndarray, noise: float, aperture: np.ndarray, rmax: float) -
     first, second = order[0], order[1]
     return out + [float(values[second] / values[first]),
                   float(np.hypot(xs[second] - xs[first], ys[second] - ys[first]) / rmax)]
-
-
-def _check_image(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise PreprocessError(f"Morphology statistics need a uint8 (H, W, 3) RGB image; got "
-                              f"{image.dtype} {image.shape}. Decode files with galaxy_core.decode.read_image.")
-    if min(image.shape[:2]) < 16:
-        raise PreprocessError(f"Morphology statistics need at least 16x16 px; got {image.shape[1]}x{image.shape[0]}.")
-    return image
 

@@ -16,7 +16,7 @@ with Keras's safe mode.
 
 Example:
     >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(60, 4)).astype(np.float32); y = (x[:, 0] > 0).astype(int)
+    >>> x = rng.normal(size=(60, N_FEATURES)).astype(np.float32); y = (x[:, 0] > 0).astype(int)
     >>> clf = MorphologyClassifier.fit(x, y, num_classes=3, seed=0)
     >>> clf.predict_features(x[:2]).shape                # (N, num_classes), a column per class
     (2, 3)
@@ -82,12 +82,16 @@ class MorphologyClassifier:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         features, labels = np.asarray(features, np.float32), np.asarray(labels).astype(np.int64)
-        if features.ndim != 2 or len(features) != len(labels) or len(np.unique(labels)) < 2:
+        if (features.ndim != 2 or features.shape[1] != N_FEATURES or len(features) != len(labels)
+                or len(np.unique(labels)) < 2):
             raise ModelError(f"Fitting the morphology classifier needs (N, {N_FEATURES}) statistics "
                              f"and N labels of at least 2 classes; got {features.shape} and "
                              f"{len(np.unique(labels))} classes.")
+        # early_stopping off: all MAX_ITER rounds on all the training images at any size (scikit-learn
+        # would otherwise hold out 10% of them above 10,000 images).
         estimator = HistGradientBoostingClassifier(max_iter=MAX_ITER, learning_rate=LEARNING_RATE,
-                                                   class_weight="balanced", random_state=int(seed) % 2**32)
+                                                   class_weight="balanced", early_stopping=False,
+                                                   random_state=int(seed) % 2**32)
         estimator.fit(features, labels)
         return cls(estimator, num_classes)
 
@@ -131,7 +135,8 @@ class MorphologyClassifier:
             raise
         except Exception as err:  # skops raises zipfile, KeyError, TypeError, ... on damaged files
             raise BundleError(f"{path} is not a readable morphology classifier ({type(err).__name__}: "
-                              f"{err}); re-run training, or delete the file to use the CNN alone.") from err
+                              f"{err}); re-run training (`python -m galaxy_core.predict --cnn-only` "
+                              f"classifies with the run's CNN alone meanwhile).") from err
         try:
             return cls(estimator, num_classes)
         except ModelError as err:

@@ -17,7 +17,8 @@
    (`galaxy_core.embedding`; t-SNE up to `embedding.TSNE_MAX_POINTS` test images, PCA above).
    `morphology_phase` (with `cfg.morphology_weight > 0`, as in the offline demo): the boosting
    classifier on morphology statistics of the raw training images (`galaxy_core.morphology_model`),
-   its test scores alone and blended with the CNN's (metrics.json `morphology`).
+   its test scores alone and blended with the CNN's, and the blend's temperature fitted on the
+   validation split (metrics.json `morphology`).
 7. `explain_test_set`: maps and faithfulness scores of the test errors and a sample of correct ones.
 8. `write_phase`: the run bundle, then the work folder is removed.
 
@@ -385,18 +386,22 @@ def evaluate_phase(model: keras.Model, cfg: Config, data: RunData, fit: FitResul
     return metrics, predictions
 
 
-def morphology_phase(cfg: Config, data_path: Path, data: RunData, metrics: dict[str, Any],
+def morphology_phase(model: keras.Model, cfg: Config, data_path: Path, data: RunData, metrics: dict[str, Any],
                      predictions: Mapping[str, np.ndarray], log: Log, progress: bool = True):
     """Fit the morphology classifier on the training split; score it alone and blended on the test split.
 
     Statistics are measured on the dataset's raw images (not the preprocessed cache), streamed in
     chunks. Adds metrics.json `morphology`: `weight`, `test` (the classifier alone) and `test_blend`
-    (`galaxy_core.metrics.compute_metrics` dicts). Returns the classifier, or None when
-    `cfg.morphology_weight == 0`.
+    (`galaxy_core.metrics.compute_metrics` dicts), `seconds`, and `calibration`: the temperature of
+    the blended probabilities fitted on the validation split (`calibration.calibration_summary`;
+    left out, with a log line, when the validation split is too small). Returns the classifier,
+    or None when `cfg.morphology_weight == 0`.
     """
     if cfg.morphology_weight == 0:
         return None
+    from galaxy_core.calibration import CalibrationError, calibration_summary
     from galaxy_core.data import open_dataset
+    from galaxy_core.inference import predict_probs
     from galaxy_core.io import progress_bar
     from galaxy_core.metrics import compute_metrics
     from galaxy_core.morphology import features_batch
@@ -412,18 +417,23 @@ def morphology_phase(cfg: Config, data_path: Path, data: RunData, metrics: dict[
         return np.concatenate(rows)
 
     started = time.perf_counter()
-    split, labels = data.split, data.labels
+    split, labels, w = data.split, data.labels, cfg.morphology_weight
     classifier = MorphologyClassifier.fit(statistics(split.train, "train"), labels[split.train],
                                           cfg.num_classes, seed=cfg.seed)
     alone = classifier.predict_features(statistics(split.test, "test"))
-    blended = blend_probs(predictions["probs"], alone, cfg.morphology_weight)
-    metrics["morphology"] = {"weight": cfg.morphology_weight,
-                             "test": compute_metrics(labels[split.test], alone, cfg.class_names),
-                             "test_blend": compute_metrics(labels[split.test], blended, cfg.class_names),
-                             "seconds": time.perf_counter() - started}
-    log(f"morphology classifier: test accuracy alone {metrics['morphology']['test']['accuracy']:.4f}, "
-        f"blended with the CNN (weight {cfg.morphology_weight:g}) "
-        f"{metrics['morphology']['test_blend']['accuracy']:.4f} ({metrics['morphology']['seconds']:.0f} s)")
+    blended = blend_probs(predictions["probs"], alone, w)
+    summary = {"weight": w, "test": compute_metrics(labels[split.test], alone, cfg.class_names),
+               "test_blend": compute_metrics(labels[split.test], blended, cfg.class_names)}
+    val_cnn = predict_probs(model, np.asarray(data.cache.images[split.val]), batch_size=cfg.batch_size)
+    val_blend = blend_probs(val_cnn, classifier.predict_features(statistics(split.val, "val")), w)
+    try:
+        summary["calibration"] = calibration_summary(labels[split.val], val_blend, labels[split.test], blended)
+    except CalibrationError as err:
+        log(f"morphology classifier: blend calibration skipped ({err})")
+    summary["seconds"] = time.perf_counter() - started
+    metrics["morphology"] = summary
+    log(f"morphology classifier: test accuracy alone {summary['test']['accuracy']:.4f}, blended with "
+        f"the CNN (weight {w:g}) {summary['test_blend']['accuracy']:.4f} ({summary['seconds']:.0f} s)")
     return classifier
 
 
@@ -580,7 +590,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         if not chief:
             checkpoint.remove_work(work.folder)
             return out_dir
-        morphology = morphology_phase(work.cfg, data_path, data, metrics, predictions, log, progress)
+        morphology = morphology_phase(model, work.cfg, data_path, data, metrics, predictions, log, progress)
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_test_set(model, work.cfg, predictions, log, progress)
         run_info = run_info_for(work.cfg, data_path, data, fit, metrics["wall_time_s"], strategy, len(gpus),

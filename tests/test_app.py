@@ -895,3 +895,51 @@ def test_overview_of_a_blended_run_shows_the_blend_next_to_the_cnn(tmp_path, mon
     assert any("are the CNN's alone" in t for t in texts(at.caption))
     at = run_view(at, "confusion_matrix")
     assert any("This matrix is the CNN's alone" in t and "scores 50.0%" in t for t in texts(at.caption))
+    for view, words in (("explain_errors", "These errors and maps are the CNN's alone"),
+                        ("calibration", "These reliability curves and ECEs are the CNN's alone")):
+        at = run_view(at, view)
+        assert any(words in t and morphology_bundle.name in t for t in texts(at.caption)), view
+
+
+def test_classify_calibrates_a_blended_run_with_the_blend_s_own_temperature(tmp_path, monkeypatch, morphology_bundle):
+    import json
+
+    from galaxy_core import synthetic
+
+    runs = copy_runs(tmp_path, morphology_bundle)
+    metrics_path = runs / morphology_bundle.name / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    part = {"n": 12, "ece_before": 0.2, "ece_after": 0.1, "nll_before": 2.0, "nll_after": 1.9}
+    metrics["calibration"] = {"method": "temperature", "fitted_on": "val", "temperature": 0.5, "n_bins": 15,
+                              "val": part, "test": part}  # the CNN's: must not be used for the blend
+    metrics["morphology"] = {"weight": 0.5, "test": metrics["test"], "test_blend": metrics["test"],
+                             "calibration": dict(metrics["calibration"], temperature=3.0)}
+    metrics_path.write_text(json.dumps(metrics))
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "classify")
+    galaxy = synthetic.render_galaxy(3, 128, np.random.default_rng(6))
+    at.file_uploader(key="cls_upload").set_value([("g.png", png_bytes(galaxy), "image/png")]).run()
+    raw = at.dataframe[0].value
+    box = at.checkbox(key="cls_calibrated")
+    assert not box.disabled and "T = 3.00" in box.help and "blended probabilities" in box.help
+    box.check().run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = at.dataframe[0].value
+    assert table["predicted"].iloc[0] == raw["predicted"].iloc[0]
+    # T = 3 on the blended top probability p: softmax(log(p) / 3) flattens it towards 1/C.
+    assert float(table["confidence"].iloc[0]) < float(raw["confidence"].iloc[0])
+
+
+def test_classify_reports_an_unreadable_morphology_classifier_without_a_traceback(tmp_path, monkeypatch,
+                                                                                  morphology_bundle):
+    from galaxy_core import synthetic
+
+    runs = copy_runs(tmp_path, morphology_bundle)
+    (runs / morphology_bundle.name / "morphology.skops").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # empty zip
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "classify")
+    galaxy = synthetic.render_galaxy(3, 64, np.random.default_rng(7))
+    at.file_uploader(key="cls_upload").set_value([("g.png", png_bytes(galaxy), "image/png")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = texts(at.error)
+    assert "morphology classifier of run" in error and "cannot be loaded" in error and "re-run training" in error

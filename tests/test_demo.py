@@ -43,6 +43,10 @@ def test_demo_writes_a_synthetic_bundle_with_explanations(tmp_path, monkeypatch,
     assert morph["weight"] == 0.5 and set(morph) >= {"test", "test_blend"}
     assert morph["test"]["confusion_matrix"] and sum(map(sum, morph["test_blend"]["confusion_matrix"])) == n_test
     assert "morphology classifier: test accuracy alone" in printed
+    # The blend has its own temperature, fitted on its validation probabilities.
+    assert morph["calibration"]["fitted_on"] == "val"
+    assert morph["calibration"]["val"]["n"] == bundle.run_info["split_sizes"]["val"]
+    assert bundle.blend_temperature == morph["calibration"]["temperature"] > 0
     assert bundle.load_morphology().predict_images([np.zeros((256, 256, 3), np.uint8)]).shape == (1, 10)
 
     # Explanations: the errors (at most 8) and 4 correct images, every method, scored.

@@ -95,31 +95,38 @@ def test_top_k_order_and_ties():
 
 
 class FixedMorphology:
-    """A stand-in morphology classifier: the same probabilities for every image; records its input."""
+    """A stand-in morphology classifier: the same probabilities for every image; records the statistics."""
 
     def __init__(self, row):
         self.row, self.seen = np.asarray(row, np.float32), []
 
-    def predict_images(self, images):
-        self.seen.extend(images)
-        return np.tile(self.row, (len(images), 1))
+    def predict_features(self, statistics):
+        self.seen.extend(statistics)
+        return np.tile(self.row, (len(statistics), 1))
 
 
 def test_classify_each_blends_the_morphology_classifier_on_the_raw_images(orientation_model):
     from galaxy_core.inference import blend_with_morphology, classify_each
+    from galaxy_core.morphology import morphology_features
+    from galaxy_core.preprocess import preprocess_image
 
     cfg = Config(image_size=32, weights="none", class_names=("a", "b", "c", "d"), morphology_weight=0.25)
     rng = np.random.default_rng(5)
-    raw = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)]
+    raw = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+           rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), rng.integers(0, 256, (20, 20), dtype=np.uint8)]
     morph = FixedMorphology([1.0, 0.0, 0.0, 0.0])
     cnn = [p for p, _ in classify_each(orientation_model(), cfg, raw)]
-    got = classify_each(orientation_model(), cfg, [raw[0], b"not an image", raw[1]], morphology=morph)
-    assert got[1][0] is None and got[1][1]  # the bad item keeps its error
-    np.testing.assert_allclose(got[0][0], 0.75 * cnn[0] + 0.25 * morph.row, rtol=1e-6)
-    np.testing.assert_allclose(got[2][0], 0.75 * cnn[1] + 0.25 * morph.row, rtol=1e-6)
-    # The statistics see the decoded images as they are, not the 32 px model input.
-    assert [im.shape for im in morph.seen] == [(40, 50, 3), (32, 32, 3)]
+    items = [raw[0], b"not an image", raw[1], np.zeros((9, 9, 2), np.uint8), raw[2], raw[3]]
+    got = classify_each(orientation_model(), cfg, items, morphology=morph)
+    # Bad items keep their own error; tiny and grayscale images are classified like the others.
+    assert [probs is None for probs, _ in got] == [False, True, False, True, False, False]
+    for (probs, _), expected in zip([got[0], got[2], got[4], got[5]], cnn):
+        np.testing.assert_allclose(probs, 0.75 * expected + 0.25 * morph.row, rtol=1e-6)
+    # The statistics are measured on the decoded images as they are, not on the 32 px model input.
+    np.testing.assert_array_equal(np.stack(morph.seen), np.stack([morphology_features(im) for im in raw]))
+    assert not np.allclose(morph.seen[0], morphology_features(preprocess_image(raw[0], cfg)))
     # Weight 0 (or no classifier): the CNN alone.
     plain = Config(image_size=32, weights="none", class_names=("a", "b", "c", "d"))
-    np.testing.assert_array_equal(blend_with_morphology(np.stack(cnn), morph, plain, raw), np.stack(cnn))
-    np.testing.assert_array_equal(blend_with_morphology(np.stack(cnn), None, cfg, raw), np.stack(cnn))
+    stats = np.stack(morph.seen)
+    np.testing.assert_array_equal(blend_with_morphology(np.stack(cnn), morph, plain, stats), np.stack(cnn))
+    np.testing.assert_array_equal(blend_with_morphology(np.stack(cnn), None, cfg, stats), np.stack(cnn))

@@ -84,6 +84,8 @@ def test_a_classifier_for_other_statistics_or_classes_is_refused(tmp_path):
         MorphologyClassifier(HistGradientBoostingClassifier(max_iter=5).fit(x, y), num_classes=2)
     with pytest.raises(ModelError, match="at least 2 classes"):
         MorphologyClassifier.fit(x, np.zeros(len(x), int), num_classes=3)
+    with pytest.raises(ModelError, match=rf"needs \(N, {N_FEATURES}\) statistics"):  # before any fitting
+        MorphologyClassifier.fit(x[:, :4], y, num_classes=3)
 
 
 def test_blend_is_the_weighted_mean():

@@ -31,7 +31,7 @@ def runs_dir() -> Path:
 
 # The members whose rewrite changes what a bundle shows (`train.py --evaluate` rewrites the first two,
 # the Embedding view caches features into predictions.h5).
-STAMP_MEMBERS = ("metrics.json", "predictions.h5", "model.keras", "run.json", "config.json")
+STAMP_MEMBERS = ("metrics.json", "predictions.h5", "model.keras", "run.json", "config.json", "morphology.skops")
 
 
 def stamp(path: str | Path) -> str:
@@ -151,6 +151,12 @@ def current_run():
         list_runs.clear()
         st.error(f"Cannot load the run `{path}`: {describe_error(err)}")
         st.stop()
+
+
+def current_morphology():
+    """The chosen run's morphology classifier, or None (raises `BundleError` if it cannot load)."""
+    path = current_run_path()
+    return load_morphology(path, stamp(path))
 
 
 def current_model():

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from galaxy_core import decode, explain, inference, morphology_model, preprocess, scoring
+from galaxy_core.morphology import morphology_features
 from pages.lib.captions import describe_error
 from pages.lib.state import current_run_path, load_model, load_morphology, load_predictor, load_run, stamp
 
@@ -36,14 +37,15 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
     run, model = load_run(path, path_stamp), load_predictor(path, path_stamp)
     morphology = load_morphology(path, path_stamp)
-    results, raw = [], []
+    results, stats = [], []
     for name, data in files:
         try:
             # Preprocessed once: what the model sees is both shown and classified.
             image = read_upload(data)
             model_input = preprocess.preprocess_image(image, run.config)
+            if morphology is not None:  # the cutout's statistics, not the decoded image, are kept
+                stats.append(morphology_features(image))
             results.append({"name": name, "error": None, "input": model_input, "probs": None})
-            raw.append(image)
         except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
             results.append({"name": name, "error": describe_error(err), "input": None, "probs": None})
     good = [r for r in results if r["error"] is None]
@@ -52,7 +54,7 @@ def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], 
         for r, p in zip(good, probs):
             r["probs"] = p
         if morphology is not None:
-            morph = morphology.predict_images(raw)
+            morph = morphology.predict_features(np.stack(stats))
             blended = morphology_model.blend_probs(probs, morph, run.config.morphology_weight)
             for r, p, m, b in zip(good, probs, morph, blended):
                 r.update(probs_cnn=p, probs_morphology=m, probs=b)

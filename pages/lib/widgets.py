@@ -69,6 +69,27 @@ def require_model():
         st.stop()
 
 
+def require_morphology():
+    """The chosen run's morphology classifier (None for a CNN-only run); if it cannot be loaded,
+    show the reason (no traceback) and stop the page."""
+    try:
+        return state.current_morphology()
+    except Exception as err:  # noqa: BLE001 - a damaged or incompatible file is the run's problem
+        run = state.current_run()
+        st.error(f"The morphology classifier of run `{run.name}` cannot be loaded, so its blended "
+                 f"probabilities cannot be computed: {describe_error(err)}", icon=":material/error:")
+        st.stop()
+
+
+def cnn_only_note(runs, what: str) -> None:
+    """A caption on views computed from the test predictions in predictions.h5 (the CNN's alone)
+    when any of `runs` blends a morphology classifier into the probabilities it classifies with."""
+    blended = [r.name for r in runs if r is not None and r.has_morphology]
+    if blended:
+        st.caption(f"{what} the CNN's alone: run(s) {', '.join(f'`{n}`' for n in blended)} classify with "
+                   "the CNN blended with a morphology classifier (its test scores: Overview).")
+
+
 def synthetic_banner(run) -> None:
     """A clear warning on every view of a run trained on synthetic data."""
     if run is not None and run.is_synthetic:

@@ -28,6 +28,7 @@ chosen = o1.multiselect("Runs", paths, default=[current] if current in paths els
 n_bins = o2.slider("Bins", 5, 20, int((calib or {}).get("n_bins", 15)), key="cal_bins")
 runs = state.load_runs(chosen) if chosen else [run]
 widgets.synthetic_banner_any([run, *runs])
+widgets.cnn_only_note(runs, "These reliability curves and ECEs are")
 
 curves, errors = {}, {}
 for r in runs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import calibration, morphology_model
+from galaxy_core import calibration
 from pages.lib import state, uploads, widgets
 from pages.lib.captions import classify_caption, describe_error
 from pages.lib.figures import confusion_figure, topk_figure
@@ -13,14 +13,6 @@ from pages.lib.tables import per_class_table, results_table
 
 MAX_SHOWN = 40  # images drawn one by one; the results table lists every upload
 
-
-def _calibrated(result: dict) -> np.ndarray:
-    """Temperature-scaled probabilities of one upload: the temperature was fitted on the CNN alone,
-    so a blended run scales the CNN's part, then blends again."""
-    if "probs_cnn" not in result:
-        return calibration.apply_temperature(result["probs"], temperature)
-    return morphology_model.blend_probs(calibration.apply_temperature(result["probs_cnn"], temperature)[None],
-                                        result["probs_morphology"][None], cfg.morphology_weight)[0]
 
 run = widgets.require_run()
 cfg = run.config
@@ -41,10 +33,12 @@ k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, l
                 key="cls_topk")
 tta = opt2.toggle("Test-time augmentation", key="cls_tta",
                   help="Average the predictions over the 8 rotations and flips of each image (8x slower).")
-temperature = run.temperature
+# A blended run's temperature is fitted on its blended probabilities (the CNN's own would not fit them).
+temperature = run.blend_temperature if run.has_morphology else run.temperature
 calibrate = opt3.checkbox(
     "Calibrated probabilities", key="cls_calibrated", disabled=temperature is None,
-    help=(f"Temperature scaling with T = {temperature:.2f} (fitted on the validation split): "
+    help=(f"Temperature scaling with T = {temperature:.2f} (fitted on the validation split"
+          f"{'’s blended probabilities' if run.has_morphology else ''}): "
           "confidences that match how often the model is right. The predicted class stays the same."
           + (" With TTA the temperature (fitted on plain predictions) is an approximation."))
     if temperature is not None else "This run predates temperature scaling (no temperature in "
@@ -57,6 +51,7 @@ if not uploaded:
     st.stop()
 
 widgets.require_model()  # an unloadable model: its reason, then stop
+widgets.require_morphology()  # likewise its morphology classifier, for a blended run
 files = tuple((u.name, u.getvalue()) for u in uploaded)
 engine = state.current_predictor()
 with st.spinner(f"Classifying {len(files)} image(s)..."):
@@ -70,7 +65,8 @@ if run.has_morphology:
                "spiral and bar Fourier modes). The table names each one's top class; Grad-CAM shows the "
                "CNN's part.")
 if calibrate:  # a copy per file: the cached results stay as computed
-    results = [dict(r, probs=_calibrated(r)) if r["probs"] is not None else r for r in results]
+    results = [dict(r, probs=calibration.apply_temperature(r["probs"], temperature)) if r["probs"] is not None else r
+               for r in results]
 
 table = results_table(results, class_names, k=min(3, len(class_names)))
 bad = [r for r in results if r["error"]]

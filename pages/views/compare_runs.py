@@ -31,6 +31,7 @@ chosen = st.multiselect(f"Runs to compare ({MIN_RUNS}-{MAX_RUNS})", paths, defau
                         help="Runs are comparable only when they were tested on the same images.")
 runs = state.load_runs(chosen)
 widgets.synthetic_banner_any([run, *runs])
+widgets.cnn_only_note(runs, "These metrics are")
 if len(chosen) < MIN_RUNS:
     st.info(f"Pick at least {MIN_RUNS} runs.", icon=":material/info:")
     st.stop()

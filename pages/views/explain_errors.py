@@ -29,6 +29,7 @@ labels, probs = run.predictions["labels"], run.predictions["probs"]
 
 st.title("Explain errors")
 widgets.synthetic_banner(run)
+widgets.cnn_only_note([run], "These errors and maps are")
 
 errors = error_table(labels, probs, class_names)
 if errors.empty:

@@ -23,6 +23,7 @@ correct = preds == labels
 
 st.title("Galaxy properties")
 widgets.synthetic_banner(run)
+widgets.cnn_only_note([run], "These accuracies are")
 sky = run.sky or {}
 if sky.get("ra") is None and sky.get("redshift") is None:
     st.info("This run's bundle keeps no sky columns (`ra`, `dec`, `redshift`, `pxscale` of the test "
