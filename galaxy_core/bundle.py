@@ -58,7 +58,7 @@ from galaxy_core.data import METADATA_KEYS
 from galaxy_core.errors import BundleError, ModelError
 from galaxy_core.io import atomic_dir, default_runs_dir, write_bytes, write_json
 from galaxy_core.metrics import METRIC_KEYS
-from galaxy_core.morphology_model import MORPHOLOGY_FILE
+from galaxy_core.morphology_model import MORPHOLOGY_FILE, MorphologyClassifier
 
 RUN_FORMAT_VERSION = 1
 REQUIRED_MEMBERS = ("config.json", "run.json", "model.keras", "history.csv", "metrics.json",
@@ -502,8 +502,6 @@ class RunBundle:
         """
         if not self.has_morphology:
             return None
-        from galaxy_core.morphology_model import MorphologyClassifier
-
         return MorphologyClassifier.load(self.path / MORPHOLOGY_FILE, self.config.num_classes)
 
     def load_model(self):
@@ -586,10 +584,9 @@ def load_bundle(path: str | Path) -> RunBundle:
     predictions = _read_predictions(path / "predictions.h5", config, where)
     embedding_method = predictions.pop("embedding_method", None)
     check_model_archive(path / "model.keras", where)
-    if config.morphology_weight > 0:
-        if not zipfile.is_zipfile(path / MORPHOLOGY_FILE):
-            raise BundleError(f"{where}: config.json sets morphology_weight {config.morphology_weight} "
-                              f"but {MORPHOLOGY_FILE} is missing or not a skops (zip) file; re-run training")
+    if config.morphology_weight > 0 and not zipfile.is_zipfile(path / MORPHOLOGY_FILE):
+        raise BundleError(f"{where}: config.json sets morphology_weight {config.morphology_weight} "
+                          f"but {MORPHOLOGY_FILE} is missing or not a skops (zip) file; re-run training")
     with open(path / "curves.png", "rb") as f:
         if f.read(8) != PNG_SIGNATURE:
             raise BundleError(f"{where}: curves.png is not a PNG image")

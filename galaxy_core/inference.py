@@ -8,6 +8,7 @@ TensorFlow itself.
 - `dihedral_transforms(images)`: the 8 rotations/flips used for test-time augmentation (TTA).
 - `predict_probs(model, images, ...)`: probabilities `float32 (N, C)`, in batches, plain or TTA.
 - `classify_images(model, cfg, images)`: preprocess raw images as in training, then `predict_probs`.
+- `prepare_item(item, cfg, statistics)`: decode one item -> model input (and morphology statistics).
 - `classify_each(model, cfg, items, morphology=...)`: decode + classify, one error per bad item.
 - `blend_with_morphology(...)`: average with the morphology classifier (`galaxy_core.morphology_model`).
 - `top_k(probs, class_names, k)`: the k most probable classes.
@@ -147,6 +148,30 @@ def classify_images(model, cfg: Config, images: Sequence[np.ndarray], batch_size
     return predict_probs(model, batch, batch_size=batch_size, tta=tta)
 
 
+def prepare_item(item: Any, cfg: Config, statistics: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode one item and make what the run's models take from it.
+
+    Args:
+        item: a path (str / PathLike), the bytes of an image file, or an array of any size/layout
+            `preprocess_image` accepts.
+        cfg: the run's Config.
+        statistics: also measure the morphology statistics of the decoded image (for a run with a
+            morphology classifier); only these 67 numbers are kept, not the decoded image.
+
+    Returns:
+        `(uint8 (S, S, 3) model input, float32 (N_FEATURES,) statistics or None)`.
+
+    Raises:
+        GalaxyError / ValueError: the item cannot be decoded or preprocessed (the message says why).
+    """
+    from galaxy_core.decode import read_image
+
+    encoded = isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview))
+    image = read_image(item) if encoded else np.asarray(item)
+    model_input = preprocess_image(image, cfg)
+    return model_input, (morphology_features(image) if statistics else None)
+
+
 def classify_each(model, cfg: Config, items: Sequence[Any], batch_size: int = 64,
                   tta: bool = False, morphology=None) -> list[tuple[np.ndarray | None, str | None]]:
     """Classify image files, encoded images or arrays, keeping each item's failure to itself.
@@ -166,19 +191,15 @@ def classify_each(model, cfg: Config, items: Sequence[Any], batch_size: int = 64
     Returns:
         Per item, in order: `(float32 (C,) probabilities, None)` or `(None, error message)`.
     """
-    from galaxy_core.decode import read_image
-
     ready, stats, errors = [], [], {}
     for i, item in enumerate(items):
         try:
-            encoded = isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview))
-            image = read_image(item) if encoded else np.asarray(item)
-            model_input = preprocess_image(image, cfg)
-            if morphology is not None:  # 67 numbers kept per item, not the decoded image
-                stats.append(morphology_features(image))
-            ready.append(model_input)
+            model_input, statistics = prepare_item(item, cfg, morphology is not None)
         except (GalaxyError, ValueError) as err:
             errors[i] = str(err)
+        else:
+            ready.append(model_input)
+            stats.append(statistics)
     probs = predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else []
     if ready and morphology is not None:
         probs = blend_with_morphology(probs, morphology, cfg, np.stack(stats))

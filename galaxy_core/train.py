@@ -347,8 +347,9 @@ def apply_average(model: keras.Model, average: WeightAverage, train_ds, log: Log
 
 
 def evaluate_phase(model: keras.Model, cfg: Config, data: RunData, fit: FitResult,
-                   started: float, log: Log) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Test (plain + 8-fold TTA) and validation metrics; returns (metrics.json dict, predictions).
+                   started: float, log: Log) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
+    """Test (plain + 8-fold TTA) and validation metrics; returns (metrics.json dict, predictions,
+    the plain validation probabilities float32 (n_val, C)).
 
     `started` is the run's `time.perf_counter()` start: `wall_time_s` counts up to here.
     The only place training calls the metrics and inference code. metrics.json `calibration` is
@@ -383,15 +384,16 @@ def evaluate_phase(model: keras.Model, cfg: Config, data: RunData, fit: FitResul
             f"{calib['test']['ece_before']:.4f} -> {calib['test']['ece_after']:.4f}")
     predictions = {"indices": split.test, "labels": labels[split.test], "probs": test["probs"],
                    "probs_tta": test["probs_tta"], "images": test_images, **data.test_sky}
-    return metrics, predictions
+    return metrics, predictions, val["probs"]
 
 
-def morphology_phase(model: keras.Model, cfg: Config, data_path: Path, data: RunData, metrics: dict[str, Any],
-                     predictions: Mapping[str, np.ndarray], log: Log, progress: bool = True):
+def morphology_phase(cfg: Config, data_path: Path, data: RunData, metrics: dict[str, Any],
+                     predictions: Mapping[str, np.ndarray], val_probs: np.ndarray, log: Log,
+                     progress: bool = True):
     """Fit the morphology classifier on the training split; score it alone and blended on the test split.
 
     Statistics are measured on the dataset's raw images (not the preprocessed cache), streamed in
-    chunks. Adds metrics.json `morphology`: `weight`, `test` (the classifier alone) and `test_blend`
+    chunks; `val_probs` are the CNN's validation probabilities (`evaluate_phase`). Adds metrics.json `morphology`: `weight`, `test` (the classifier alone) and `test_blend`
     (`galaxy_core.metrics.compute_metrics` dicts), `seconds`, and `calibration`: the temperature of
     the blended probabilities fitted on the validation split (`calibration.calibration_summary`;
     left out, with a log line, when the validation split is too small). Returns the classifier,
@@ -401,16 +403,14 @@ def morphology_phase(model: keras.Model, cfg: Config, data_path: Path, data: Run
         return None
     from galaxy_core.calibration import CalibrationError, calibration_summary
     from galaxy_core.data import open_dataset
-    from galaxy_core.inference import predict_probs
     from galaxy_core.io import progress_bar
     from galaxy_core.metrics import compute_metrics
     from galaxy_core.morphology import features_batch
     from galaxy_core.morphology_model import MorphologyClassifier, blend_probs
 
-    def statistics(indices: np.ndarray, what: str) -> np.ndarray:
+    def statistics(source, indices: np.ndarray, what: str) -> np.ndarray:
         rows = []
-        with open_dataset(data_path) as source, progress_bar(len(indices), desc=f"morphology ({what})",
-                                                             unit="img", disable=not progress) as bar:
+        with progress_bar(len(indices), desc=f"morphology ({what})", unit="img", disable=not progress) as bar:
             for _, images in source.iter_chunks(indices, chunk_size=256):
                 rows.append(features_batch(images))
                 bar.update(len(images))
@@ -418,14 +418,15 @@ def morphology_phase(model: keras.Model, cfg: Config, data_path: Path, data: Run
 
     started = time.perf_counter()
     split, labels, w = data.split, data.labels, cfg.morphology_weight
-    classifier = MorphologyClassifier.fit(statistics(split.train, "train"), labels[split.train],
-                                          cfg.num_classes, seed=cfg.seed)
-    alone = classifier.predict_features(statistics(split.test, "test"))
+    with open_dataset(data_path) as source:
+        train_stats = statistics(source, split.train, "train")
+        test_stats, val_stats = statistics(source, split.test, "test"), statistics(source, split.val, "val")
+    classifier = MorphologyClassifier.fit(train_stats, labels[split.train], cfg.num_classes, seed=cfg.seed)
+    alone = classifier.predict_features(test_stats)
     blended = blend_probs(predictions["probs"], alone, w)
     summary = {"weight": w, "test": compute_metrics(labels[split.test], alone, cfg.class_names),
                "test_blend": compute_metrics(labels[split.test], blended, cfg.class_names)}
-    val_cnn = predict_probs(model, np.asarray(data.cache.images[split.val]), batch_size=cfg.batch_size)
-    val_blend = blend_probs(val_cnn, classifier.predict_features(statistics(split.val, "val")), w)
+    val_blend = blend_probs(val_probs, classifier.predict_features(val_stats), w)
     try:
         summary["calibration"] = calibration_summary(labels[split.val], val_blend, labels[split.test], blended)
     except CalibrationError as err:
@@ -586,11 +587,11 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         # under a multi-replica strategy returns per-replica rows, the app runs on CPUs where
         # float16 is slow, and Adam's slots would triple the size of the bundle's model.keras.
         model = plain_copy(model, work.cfg)
-        metrics, predictions = evaluate_phase(model, work.cfg, data, fit, started, log)
+        metrics, predictions, val_probs = evaluate_phase(model, work.cfg, data, fit, started, log)
         if not chief:
             checkpoint.remove_work(work.folder)
             return out_dir
-        morphology = morphology_phase(model, work.cfg, data_path, data, metrics, predictions, log, progress)
+        morphology = morphology_phase(work.cfg, data_path, data, metrics, predictions, val_probs, log, progress)
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_test_set(model, work.cfg, predictions, log, progress)
         run_info = run_info_for(work.cfg, data_path, data, fit, metrics["wall_time_s"], strategy, len(gpus),

@@ -19,6 +19,7 @@ from galaxy_core import bundle, predictor, synthetic
 from galaxy_core.config import Config
 from galaxy_core.data import open_dataset
 from galaxy_core.io import default_runs_dir
+from galaxy_core.morphology_model import MORPHOLOGY_FILE
 from pages.lib.captions import describe_error
 
 RUN_KEY = "run_path"  # session-state key of the sidebar's run selector
@@ -31,7 +32,7 @@ def runs_dir() -> Path:
 
 # The members whose rewrite changes what a bundle shows (`train.py --evaluate` rewrites the first two,
 # the Embedding view caches features into predictions.h5).
-STAMP_MEMBERS = ("metrics.json", "predictions.h5", "model.keras", "run.json", "config.json", "morphology.skops")
+STAMP_MEMBERS = ("metrics.json", "predictions.h5", "model.keras", "run.json", "config.json", MORPHOLOGY_FILE)
 
 
 def stamp(path: str | Path) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import decode, explain, inference, morphology_model, preprocess, scoring
-from galaxy_core.morphology import morphology_features
+from galaxy_core import decode, explain, inference, morphology_model, scoring
 from pages.lib.captions import describe_error
 from pages.lib.state import current_run_path, load_model, load_morphology, load_predictor, load_run, stamp
 
@@ -41,13 +40,12 @@ def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], 
     for name, data in files:
         try:
             # Preprocessed once: what the model sees is both shown and classified.
-            image = read_upload(data)
-            model_input = preprocess.preprocess_image(image, run.config)
-            if morphology is not None:  # the cutout's statistics, not the decoded image, are kept
-                stats.append(morphology_features(image))
-            results.append({"name": name, "error": None, "input": model_input, "probs": None})
+            model_input, statistics = inference.prepare_item(data, run.config, morphology is not None)
         except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
             results.append({"name": name, "error": describe_error(err), "input": None, "probs": None})
+        else:
+            results.append({"name": name, "error": None, "input": model_input, "probs": None})
+            stats.append(statistics)
     good = [r for r in results if r["error"] is None]
     if good:
         probs = inference.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
