@@ -1,4 +1,4 @@
-"""Train a Galaxy10 DECaLS classifier and write its run bundle (thin CLI over galaxy_core.train).
+"""Train a Galaxy10 DECaLS classifier and write its run bundle (thin CLI over galaxy_core.training.train).
 
 Examples:
     python train.py --data data/Galaxy10_DECals.h5                       # DenseNet201 fine-tune
@@ -101,8 +101,9 @@ def start_tensorflow() -> None:
 
 def run_evaluate(run_dir: Path) -> int:
     start_tensorflow()
-    from galaxy_core import evaluate, metrics as metrics_mod
-    from galaxy_core.bundle import load_bundle
+    from galaxy_core.runs import reevaluate as evaluate
+    from galaxy_core.evaluation import metrics as metrics_mod
+    from galaxy_core.bundle.format import load_bundle
 
     metrics = evaluate.reevaluate_bundle(run_dir)
     bundle = load_bundle(run_dir)
@@ -114,7 +115,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from galaxy_core.synthetic import GENERATOR_VERSION, write_synthetic_dataset
 
     start_tensorflow()
-    from galaxy_core.train import train_run
+    from galaxy_core.training.train import train_run
 
     # The demo's settings replace the preset's; flags given on the command line still win.
     cfg = config_from_args(args, args.preset).replace(**{
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out = default_runs_dir() / f"{args.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
         data_path = args.data
         if data_path is None:
-            from galaxy_core.download import default_dataset_path
+            from galaxy_core.data.download import default_dataset_path
 
             data_path = default_dataset_path()
             if not data_path.exists():
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if (problem := out_in_the_way(args)) is not None:
             return fail(problem)
         start_tensorflow()
-        from galaxy_core.train import train_run
+        from galaxy_core.training.train import train_run
 
         if args.resume:
             cfg = resume_config(args, cfg)
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def out_in_the_way(args: argparse.Namespace) -> str | None:
     """Why `--out` cannot be written (a finished bundle without --overwrite, or not a bundle), or None."""
-    from galaxy_core.checkpoint import not_a_bundle
+    from galaxy_core.training.checkpoint import not_a_bundle
 
     out = Path(args.out)
     if args.resume or not out.exists():
@@ -234,7 +235,7 @@ def resume_config(args: argparse.Namespace, fallback: Config) -> Config:
     So a resume with the printed command (or with the run's flags repeated) changes nothing, and a
     flag that does change something is named by `train_run` ("ignoring changes to [...]").
     """
-    from galaxy_core.checkpoint import CONFIG, read_config, work_dir_for
+    from galaxy_core.training.checkpoint import CONFIG, read_config, work_dir_for
 
     work = work_dir_for(Path(args.out))
     if not (work / CONFIG).exists():
@@ -244,7 +245,7 @@ def resume_config(args: argparse.Namespace, fallback: Config) -> Config:
 
 def resume_hint(args: argparse.Namespace) -> str:
     """What to type to continue an interrupted run (or that nothing was checkpointed yet)."""
-    from galaxy_core.checkpoint import STATE, work_dir_for
+    from galaxy_core.training.checkpoint import STATE, work_dir_for
 
     if args.out is None or not (work_dir_for(Path(args.out)) / STATE).exists():
         return "no epoch had finished, so there is nothing to resume; start the run again."

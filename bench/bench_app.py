@@ -62,7 +62,7 @@ def bench_core(repeats: int) -> list[float]:
 
     from galaxy_core import synthetic
     from galaxy_core.config import Config
-    from galaxy_core.preprocess import preprocess_stages
+    from galaxy_core.preprocessing.preprocess import preprocess_stages
     from pages.lib.figures import histogram_figure
     from pages.lib.lab import preprocess_thumbnails
 

@@ -8,7 +8,7 @@ Measures, for one image at a time (N = 1):
   * a faithfulness pair (deletion + insertion, --steps steps: 2 * (steps + 1) forward passes).
 
 Usage: python bench/bench_explain.py [--size 256] [--repeats 3] [--engines compiled tf-keras-vis]
-Model: galaxy_core.model.build_model (flat DenseNet201 + Flatten -> Dense(1024) -> Dropout ->
+Model: galaxy_core.models.network.build_model (flat DenseNet201 + Flatten -> Dense(1024) -> Dropout ->
 Dense(10, softmax)), weights none. Prints a table and, with --json PATH, writes the figures.
 """
 
@@ -71,7 +71,7 @@ def run(args) -> int:
     from galaxy_core import explain
     from galaxy_core.config import Config
     from galaxy_core.explain._engine import model_functions
-    from galaxy_core.model import build_model, last_conv_layer_name
+    from galaxy_core.models.network import build_model, last_conv_layer_name
 
     cfg = Config(backbone=args.backbone, weights="none", image_size=args.size,
                  **({"head": args.head} if args.head else {}))

@@ -1,7 +1,7 @@
 """Benchmark: the cost of the morphology classifier, side by side with the CNN, in one run.
 
 Times, on N SYNTHETIC 256 px cutouts (generated here, `galaxy_core.synthetic`):
-1. the morphology statistics (`galaxy_core.morphology.features_batch`), per image;
+1. the morphology statistics (`galaxy_core.morphology.statistics.features_batch`), per image;
 2. the fit of the boosting classifier on them (`MorphologyClassifier.fit`);
 3. its probabilities from the statistics, per image;
 4. with a run bundle (`--run`): classifying the same images as files with the run's CNN alone and
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from galaxy_core.morphology import features_batch
-    from galaxy_core.morphology_model import MorphologyClassifier
+    from galaxy_core.morphology.statistics import features_batch
+    from galaxy_core.morphology.classifier import MorphologyClassifier
     from galaxy_core.synthetic import generate_images, make_labels
 
     labels = make_labels(args.n, seed=0)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.run is None:
             return 0
 
-        from galaxy_core.bundle import load_bundle
+        from galaxy_core.bundle.format import load_bundle
         from galaxy_core.predict import classify_files
 
         bundle = load_bundle(args.run)

@@ -1,6 +1,6 @@
 """Benchmark the input pipeline and CPU training throughput.
 
-1. Images/s delivered by `galaxy_core.pipeline.make_dataset` from a uint8 memmap like the
+1. Images/s delivered by `galaxy_core.training.pipeline.make_dataset` from a uint8 memmap like the
    preprocessed cache (no model): iterate the training dataset (shuffled) and the validation one.
 2. CPU training throughput of the recipe's model (DenseNet201, random weights) for reference:
    `train_on_batch` steps after a warm-up step.
@@ -54,7 +54,7 @@ def count_images(dataset):
 
 def bench_pipeline(n: int, size: int, batch_size: int, epochs: int) -> None:
     from galaxy_core.config import Config
-    from galaxy_core.pipeline import make_dataset
+    from galaxy_core.training.pipeline import make_dataset
 
     cfg = Config(image_size=size, batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +75,7 @@ def bench_pipeline(n: int, size: int, batch_size: int, epochs: int) -> None:
                   f"{batch_size}: median {typical:,.0f} images/s "
                   f"(epochs: {', '.join(f'{r:,.0f}' for r in rates)})")
         # References: the two halves of the work, one thread, no tf.data.
-        from galaxy_core.inference import to_model_input as rescale
+        from galaxy_core.inference.classify import to_model_input as rescale
 
         rng = np.random.default_rng(0)
         batches = [np.sort(rng.choice(n, batch_size, replace=False)) for _ in range(n // batch_size)]
@@ -94,7 +94,7 @@ def bench_training(size: int, batch_size: int, steps: int, backbone: str) -> Non
     import keras
 
     from galaxy_core.config import Config
-    from galaxy_core.model import build_model
+    from galaxy_core.models.network import build_model
 
     cfg = Config(image_size=size, batch_size=batch_size, backbone=backbone)
     start = time.perf_counter()

@@ -5,8 +5,8 @@ preprocessing, >= 40 images/s in batch predict.
 
 Builds the default recipe's model with random weights (`weights=None`: speed does not depend on
 the weights), saves it as `model.keras` in a temporary bundle-like folder, exports `model.onnx`
-with `galaxy_core.onnx_export.export_model_file` (timed, in a child process) and measures, for both
-predictors of `galaxy_core.predictor`:
+with `galaxy_core.models.onnx_export.export_model_file` (timed, in a child process) and measures, for both
+predictors of `galaxy_core.models.predictor`:
 
 - single image: PNG bytes -> `decode.read_image` -> `preprocess_image` -> `to_model_input` -> predict (one
   image per call; median over `--repeats`);
@@ -15,8 +15,8 @@ predictors of `galaxy_core.predictor`:
 
 Also, in the same run:
 - `--extra-onnx LABEL=PATH` (repeatable): more ONNX files timed the same way, e.g. an export made
-  before `galaxy_core.onnx_passes` (the rehearsal bundle's first model.onnx);
-- `--int8`: an int8 copy (`galaxy_core.quantize.quantize_onnx`: static QDQ, per-channel weights,
+  before `galaxy_core.models.onnx_passes` (the rehearsal bundle's first model.onnx);
+- `--int8`: an int8 copy (`galaxy_core.models.quantize.quantize_onnx`: static QDQ, per-channel weights,
   calibrated here on 8 images of the batch) timed the same way, with its disagreement with Keras
   (the opt-in `--backend int8`; it does not keep the 1e-4 agreement);
 - the compute floor: the model's multiply-adds (Conv2D + Dense layers, counted from the Keras
@@ -122,13 +122,13 @@ def main(argv=None) -> int:
     import numpy as np
 
     from galaxy_core.config import Config
-    from galaxy_core.model import build_model, load_model
-    from galaxy_core.onnx_export import export_model_file
-    from galaxy_core.decode import read_image as read_image_file
-    from galaxy_core.inference import to_model_input as rescale
-    from galaxy_core.predictor import KerasPredictor, OnnxPredictor, default_threads
-    from galaxy_core.preprocess import preprocess_batch, preprocess_image
-    from galaxy_core.quantize import quantize_onnx
+    from galaxy_core.models.network import build_model, load_model
+    from galaxy_core.models.onnx_export import export_model_file
+    from galaxy_core.preprocessing.decode import read_image as read_image_file
+    from galaxy_core.inference.classify import to_model_input as rescale
+    from galaxy_core.models.predictor import KerasPredictor, OnnxPredictor, default_threads
+    from galaxy_core.preprocessing.preprocess import preprocess_batch, preprocess_image
+    from galaxy_core.models.quantize import quantize_onnx
     from galaxy_core.synthetic import generate_images
 
     cfg = Config(backbone=args.backbone, image_size=args.size, head=args.head, weights="none")

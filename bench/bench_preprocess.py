@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from galaxy_core import cache as pc  # noqa: E402
-from galaxy_core import preprocess as pp  # noqa: E402
+from galaxy_core.preprocessing import cache as pc  # noqa: E402
+from galaxy_core.preprocessing import preprocess as pp  # noqa: E402
 from galaxy_core.config import Config  # noqa: E402
 from galaxy_core.errors import GalaxyError  # noqa: E402
 

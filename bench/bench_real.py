@@ -1,6 +1,6 @@
 """Benchmark: a run's score on labelled REAL galaxy images (accuracy, balanced accuracy, matrix).
 
-The folder holds images and a `labels.csv` (filename,label_index[,...]; see galaxy_core.scoring).
+The folder holds images and a `labels.csv` (filename,label_index[,...]; see galaxy_core.evaluation.scoring).
 By default it is the development set kept beside the repository, `../shared/real_dev` relative to
 the repository root, when present. Those images are for scoring only, never for training.
 
@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
 
-    from galaxy_core.bundle import load_bundle
+    from galaxy_core.bundle.format import load_bundle
     from galaxy_core.errors import GalaxyError
     from galaxy_core.predict import classify_files
-    from galaxy_core.scoring import expand_inputs, format_score, read_labels, score_rows
+    from galaxy_core.evaluation.scoring import expand_inputs, format_score, read_labels, score_rows
 
     folder = args.folder or DEFAULT_FOLDER
     if not folder.is_dir():

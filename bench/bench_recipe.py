@@ -11,7 +11,7 @@ Run: `train.py` with the default preset (DenseNet201, 256 px, Flatten head, batc
 `--weights none`, bounded by `--epochs`, `--steps-per-epoch`, `--max-eval-images` and small
 explanation counts. After epoch `--interrupt-after` is checkpointed the process gets SIGINT (Ctrl-C);
 then `--resume` finishes it: evaluation with TTA, explanations, bundle. Finally `model.onnx` is
-exported into the bundle (`galaxy_core.onnx_export`).
+exported into the bundle (`galaxy_core.models.onnx_export`).
 
 Measured: peak RSS of each phase (the child's RSS sampled every 0.25 s, the phase read from its log
 lines), disk used (cache, work folder at the interrupt, bundle members), epoch and step times from
@@ -53,7 +53,7 @@ def make_rehearsal_file(path: Path, unique: int, seed: int = 0, n: int = N_IMAGE
     import h5py
     import numpy as np
 
-    from galaxy_core.data import CLASS_COUNTS
+    from galaxy_core.data.galaxy10 import CLASS_COUNTS
     from galaxy_core.synthetic import GENERATOR_NAME, make_labels, make_metadata, generate_images
 
     labels = make_labels(n, "real", seed)
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
         with open(out / "history.csv", encoding="utf-8") as f:
             results["history"] = list(csv.DictReader(f))
         t0 = time.perf_counter()  # what make_predictor does on first use, run here ahead of the app
-        export = Monitor([sys.executable, "-m", "galaxy_core.onnx_export", str(out / "model.keras"),
+        export = Monitor([sys.executable, "-m", "galaxy_core.models.onnx_export", str(out / "model.keras"),
                           str(out / "model.onnx")], log_path, env)
         results["onnx_export"] = {"rc": export.wait(), "s": time.perf_counter() - t0,
                                   "mb": du(out / "model.onnx"), "peak_rss_mb": export.peaks}

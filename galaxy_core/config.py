@@ -36,7 +36,7 @@ KERNEL_SHAPES = ("ellipse", "rect", "cross")
 CHANNEL_MODES = ("luminance", "per_channel")
 HEADS = ("flatten", "gap")
 STRATEGIES = ("default", "mirrored", "multiworker")
-# How the images are split (galaxy_core.sky.make_split): "sky" keeps images of the same galaxy (twins
+# How the images are split (galaxy_core.data.sky.make_split): "sky" keeps images of the same galaxy (twins
 # within 1 arcsec) in one split; "random" is the plain stratified split.
 SPLIT_BY = ("sky", "random")
 
@@ -124,7 +124,7 @@ class Config:
     freeze_backbone: bool = field(default=False, metadata={"help": "freeze the backbone's weights"})
     morphology_weight: float = field(
         default=0.0, metadata={"help": "also fit a boosting classifier on morphology statistics "
-                                       "(galaxy_core.morphology_model) and give its probabilities this "
+                                       "(galaxy_core.morphology.classifier) and give its probabilities this "
                                        "weight against the CNN's (0 = off, the CNN alone)"}
     )
     # --- augmentation (training only, inside the graph) -----------------------------------------

@@ -5,13 +5,13 @@ Usage:
     python -m galaxy_core.predict --run runs/NAME --labels labels.csv [--format text|json] FILES_OR_FOLDER...
 
 A folder stands for the image files in it. With `--labels` (a CSV of `filename,label_index`, see
-`galaxy_core.scoring`) the files are scored instead of listed: accuracy, balanced accuracy,
+`galaxy_core.evaluation.scoring`) the files are scored instead of listed: accuracy, balanced accuracy,
 per-class recall and the confusion matrix; unreadable or unlabelled files are reported and left out.
 
 Each file (PNG, JPEG, TIFF, BMP or WebP by content, up to 40 Mpx; grayscale, RGB, RGBA, 8 or 16 bit)
-is decoded by `galaxy_core.decode.read_image` to RGB uint8, preprocessed exactly as in training
-(`galaxy_core.preprocess.preprocess_image` with the run's config) and classified by the run's model
-(`galaxy_core.inference.classify_each`). A file that cannot be read gets a row
+is decoded by `galaxy_core.preprocessing.decode.read_image` to RGB uint8, preprocessed exactly as in training
+(`galaxy_core.preprocessing.preprocess.preprocess_image` with the run's config) and classified by the run's model
+(`galaxy_core.inference.classify.classify_each`). A file that cannot be read gets a row
 with its error and the others are still classified.
 
 Exit status: 0 if every file was classified (and, with --labels, scored), 1 if some failed or
@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from galaxy_core.errors import GalaxyError
-from galaxy_core.inference import classify_each, top_k
+from galaxy_core.inference.classify import classify_each, top_k
 from galaxy_core.io import progress as _progress
 
 FORMATS = ("text", "csv", "json")
@@ -44,9 +44,9 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
     """Classify image files with a run bundle's model; unreadable files get an error row.
 
     Args:
-        bundle: a `galaxy_core.bundle.RunBundle`.
+        bundle: a `galaxy_core.bundle.format.RunBundle`.
         paths: image files.
-        model: a Keras model or a `galaxy_core.predictor` predictor (anything with
+        model: a Keras model or a `galaxy_core.models.predictor` predictor (anything with
             `predict_on_batch`); default `make_predictor(bundle)` (ONNX Runtime, else Keras).
         batch_size: files read, preprocessed and classified at a time (bounds memory).
         tta: average over the 8 rotations/flips.
@@ -59,7 +59,7 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
         `confidence` (its probability), `probs` (list of num_classes floats), `error` (None, or the
         message; the other fields are then None).
     """
-    from galaxy_core.predictor import make_predictor
+    from galaxy_core.models.predictor import make_predictor
 
     cfg = bundle.config
     model = make_predictor(bundle) if model is None else model
@@ -171,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     if args.labels is not None and args.format == "csv":
         parser.error("--labels prints a score: use --format text or json")
-    from galaxy_core.bundle import load_bundle
-    from galaxy_core.predictor import make_predictor
-    from galaxy_core.scoring import expand_inputs, format_score, read_labels, score_rows
+    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.models.predictor import make_predictor
+    from galaxy_core.evaluation.scoring import expand_inputs, format_score, read_labels, score_rows
 
     try:
         bundle = load_bundle(args.run)

@@ -74,7 +74,7 @@ def orientation_model():
     return OrientationModel
 
 
-# --- a small run bundle (tests of galaxy_core.bundle, evaluate, ...) ----------------------------
+# --- a small run bundle (tests of galaxy_core.bundle.format, evaluate, ...) ----------------------------
 BUNDLE_SIZE = 32  # image size of the `parts` bundle
 BUNDLE_N_TEST = 12  # its test images
 
@@ -95,7 +95,7 @@ def tiny_model(num_classes=10, seed=0):
 def parts():
     """Everything write_bundle needs, from a tiny untrained model (built once for the session)."""
     from galaxy_core.config import Config
-    from galaxy_core.metrics import assemble_metrics, evaluate_split
+    from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 
     cfg = Config(image_size=BUNDLE_SIZE, weights="none", epochs=3)
     rng = np.random.default_rng(0)
@@ -118,18 +118,18 @@ def parts():
 @pytest.fixture(scope="session")
 def good_bundle(tmp_path_factory, parts):
     """One valid bundle written once; tests copy it (cheaper than writing one each)."""
-    from galaxy_core.bundle import write_bundle
+    from galaxy_core.bundle.format import write_bundle
 
     return write_bundle(tmp_path_factory.mktemp("shared") / "good", **parts)
 
 
-# --- image files of many layouts (tests of galaxy_core.decode and predict) ------------------------
+# --- image files of many layouts (tests of galaxy_core.preprocessing.decode and predict) ------------------------
 @pytest.fixture(scope="session")
 def image_files(tmp_path_factory):
     """Image files of many layouts plus broken ones; returns {kind: (path, expected RGB uint8 or None)}."""
     import cv2
 
-    from galaxy_core.preprocess import to_rgb_uint8
+    from galaxy_core.preprocessing.preprocess import to_rgb_uint8
 
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(2)
@@ -160,8 +160,8 @@ def fitted_morphology(num_classes=10, seed=0):
     """A `MorphologyClassifier` fitted on the statistics of drawn discs (class = disc radius bin)."""
     import cv2
 
-    from galaxy_core.morphology import features_batch
-    from galaxy_core.morphology_model import MorphologyClassifier
+    from galaxy_core.morphology.statistics import features_batch
+    from galaxy_core.morphology.classifier import MorphologyClassifier
 
     rng = np.random.default_rng(seed)
     labels = np.arange(60) % num_classes
@@ -178,7 +178,7 @@ def morphology_bundle(tmp_path_factory, parts):
     """`good_bundle`'s parts with `morphology_weight=0.5` and a fitted morphology classifier."""
     import dataclasses
 
-    from galaxy_core.bundle import write_bundle
+    from galaxy_core.bundle.format import write_bundle
 
     cfg = dataclasses.replace(parts["config"], morphology_weight=0.5)
     return write_bundle(tmp_path_factory.mktemp("shared") / "blended", **dict(parts, config=cfg),

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from galaxy_core.augment import build_augmentation
+from galaxy_core.models.augment import build_augmentation
 from galaxy_core.config import Config
 
 

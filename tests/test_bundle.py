@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.bundle: write/load round trip, atomic writes, validation, listing."""
+"""Tests of galaxy_core.bundle.format: write/load round trip, atomic writes, validation, listing."""
 
 import json
 import shutil
@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from galaxy_core import bundle as bundle_mod
-from galaxy_core.bundle import BundleError, list_bundles, load_bundle, write_bundle
-from galaxy_core.metrics import assemble_metrics, evaluate_split
+from galaxy_core.bundle import format as bundle_mod
+from galaxy_core.bundle.format import BundleError, list_bundles, load_bundle, write_bundle
+from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 
 SIZE = 32  # image size and test-set size of conftest.py's `parts` fixture
 N_TEST = 12

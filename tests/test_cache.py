@@ -1,4 +1,4 @@
-"""galaxy_core.cache: the preprocessed cache (built once, keyed by parameters and source, atomic)."""
+"""galaxy_core.preprocessing.cache: the preprocessed cache (built once, keyed by parameters and source, atomic)."""
 
 import json
 import os
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import write_galaxy10_like
-from galaxy_core import cache as pc
-from galaxy_core import preprocess as pp
+from galaxy_core.preprocessing import cache as pc
+from galaxy_core.preprocessing import preprocess as pp
 from galaxy_core.config import Config
 from galaxy_core.errors import PreprocessError
 

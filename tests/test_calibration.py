@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from galaxy_core import calibration
-from galaxy_core.calibration import (CalibrationError, apply_temperature, calibration_summary,
+from galaxy_core.evaluation import calibration
+from galaxy_core.evaluation.calibration import (CalibrationError, apply_temperature, calibration_summary,
                                      expected_calibration_error, fit_temperature,
                                      negative_log_likelihood, reliability_bins)
 from galaxy_core.errors import GalaxyError

@@ -1,4 +1,4 @@
-"""galaxy_core.callbacks: best-weights early stopping (scripted val accuracy), the tqdm epoch bar
+"""galaxy_core.training.callbacks: best-weights early stopping (scripted val accuracy), the tqdm epoch bar
 and the one-line epoch summary."""
 
 import re
@@ -6,7 +6,7 @@ import re
 import keras
 import numpy as np
 
-from galaxy_core.callbacks import BestWeightsEarlyStopping, EpochProgressBar, epoch_summary
+from galaxy_core.training.callbacks import BestWeightsEarlyStopping, EpochProgressBar, epoch_summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,14 +100,14 @@ class RecordSaves(keras.callbacks.Callback):
         self.work, self.named = work, []
 
     def on_epoch_end(self, epoch, logs=None):
-        from galaxy_core.checkpoint import read_state
+        from galaxy_core.training.checkpoint import read_state
 
         state = read_state(self.work)
         self.named.append(None if state is None else state["epochs_done"])
 
 
 def test_checkpoint_every_n_epochs_and_at_the_end(tmp_path):
-    from galaxy_core.callbacks import WorkCheckpoint
+    from galaxy_core.training.callbacks import WorkCheckpoint
 
     def run(values, patience, every, folder):
         folder.mkdir()
@@ -144,7 +144,7 @@ def _bn_model():
 
 
 def test_weight_average_is_the_mean_of_the_snapshots_from_the_start_epoch():
-    from galaxy_core.callbacks import WeightAverage
+    from galaxy_core.training.callbacks import WeightAverage
 
     model = _bn_model()
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
@@ -158,7 +158,7 @@ def test_weight_average_is_the_mean_of_the_snapshots_from_the_start_epoch():
 
 
 def test_weight_average_resumes_from_a_saved_mean():
-    from galaxy_core.callbacks import WeightAverage
+    from galaxy_core.training.callbacks import WeightAverage
 
     model = _bn_model()
     snapshots = [[np.full(w.shape, float(k), np.float32) for w in model.get_weights()] for k in (1, 2, 6)]
@@ -177,7 +177,7 @@ def test_weight_average_resumes_from_a_saved_mean():
 
 
 def test_apply_sets_the_mean_and_recomputes_batchnorm_as_a_plain_mean_over_batches():
-    from galaxy_core.callbacks import WeightAverage, batchnorm_layers
+    from galaxy_core.training.callbacks import WeightAverage, batchnorm_layers
 
     model = _bn_model()
     bn = batchnorm_layers(model)[0]

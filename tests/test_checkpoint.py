@@ -1,4 +1,4 @@
-"""galaxy_core.checkpoint: the run lock (live PID named, stale lock taken over), leftovers of dead runs,
+"""galaxy_core.training.checkpoint: the run lock (live PID named, stale lock taken over), leftovers of dead runs,
 what --overwrite may replace, and crash-consistent epoch checkpoints."""
 
 import json
@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import pytest
 
-from galaxy_core import checkpoint
-from galaxy_core.checkpoint import RunLock, clean_leftovers, lock_path_for, not_a_bundle, work_dir_for
+from galaxy_core.training import checkpoint
+from galaxy_core.training.checkpoint import RunLock, clean_leftovers, lock_path_for, not_a_bundle, work_dir_for
 from galaxy_core.errors import TrainingError
-from galaxy_core.model import load_model
+from galaxy_core.models.network import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def lock_holder():
         script = textwrap.dedent(f"""
             import sys, time
             sys.path.insert(0, {str(ROOT)!r})
-            from galaxy_core.checkpoint import RunLock
+            from galaxy_core.training.checkpoint import RunLock
             lock = RunLock({str(out_dir)!r}).acquire()
             print("locked", flush=True)
             time.sleep(120)
@@ -69,7 +69,7 @@ def test_lock_refuses_naming_the_live_pid_and_takes_over_a_dead_ones(tmp_path, l
 def test_second_run_on_a_live_out_is_refused_and_leaves_its_work_alone(tmp_path, lock_holder):
     from conftest import write_galaxy10_like
     from galaxy_core.config import Config
-    from galaxy_core.train import train_run
+    from galaxy_core.training.train import train_run
 
     data = write_galaxy10_like(tmp_path / "q.h5", n=40)
     out = tmp_path / "runs" / "same"
@@ -155,7 +155,7 @@ def test_cli_overwrite_refuses_a_folder_that_is_not_a_bundle(tmp_path):
 def test_train_run_refuses_to_replace_user_files(tmp_path):
     from conftest import write_galaxy10_like
     from galaxy_core.config import Config
-    from galaxy_core.train import train_run
+    from galaxy_core.training.train import train_run
 
     data = write_galaxy10_like(tmp_path / "q.h5", n=40)
     (tmp_path / "mythesis").mkdir()
@@ -232,7 +232,7 @@ def test_resume_guard_reports_changed_fields_only(tmp_path):
 
 def test_load_or_make_split_saves_the_split_with_its_record_and_a_resume_keeps_both(tmp_path):
     from galaxy_core.config import Config
-    from galaxy_core.split import save_split, split_indices
+    from galaxy_core.data.split import save_split, split_indices
 
     labels = np.arange(60) % 3
     ra, dec = np.arange(60, dtype=float), np.zeros(60)

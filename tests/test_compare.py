@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from galaxy_core import compare
-from galaxy_core.bundle import RunBundle, load_bundle, write_bundle
-from galaxy_core.calibration import calibration_summary
-from galaxy_core.compare import (CompareError, check_same_test_set, compare_metrics,
+from galaxy_core.runs import compare
+from galaxy_core.bundle.format import RunBundle, load_bundle, write_bundle
+from galaxy_core.evaluation.calibration import calibration_summary
+from galaxy_core.runs.compare import (CompareError, check_same_test_set, compare_metrics,
                                  confusion_difference, disagreements, row_normalised)
 from galaxy_core.config import Config
-from galaxy_core.metrics import assemble_metrics, compute_metrics
+from galaxy_core.evaluation.metrics import assemble_metrics, compute_metrics
 
 CFG = Config(image_size=32, weights="none")
 N = 40

@@ -1,10 +1,11 @@
-"""Tests for galaxy_core.crop: the central object's radius and the galaxy-centred square crop."""
+"""Tests for galaxy_core.preprocessing.crop: the central object's radius and the galaxy-centred square crop."""
 
 import cv2
 import numpy as np
 import pytest
 
-from galaxy_core import crop, synthetic
+from galaxy_core import synthetic
+from galaxy_core.preprocessing import crop
 from galaxy_core.errors import PreprocessError
 
 

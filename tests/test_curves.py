@@ -1,6 +1,6 @@
-"""Tests of galaxy_core.curves: the training-curves PNG."""
+"""Tests of galaxy_core.evaluation.curves: the training-curves PNG."""
 
-from galaxy_core.curves import plot_curves
+from galaxy_core.evaluation.curves import plot_curves
 
 
 def test_plot_curves_writes_png(tmp_path):

@@ -1,4 +1,4 @@
-"""galaxy_core.data: reader validation, streaming, `info` and `info --check`."""
+"""galaxy_core.data.galaxy10: reader validation, streaming, `info` and `info --check`."""
 
 import re
 import subprocess
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import write_galaxy10_like
-from galaxy_core import data
+from galaxy_core.data import galaxy10 as data
 from galaxy_core.config import CLASS_NAMES
 from galaxy_core.errors import DatasetError
 

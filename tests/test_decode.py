@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.decode: the one image decoder (formats by content, size limit before decoding,
+"""Tests of galaxy_core.preprocessing.decode: the one image decoder (formats by content, size limit before decoding,
 truncated and damaged files). Hostile files are written as small headers, never gigabytes."""
 
 import struct
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from galaxy_core.decode import ACCEPTED_FORMATS, MAX_IMAGE_PIXELS, image_format, read_header, read_image
+from galaxy_core.preprocessing.decode import ACCEPTED_FORMATS, MAX_IMAGE_PIXELS, image_format, read_header, read_image
 from galaxy_core.errors import PreprocessError
 
 

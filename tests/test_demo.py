@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import train
-from galaxy_core.bundle import load_bundle
+from galaxy_core.bundle.format import load_bundle
 from galaxy_core.explain import load_explanations
 
 

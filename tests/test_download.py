@@ -1,4 +1,4 @@
-"""galaxy_core.download: resumable, verified download against a local HTTP server (127.0.0.1 only)."""
+"""galaxy_core.data.download: resumable, verified download against a local HTTP server (127.0.0.1 only)."""
 
 import hashlib
 import re
@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from galaxy_core import data, download
+from galaxy_core.data import galaxy10 as data
+from galaxy_core.data import download
 from galaxy_core.config import CLASS_NAMES
 from galaxy_core.errors import DownloadError
 

@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from galaxy_core import embedding
+from galaxy_core.evaluation import embedding
 from galaxy_core.config import Config
-from galaxy_core.embedding import (EmbeddingError, feature_layer, feature_model, nearest_neighbours,
+from galaxy_core.evaluation.embedding import (EmbeddingError, feature_layer, feature_model, nearest_neighbours,
                                    penultimate_features, project_2d)
 from galaxy_core.errors import ModelError
-from galaxy_core.model import build_model
+from galaxy_core.models.network import build_model
 
 SMALL = dict(backbone="SmallCNN", image_size=32, dense_units=16)
 
@@ -58,7 +58,7 @@ def test_uint8_input_and_a_reused_feature_model_give_the_same_features():
 
 def test_a_model_loaded_from_a_bundle_file_gives_the_same_features(tmp_path):
     """Older bundles: features computed on demand from model.keras (augmentation stays off)."""
-    from galaxy_core.model import load_model
+    from galaxy_core.models.network import load_model
 
     model = build_model(Config(**SMALL, flips=True, rotation_factor=0.2))
     model.save(tmp_path / "model.keras")
@@ -152,7 +152,7 @@ def test_nearest_neighbour_errors(call, words):
 
 
 def test_tsne_thread_count_is_a_parameter_and_one_thread_is_the_default():
-    from galaxy_core import embedding
+    from galaxy_core.evaluation import embedding
 
     x = np.random.default_rng(4).normal(size=(40, 6)).astype(np.float32)
     assert embedding.TSNE_THREADS == 1

@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.evaluate: re-evaluation of a saved run bundle (`train.py --evaluate`)."""
+"""Tests of galaxy_core.runs.reevaluate: re-evaluation of a saved run bundle (`train.py --evaluate`)."""
 
 import json
 import os
@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from galaxy_core import bundle as bundle_mod
-from galaxy_core import evaluate
-from galaxy_core.bundle import load_bundle
-from galaxy_core.metrics import evaluate_split
+from galaxy_core.bundle import format as bundle_mod
+from galaxy_core.runs import reevaluate as evaluate
+from galaxy_core.bundle.format import load_bundle
+from galaxy_core.evaluation.metrics import evaluate_split
 
 N_TEST = 12  # test images of conftest.py's `parts` bundle
 
@@ -73,7 +73,7 @@ def test_reevaluated_files_keep_the_umask_mode(tmp_path, good_bundle, umask):
 
 # --- bundle_embedding: features and 2-D map on demand for bundles written without them -----------
 def test_bundle_embedding_computes_caches_and_then_reads_the_stored_arrays(tmp_path, good_bundle, parts):
-    from galaxy_core.embedding import penultimate_features
+    from galaxy_core.evaluation.embedding import penultimate_features
 
     run = copy_bundle(good_bundle, tmp_path / "runs" / "old")
     seen = []
@@ -134,7 +134,7 @@ def test_bundle_embedding_of_a_read_only_bundle_is_computed_but_not_cached(tmp_p
 
 
 def test_reevaluate_keeps_the_temperature_and_rescores_the_test_split(tmp_path, good_bundle, parts):
-    from galaxy_core.calibration import calibration_scores
+    from galaxy_core.evaluation.calibration import calibration_scores
 
     run = copy_bundle(good_bundle, tmp_path / "calib")
     metrics = json.loads((run / "metrics.json").read_text())

@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.inference: the uint8 -> model input mapping, TTA views, batched prediction,
+"""Tests of galaxy_core.inference.classify: the uint8 -> model input mapping, TTA views, batched prediction,
 classification of raw images and top-k."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from galaxy_core.config import Config
 from galaxy_core.errors import PreprocessError
-from galaxy_core.inference import classify_images, dihedral_transforms, predict_probs, to_model_input, top_k
+from galaxy_core.inference.classify import classify_images, dihedral_transforms, predict_probs, to_model_input, top_k
 
 
 def test_to_model_input_maps_uint8_to_unit_float32():
@@ -79,7 +79,7 @@ def test_predict_probs_draws_a_tqdm_bar_only_when_asked(orientation_model, capsy
 
 
 def test_classify_images_preprocesses_like_training(orientation_model):
-    from galaxy_core.preprocess import preprocess_batch
+    from galaxy_core.preprocessing.preprocess import preprocess_batch
 
     cfg = Config(image_size=32, weights="none")
     rng = np.random.default_rng(4)
@@ -106,9 +106,9 @@ class FixedMorphology:
 
 
 def test_classify_each_blends_the_morphology_classifier_on_the_raw_images(orientation_model):
-    from galaxy_core.inference import blend_with_morphology, classify_each
-    from galaxy_core.morphology import morphology_features
-    from galaxy_core.preprocess import preprocess_image
+    from galaxy_core.inference.classify import blend_with_morphology, classify_each
+    from galaxy_core.morphology.statistics import morphology_features
+    from galaxy_core.preprocessing.preprocess import preprocess_image
 
     cfg = Config(image_size=32, weights="none", class_names=("a", "b", "c", "d"), morphology_weight=0.25)
     rng = np.random.default_rng(5)

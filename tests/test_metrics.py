@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.metrics: metrics against hand-computed values and scikit-learn, the metrics.json
+"""Tests of galaxy_core.evaluation.metrics: metrics against hand-computed values and scikit-learn, the metrics.json
 document, the best epoch and the text report."""
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from galaxy_core.metrics import (METRIC_KEYS, assemble_metrics, best_epoch_of, compute_metrics, evaluate_split,
+from galaxy_core.evaluation.metrics import (METRIC_KEYS, assemble_metrics, best_epoch_of, compute_metrics, evaluate_split,
                                  format_report)
 
 NAMES = ("a", "b", "c")

@@ -6,7 +6,7 @@ import pytest
 
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
-from galaxy_core.model import (BackboneScaling, build_model, feature_map_layer, last_conv_layer_name, load_model,
+from galaxy_core.models.network import (BackboneScaling, build_model, feature_map_layer, last_conv_layer_name, load_model,
                                resolve_backbone, scaling_for_backbone, valid_backbones)
 
 SMALL = dict(backbone="SmallCNN", image_size=32, dense_units=16)
@@ -75,7 +75,7 @@ def test_save_load_safe_mode_round_trip(tmp_path):
 
 
 def test_local_weights_file_loaded_into_backbone(tmp_path):
-    from galaxy_core.model import small_cnn
+    from galaxy_core.models.network import small_cnn
 
     source = small_cnn(input_shape=(32, 32, 3))
     kernel = source.get_layer("block2_conv").kernel

@@ -1,4 +1,4 @@
-"""galaxy_core.morphology: the statistics measure what their names say, on drawn galaxies."""
+"""galaxy_core.morphology.statistics: the statistics measure what their names say, on drawn galaxies."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from galaxy_core.errors import PreprocessError
-from galaxy_core.morphology import FEATURE_NAMES, N_FEATURES, features_batch, morphology_features
+from galaxy_core.morphology.statistics import FEATURE_NAMES, N_FEATURES, features_batch, morphology_features
 
 
 def galaxy(axes=(30, 30), angle=0.0, size=256, sky=20, noise=2.0, seed=0, companion=None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""galaxy_core.morphology_model: fit, probabilities per class, safe save/load, the blend."""
+"""galaxy_core.morphology.classifier: fit, probabilities per class, safe save/load, the blend."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from galaxy_core.errors import BundleError, ModelError
-from galaxy_core.morphology import N_FEATURES
-from galaxy_core.morphology_model import MorphologyClassifier, blend_probs
+from galaxy_core.morphology.statistics import N_FEATURES
+from galaxy_core.morphology.classifier import MorphologyClassifier, blend_probs
 
 
 def separable(n=120, classes=(0, 1, 2), seed=0):

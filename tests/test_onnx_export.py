@@ -1,12 +1,12 @@
-"""Tests of galaxy_core.onnx_export: the head split, ONNX probabilities vs Keras, export failures."""
+"""Tests of galaxy_core.models.onnx_export: the head split, ONNX probabilities vs Keras, export failures."""
 
 import numpy as np
 import pytest
 
 from galaxy_core.config import Config
-from galaxy_core.model import build_model
-from galaxy_core.onnx_export import OnnxExportError, export_model, export_model_file, split_head
-from galaxy_core.predictor import OnnxPredictor
+from galaxy_core.models.network import build_model
+from galaxy_core.models.onnx_export import OnnxExportError, export_model, export_model_file, split_head
+from galaxy_core.models.predictor import OnnxPredictor
 
 
 def test_split_head_finds_the_classifier_head():

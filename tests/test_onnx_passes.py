@@ -1,12 +1,12 @@
-"""Tests of galaxy_core.onnx_passes: the scale-shift fusion is exact and leaves no Mul -> Add pair."""
+"""Tests of galaxy_core.models.onnx_passes: the scale-shift fusion is exact and leaves no Mul -> Add pair."""
 
 import numpy as np
 import pytest
 
-from galaxy_core.onnx_export import export_model
-from galaxy_core.onnx_passes import (EXPORT_VERSION, METADATA_KEY, drop_unused_initializers, export_version,
+from galaxy_core.models.onnx_export import export_model
+from galaxy_core.models.onnx_passes import (EXPORT_VERSION, METADATA_KEY, drop_unused_initializers, export_version,
                                      fuse_scale_shift, optimize, upgrade_file)
-from galaxy_core.predictor import OnnxPredictor
+from galaxy_core.models.predictor import OnnxPredictor
 
 onnx = pytest.importorskip("onnx")
 

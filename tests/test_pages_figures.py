@@ -102,7 +102,7 @@ def test_per_class_f1_and_overlaid_curves_have_one_series_per_run():
 
 
 def test_reliability_figure_leaves_out_empty_bins():
-    from galaxy_core.calibration import reliability_bins
+    from galaxy_core.evaluation.calibration import reliability_bins
 
     bins = reliability_bins([0, 0, 1], [[0.9, 0.1], [0.3, 0.7], [0.25, 0.75]], n_bins=5)
     fig = figures.reliability_figure({"run": bins})

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from galaxy_core import preprocess, synthetic
+from galaxy_core import synthetic
+from galaxy_core.preprocessing import preprocess
 from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS, Config, ConfigError
 from pages.lib import lab
 
@@ -35,7 +36,7 @@ def test_train_command_flags_parse_back_to_the_same_config():
 
 
 def test_preprocess_stages_end_with_exactly_what_training_feeds_the_model():
-    # The lab draws galaxy_core.preprocess.preprocess_stages: its last stage is the model's input.
+    # The lab draws galaxy_core.preprocessing.preprocess.preprocess_stages: its last stage is the model's input.
     cfg = Config(image_size=48, clahe_clip_limit=3.0, opening_kernel_size=5)
     image = synthetic.render_galaxy(5, 80, np.random.default_rng(1))
     stages = preprocess.preprocess_stages(image, cfg)

@@ -28,7 +28,7 @@ def test_error_table_margin_and_confidence():
 
 
 def test_overview_helpers_class_counts_and_splits():
-    from galaxy_core.data import CLASS_COUNTS
+    from galaxy_core.data.galaxy10 import CLASS_COUNTS
 
     labels = np.array([0, 0, 2, 9])
     synthetic = tables.class_counts(labels, 10, synthetic=True)
@@ -52,7 +52,7 @@ def test_cell_position_finds_the_same_cell_in_a_reordered_table():
 
 
 def test_per_class_table_reads_compute_metrics_per_class_scores():
-    from galaxy_core.metrics import compute_metrics
+    from galaxy_core.evaluation.metrics import compute_metrics
 
     names = ["a", "b", "c"]
     metrics = compute_metrics([0, 0, 1, 2], np.eye(3)[[0, 1, 1, 2]], names)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from galaxy_core.config import Config
-from galaxy_core.pipeline import make_dataset
-from galaxy_core.inference import to_model_input
+from galaxy_core.training.pipeline import make_dataset
+from galaxy_core.inference.classify import to_model_input
 
 
 @pytest.fixture

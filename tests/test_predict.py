@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from galaxy_core.bundle import load_bundle, write_bundle
+from galaxy_core.bundle.format import load_bundle, write_bundle
 from galaxy_core.config import Config
-from galaxy_core.inference import classify_images, to_model_input
-from galaxy_core.metrics import assemble_metrics, evaluate_split
+from galaxy_core.inference.classify import classify_images, to_model_input
+from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.predict import classify_files, format_rows, main
-from galaxy_core.preprocess import preprocess_image
+from galaxy_core.preprocessing.preprocess import preprocess_image
 
 SIZE = 32
 
@@ -135,7 +135,7 @@ def test_cli_keras_backend_keeps_tensorflow_start_up_lines_off_stderr(good_bundl
 
 
 def test_a_blended_run_classifies_with_both_models_unless_cnn_only(morphology_bundle, image_files, capsys):
-    from galaxy_core.morphology_model import blend_probs
+    from galaxy_core.morphology.classifier import blend_probs
 
     bundle = load_bundle(morphology_bundle)
     paths = [image_files["rgb"][0], image_files["large"][0]]

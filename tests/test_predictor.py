@@ -1,19 +1,19 @@
-"""Tests of galaxy_core.predictor: ONNX Runtime first (exported once, cached), Keras fallback."""
+"""Tests of galaxy_core.models.predictor: ONNX Runtime first (exported once, cached), Keras fallback."""
 
 import os
 
 import numpy as np
 import pytest
 
-from galaxy_core.bundle import load_bundle, write_bundle
+from galaxy_core.bundle.format import load_bundle, write_bundle
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
-from galaxy_core.inference import predict_probs
-from galaxy_core.metrics import assemble_metrics, evaluate_split
-from galaxy_core.model import build_model
-from galaxy_core.onnx_export import export_model
-import galaxy_core.predictor as predictor_module
-from galaxy_core.predictor import KerasPredictor, OnnxPredictor, make_predictor
+from galaxy_core.inference.classify import predict_probs
+from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
+from galaxy_core.models.network import build_model
+from galaxy_core.models.onnx_export import export_model
+import galaxy_core.models.predictor as predictor_module
+from galaxy_core.models.predictor import KerasPredictor, OnnxPredictor, make_predictor
 
 SIZE = 32
 
@@ -47,7 +47,7 @@ class CountingExport:
         self.calls.append(onnx_path)
         if self.fail:
             raise RuntimeError("forced export failure")
-        from galaxy_core.model import load_model
+        from galaxy_core.models.network import load_model
         return export_model(load_model(model_path, compile=False), onnx_path)
 
 
@@ -114,7 +114,7 @@ def test_keras_backend_never_exports(bundle, tmp_path):
 def test_an_older_export_is_upgraded_once_in_place(bundle, tmp_path):
     import onnx
 
-    from galaxy_core.onnx_passes import EXPORT_VERSION
+    from galaxy_core.models.onnx_passes import EXPORT_VERSION
 
     export, lines = CountingExport(), []
     first = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)

@@ -1,4 +1,4 @@
-"""Tests for galaxy_core.preprocess: image functions (shapes, dtypes, behaviour, argument checks).
+"""Tests for galaxy_core.preprocessing.preprocess: image functions (shapes, dtypes, behaviour, argument checks).
 The preprocessed cache is tested in test_cache.py."""
 
 import threading
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from galaxy_core import preprocess as pp
+from galaxy_core.preprocessing import preprocess as pp
 from galaxy_core.config import Config
 from galaxy_core.errors import PreprocessError
 
@@ -241,7 +241,7 @@ def test_crop_off_is_the_chain_without_a_crop():
 
 
 def test_crop_on_crops_the_full_resolution_image_before_the_resize():
-    from galaxy_core.crop import crop_to_galaxy
+    from galaxy_core.preprocessing.crop import crop_to_galaxy
 
     rng = np.random.default_rng(5)
     frame = np.clip(rng.normal(25, 3, (256, 256, 1)), 0, 255).repeat(3, axis=2).astype(np.uint8)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import write_galaxy10_like
-from galaxy_core import properties
-from galaxy_core.data import open_dataset
-from galaxy_core.properties import (PropertyError, accuracy_by_bins, legacy_survey_url,
+from galaxy_core.data import properties
+from galaxy_core.data.galaxy10 import open_dataset
+from galaxy_core.data.properties import (PropertyError, accuracy_by_bins, legacy_survey_url,
                                     legacy_survey_urls, quantile_edges, sky_columns)
 
 

@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.quantize: the int8 copy, its agreement report, reuse and staleness."""
+"""Tests of galaxy_core.models.quantize: the int8 copy, its agreement report, reuse and staleness."""
 
 import os
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from galaxy_core.errors import ModelError
-from galaxy_core.inference import to_model_input
-from galaxy_core.predictor import OnnxPredictor, make_predictor
-from galaxy_core.quantize import (CALIBRATION_IMAGES, agreement, describe, ensure_int8, int8_paths,
+from galaxy_core.inference.classify import to_model_input
+from galaxy_core.models.predictor import OnnxPredictor, make_predictor
+from galaxy_core.models.quantize import (CALIBRATION_IMAGES, agreement, describe, ensure_int8, int8_paths,
                                   quantize_onnx)
 
 pytest.importorskip("onnxruntime")
@@ -76,7 +76,7 @@ def test_quantize_needs_calibration_images(tmp_path):
 def test_int8_request_upgrades_an_older_float32_export_before_quantizing(bundle, tmp_path):
     import onnx
 
-    from galaxy_core.onnx_passes import EXPORT_VERSION
+    from galaxy_core.models.onnx_passes import EXPORT_VERSION
 
     export, lines = CountingExport(), []
     make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)

@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.scoring: labels CSVs, matching files, the score and the predict --labels CLI.
+"""Tests of galaxy_core.evaluation.scoring: labels CSVs, matching files, the score and the predict --labels CLI.
 
 The bundle's model is built by hand to classify by colour (mostly red -> class 0, green -> 1,
 blue -> 2), so generated files have known predictions and the score is known exactly.
@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from galaxy_core.bundle import load_bundle, write_bundle
+from galaxy_core.bundle.format import load_bundle, write_bundle
 from galaxy_core.config import CLASS_NAMES, Config
-from galaxy_core.metrics import assemble_metrics, evaluate_split
+from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.predict import main
-from galaxy_core.scoring import (LabelsError, expand_inputs, format_score, parse_label, read_labels,
+from galaxy_core.evaluation.scoring import (LabelsError, expand_inputs, format_score, parse_label, read_labels,
                                  score_images, score_rows)
 
 SIZE = 32

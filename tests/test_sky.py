@@ -5,11 +5,11 @@ import doctest
 import numpy as np
 import pytest
 
-from galaxy_core import sky
-from galaxy_core.data import open_dataset
-from galaxy_core.split import Split, split_indices
+from galaxy_core.data import sky
+from galaxy_core.data.galaxy10 import open_dataset
+from galaxy_core.data.split import Split, split_indices
 from galaxy_core.errors import DatasetError
-from galaxy_core.sky import (SkyError, group_split, group_stats, sky_groups, sky_split,
+from galaxy_core.data.sky import (SkyError, group_split, group_stats, sky_groups, sky_split,
                              split_crossings, twin_pairs)
 from galaxy_core.synthetic import make_labels, make_metadata
 from conftest import write_galaxy10_like

@@ -1,11 +1,11 @@
-"""galaxy_core.split: stratified seeded split, its .npz file, balanced class weights."""
+"""galaxy_core.data.split: stratified seeded split, its .npz file, balanced class weights."""
 
 import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from galaxy_core import data
-from galaxy_core import split as split_mod
+from galaxy_core.data import galaxy10 as data
+from galaxy_core.data import split as split_mod
 from galaxy_core.errors import DatasetError
 
 

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
 from galaxy_core import synthetic
-from galaxy_core.data import CLASS_COUNTS, open_dataset
+from galaxy_core.data.galaxy10 import CLASS_COUNTS, open_dataset
 
 PER_CLASS = 30  # images per class in the shared batch
 SIZE = 64

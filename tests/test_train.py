@@ -15,7 +15,7 @@ import pytest
 from conftest import write_galaxy10_like
 
 from galaxy_core.config import Config
-from galaxy_core.train import TrainingError, train_run, work_dir_for
+from galaxy_core.training.train import TrainingError, train_run, work_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -54,7 +54,7 @@ class _Captured(Exception):
 def test_class_weights_passed_to_fit_equal_sklearn(tmp_path, monkeypatch, use_weights):
     from sklearn.utils.class_weight import compute_class_weight
 
-    from galaxy_core.split import split_indices
+    from galaxy_core.data.split import split_indices
 
     labels = np.repeat([0, 1, 2, 3], [60, 30, 20, 10])
     data = write_quadrants(tmp_path / "imbalanced.h5", labels=labels)
@@ -122,7 +122,7 @@ def test_interrupted_run_checkpointed_epoch_one(resumed_run):
 
 @pytest.mark.slow
 def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
-    from galaxy_core.bundle import load_bundle
+    from galaxy_core.bundle.format import load_bundle
 
     bundle = load_bundle(resumed_run["path"])
     assert bundle.history["epoch"] == [1, 2, 3]
@@ -138,7 +138,7 @@ def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
 
 @pytest.mark.slow
 def test_bundle_has_explanations_of_the_test_errors(resumed_run):
-    from galaxy_core.bundle import load_bundle
+    from galaxy_core.bundle.format import load_bundle
     from galaxy_core.explain import load_explanations
 
     bundle = load_bundle(resumed_run["path"])
@@ -161,7 +161,7 @@ def test_bad_runs_are_refused_before_any_work(tmp_path):
 
 @pytest.mark.slow
 def test_small_model_learns_held_out_quadrants(resumed_run):
-    from galaxy_core.bundle import load_bundle
+    from galaxy_core.bundle.format import load_bundle
 
     metrics = load_bundle(resumed_run["path"]).metrics
     assert metrics["test"]["n"] == 24
@@ -206,7 +206,7 @@ def twin_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sky_split_run_keeps_every_twin_out_of_the_test_set_and_records_it(twin_run):
-    from galaxy_core.bundle import load_bundle
+    from galaxy_core.bundle.format import load_bundle
 
     bundle = load_bundle(twin_run["path"])
     assert bundle.split_info == {"split_by": "sky", "twin_radius_arcsec": 1.0,
@@ -222,10 +222,10 @@ def test_sky_split_run_keeps_every_twin_out_of_the_test_set_and_records_it(twin_
 
 @pytest.mark.slow
 def test_training_writes_calibration_sky_columns_features_and_map(twin_run):
-    from galaxy_core.bundle import load_bundle
-    from galaxy_core.calibration import calibration_scores
-    from galaxy_core.data import open_dataset
-    from galaxy_core.embedding import penultimate_features
+    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.evaluation.calibration import calibration_scores
+    from galaxy_core.data.galaxy10 import open_dataset
+    from galaxy_core.evaluation.embedding import penultimate_features
 
     bundle = load_bundle(twin_run["path"])
     n_test, indices = bundle.num_test, bundle.predictions["indices"]
@@ -281,7 +281,7 @@ def test_mirrored_strategy_two_logical_cpus(tmp_path):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         sys.path.insert(0, {str(ROOT)!r})
         from galaxy_core.config import Config
-        from galaxy_core.train import train_run
+        from galaxy_core.training.train import train_run
         cfg = Config.from_json({CFG.replace(epochs=1, strategy="mirrored").to_json()!r})
         path = train_run(cfg, {str(data)!r}, {str(tmp_path / "runs" / "mirrored")!r},
                          cache_dir={str(tmp_path / "cache")!r})
@@ -396,12 +396,12 @@ def test_cli_resume_with_unchanged_flags_prints_no_ignored_changes(tmp_path, cap
 
 
 def test_cli_default_out_honours_galaxy_runs_dir(tmp_path, monkeypatch):
-    import galaxy_core.train
+    import galaxy_core.training.train
     import train as cli
 
     data = write_quadrants(tmp_path / "q.h5", n=40)
     seen = {}
-    monkeypatch.setattr(galaxy_core.train, "train_run", lambda cfg, data_path, out, **kw: seen.update(out=out))
+    monkeypatch.setattr(galaxy_core.training.train, "train_run", lambda cfg, data_path, out, **kw: seen.update(out=out))
     monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "elsewhere"))
     assert cli.main(["--data", str(data), "--preset", "vgg19-frozen"]) == 0
     assert seen["out"].parent == tmp_path / "elsewhere" and seen["out"].name.startswith("vgg19-frozen-")
@@ -430,7 +430,7 @@ def test_tensorflow_startup_noise_is_filtered_but_other_lines_kept(capfd):
 
 
 def test_checksum_bar_only_for_big_files_and_never_without_progress(tmp_path, capsys):
-    from galaxy_core.train import _sha256_or_none
+    from galaxy_core.training.train import _sha256_or_none
 
     big = tmp_path / "big.h5"
     with open(big, "wb") as f:  # sparse: 300 MiB without writing them
@@ -455,8 +455,8 @@ def test_no_progress_draws_no_bar_for_cache_epochs_or_explanations(tmp_path, cap
 
 @pytest.mark.slow
 def test_weight_averaging_survives_an_interruption_and_ends_in_the_bundle(tmp_path):
-    from galaxy_core.bundle import load_bundle
-    from galaxy_core.checkpoint import load_average
+    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.training.checkpoint import load_average
 
     data = write_quadrants(tmp_path / "quadrants.h5", n=160)
     cfg = CFG.replace(epochs=3, average_from_epoch=1, explain_errors=0, explain_correct=0)

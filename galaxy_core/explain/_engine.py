@@ -26,8 +26,8 @@ import tensorflow as tf
 import keras
 
 from galaxy_core.errors import ExplainError, ModelError
-from galaxy_core.inference import to_model_input
-from galaxy_core.model import CONV_TYPES, feature_map_layer, output_rank, walk_layers
+from galaxy_core.inference.classify import to_model_input
+from galaxy_core.models.network import CONV_TYPES, feature_map_layer, output_rank, walk_layers
 
 ENGINES = ("compiled", "tf-keras-vis")
 
@@ -61,7 +61,7 @@ def check_model(model: Any) -> None:
         raise ExplainError(
             f"Layer(s) {nested} of model {model.name!r} are nested models that hold conv layers (a "
             "backbone added as one layer). The explanation methods need the backbone's layers in "
-            "the model's own graph: build the model flat, e.g. galaxy_core.model.build_model(cfg), "
+            "the model's own graph: build the model flat, e.g. galaxy_core.models.network.build_model(cfg), "
             "or keras.applications.<Backbone>(include_top=False, input_tensor=x).")
     if not any(isinstance(layer, CONV_TYPES) for layer in model.layers):
         raise ExplainError(f"Model {model.name!r} has no convolution layer; Grad-CAM needs one.")
@@ -82,7 +82,7 @@ def check_model(model: Any) -> None:
 
 
 def find_feature_layer(model: keras.Model) -> keras.layers.Layer:
-    """The Grad-CAM feature map (`galaxy_core.model.feature_map_layer`, the project's one rule).
+    """The Grad-CAM feature map (`galaxy_core.models.network.feature_map_layer`, the project's one rule).
 
     Raises ExplainError when the model has no conv layer.
     """
@@ -110,7 +110,7 @@ def resolve_feature_layer(model: keras.Model, layer: str | None) -> keras.layers
 def check_images(model: keras.Model, images: Any) -> np.ndarray:
     """Validate a batch and return it as float32 in [0, 1], shape (N, S, S, 3).
 
-    uint8 input is mapped with `galaxy_core.inference.to_model_input` (the project's one uint8 -> [0, 1]
+    uint8 input is mapped with `galaxy_core.inference.classify.to_model_input` (the project's one uint8 -> [0, 1]
     mapping); float input is taken as already in [0, 1].
     """
     images = np.asarray(images)

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from galaxy_core.data import CLASS_COUNTS
+from galaxy_core.data.galaxy10 import CLASS_COUNTS
 from galaxy_core.errors import DatasetError
 from galaxy_core.io import atomic_path, progress_bar
 from galaxy_core.synthetic.canvas import Canvas

@@ -116,14 +116,14 @@ def classify_caption(image_size: int, formats: Sequence[str], max_pixels: int, c
 def sky_link(ra: float | None, dec: float | None) -> str | None:
     """A Markdown link to the Legacy Surveys sky viewer at (ra, dec), or None without a position.
 
-    A plain link (`galaxy_core.properties.legacy_survey_url`): nothing is fetched, the app works
+    A plain link (`galaxy_core.data.properties.legacy_survey_url`): nothing is fetched, the app works
     offline; the browser opens it only when clicked.
 
     Example:
         >>> sky_link(150.1, 2.2)
         '[sky viewer ↗](https://www.legacysurvey.org/viewer?ra=150.100000&dec=2.200000&layer=ls-dr10&zoom=14)'
     """
-    from galaxy_core.properties import PropertyError, legacy_survey_url
+    from galaxy_core.data.properties import PropertyError, legacy_survey_url
 
     if ra is None or dec is None:
         return None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxy_core import compare
+from galaxy_core.runs import compare
 from pages.lib.state import load_runs
 
 
 def compare_runs(paths) -> list[dict]:
-    """`galaxy_core.compare.compare_metrics` of the runs at `paths` (raises `CompareError` when
+    """`galaxy_core.runs.compare.compare_metrics` of the runs at `paths` (raises `CompareError` when
     their test sets differ)."""
     return compare.compare_metrics(load_runs(paths))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import embedding, preprocess
+from galaxy_core.evaluation import embedding
+from galaxy_core.preprocessing import preprocess
 from pages.lib.state import current_run_path, load_model, load_run, stamp
 from pages.lib.uploads import read_upload
 
@@ -31,7 +32,7 @@ _COMPUTED_KEY = "embedding_computed"  # run paths whose embedding this session c
 
 
 def compute_embedding(on_progress=None) -> dict:
-    """Compute the chosen run's features and map now (`galaxy_core.evaluate.bundle_embedding`),
+    """Compute the chosen run's features and map now (`galaxy_core.runs.reevaluate.bundle_embedding`),
     reporting `(done, total)` images to `on_progress`. Cached per bundle; where the bundle folder
     is writable the core also stores them in its predictions.h5 (so the bundle is read anew)."""
     path = current_run_path()
@@ -42,7 +43,7 @@ def compute_embedding(on_progress=None) -> dict:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _embedding(path: str, path_stamp: str, _on_progress=None) -> dict:
-    from galaxy_core.evaluate import bundle_embedding
+    from galaxy_core.runs.reevaluate import bundle_embedding
 
     found = bundle_embedding(load_run(path, path_stamp), model=load_model(path, path_stamp),
                              on_progress=_on_progress)
@@ -81,7 +82,7 @@ def _upload_features(path: str, path_stamp: str, data: bytes) -> tuple[np.ndarra
 
 def look_alikes(features, query, k: int, exclude: int | None = None):
     """`(rows int64 (k,), cosine distances float32 (k,))` of the test images nearest to `query`
-    (`galaxy_core.embedding.nearest_neighbours`; `exclude`: the query's own test row)."""
+    (`galaxy_core.evaluation.embedding.nearest_neighbours`; `exclude`: the query's own test row)."""
     idx, dist = embedding.nearest_neighbours(features, query, k=int(k),
                                              exclude=None if exclude is None else [int(exclude)])
     return idx[0], dist[0]

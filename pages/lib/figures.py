@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from galaxy_core.inference import top_k
+from galaxy_core.inference.classify import top_k
 from pages.lib.tables import normalize_rows
 
 # Colours of the three preprocessing stages in histograms (readable on a dark background).
@@ -167,7 +167,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], normalized:
 
 
 # --- several runs ----------------------------------------------------------------------------------
-# One colour per compared run (up to galaxy_core.compare.MAX_RUNS = 4), readable on dark and light.
+# One colour per compared run (up to galaxy_core.runs.compare.MAX_RUNS = 4), readable on dark and light.
 RUN_COLOURS = ("#38bdf8", "#f0a030", "#a78bfa", "#22c55e")
 # Ten well-separated class colours (Plotly's "D3" qualitative palette).
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -186,7 +186,7 @@ def per_class_f1_figure(rows: Sequence[Mapping], class_names: Sequence[str]) -> 
     """Grouped bars of each run's per-class F1 (one colour per run, classes along x).
 
     Args:
-        rows: `galaxy_core.compare.compare_metrics` rows (`name`, `per_class_f1` {class: F1}).
+        rows: `galaxy_core.runs.compare.compare_metrics` rows (`name`, `per_class_f1` {class: F1}).
         class_names: the C classes, in the config's order.
     """
     fig = go.Figure()
@@ -243,7 +243,7 @@ def confusion_difference_figure(difference: np.ndarray, class_names: Sequence[st
     Blue: A has the larger share (on the diagonal: A recalls that class better); red: B has.
 
     Args:
-        difference: float `(C, C)` in [-1, 1] (`galaxy_core.compare.confusion_difference`).
+        difference: float `(C, C)` in [-1, 1] (`galaxy_core.runs.compare.confusion_difference`).
         class_names: the C classes; name_a, name_b: the two runs (hover and colour bar).
     """
     diff = np.asarray(difference, dtype=float)
@@ -385,7 +385,7 @@ def reliability_figure(curves: Mapping[str, Mapping[str, np.ndarray]]) -> go.Fig
     are left out. The hover gives each bin's image count.
 
     Args:
-        curves: `{label: galaxy_core.calibration.reliability_bins(...)}` (e.g. one per run, or
+        curves: `{label: galaxy_core.evaluation.calibration.reliability_bins(...)}` (e.g. one per run, or
             "before" / "after" temperature scaling).
     """
     fig = go.Figure()
@@ -413,7 +413,7 @@ def temperature_figure(summary: Mapping) -> go.Figure:
     """Before/after bars of temperature scaling: ECE and NLL on the validation and test splits.
 
     Args:
-        summary: metrics.json's "calibration" (`galaxy_core.calibration.calibration_summary`):
+        summary: metrics.json's "calibration" (`galaxy_core.evaluation.calibration.calibration_summary`):
             `{"temperature", "val": PART, "test": PART}` with PART's `ece_before`, `ece_after`,
             `nll_before`, `nll_after`.
     """
@@ -443,7 +443,7 @@ def accuracy_by_bins_figure(edges: np.ndarray, accuracy: np.ndarray, counts: np.
 
     Args:
         edges: float `(B + 1,)`; accuracy: float `(B,)` (NaN in empty bins); counts: int `(B,)`
-            (`galaxy_core.properties.accuracy_by_bins`).
+            (`galaxy_core.data.properties.accuracy_by_bins`).
         quantity: the property's name (axis title).
         overall: accuracy over all images, drawn as a dashed line.
     """

@@ -3,7 +3,7 @@ matching `train.py` command, per-class thumbnails.
 
 The fields are `galaxy_core.config.PREPROCESS_FIELDS` and the ranges `config.FIELD_RANGES` (what
 `validate_config` enforces), so the lab offers exactly the values training accepts. The stages
-themselves are `galaxy_core.preprocess.preprocess_stages`. Plain Python (no streamlit).
+themselves are `galaxy_core.preprocessing.preprocess.preprocess_stages`. Plain Python (no streamlit).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS, Config
-from galaxy_core.crop import galaxy_box
-from galaxy_core.preprocess import preprocess_image, to_rgb_uint8
+from galaxy_core.preprocessing.crop import galaxy_box
+from galaxy_core.preprocessing.preprocess import preprocess_image, to_rgb_uint8
 
 # Side of the lab's generated (synthetic) samples: a real Galaxy10 cutout's 256 px (the demo renders its
 # training images at this size too), so the galaxy crop cuts a full-resolution image, as on real ones.

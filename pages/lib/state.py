@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from galaxy_core import bundle, predictor, synthetic
+from galaxy_core import synthetic
+from galaxy_core.bundle import format as bundle
+from galaxy_core.models import predictor
 from galaxy_core.config import Config
-from galaxy_core.data import open_dataset
+from galaxy_core.data.galaxy10 import open_dataset
 from galaxy_core.io import default_runs_dir
-from galaxy_core.morphology_model import MORPHOLOGY_FILE
+from galaxy_core.morphology.classifier import MORPHOLOGY_FILE
 from pages.lib.captions import describe_error
 
 RUN_KEY = "run_path"  # session-state key of the sidebar's run selector
@@ -63,14 +65,14 @@ def stamp(path: str | Path) -> str:
 
 @st.cache_resource(ttl=30, show_spinner=False)
 def list_runs(root: str, root_stamp: str):
-    """`(valid entries newest first, invalid entries)` of `galaxy_core.bundle.list_bundles`."""
+    """`(valid entries newest first, invalid entries)` of `galaxy_core.bundle.format.list_bundles`."""
     entries = bundle.list_bundles(root)
     return [e for e in entries if e.ok], [e for e in entries if not e.ok]
 
 
 @st.cache_resource(show_spinner="Loading the run bundle...", max_entries=8)
 def load_run(path: str, path_stamp: str):
-    """The `RunBundle` at `path` (validated by `galaxy_core.bundle.load_bundle`)."""
+    """The `RunBundle` at `path` (validated by `galaxy_core.bundle.format.load_bundle`)."""
     return bundle.load_bundle(path)
 
 
@@ -89,7 +91,7 @@ def load_morphology(path: str, path_stamp: str):
 @st.cache_resource(show_spinner="Preparing fast classification (ONNX Runtime; the first time a run's "
                                 "model is exported, which can take minutes for DenseNet201)...", max_entries=4)
 def load_predictor(path: str, path_stamp: str):
-    """The run's classifier for uploads: ONNX Runtime, else Keras (`galaxy_core.predictor`).
+    """The run's classifier for uploads: ONNX Runtime, else Keras (`galaxy_core.models.predictor`).
 
     Shared by all sessions. Its `.backend` says which, and `.note` why Keras is used, if it is.
     """

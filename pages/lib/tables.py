@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from galaxy_core.inference import top_k
+from galaxy_core.inference.classify import top_k
 
 SPLITS = ("train", "val", "test")
 
@@ -57,7 +57,7 @@ def class_counts(test_labels: np.ndarray, num_classes: int, synthetic: bool = Fa
     """
     counts: dict[str, list[int]] = {}
     if not synthetic:
-        from galaxy_core.data import CLASS_COUNTS
+        from galaxy_core.data.galaxy10 import CLASS_COUNTS
 
         if len(CLASS_COUNTS) == num_classes:
             counts["Galaxy10 DECaLS"] = [int(v) for v in CLASS_COUNTS]
@@ -71,7 +71,7 @@ def per_class_table(per_class: Mapping[str, Mapping[str, Any]], class_names: Seq
 
     Args:
         per_class: `metrics["per_class"]`: `{class name: {"precision", "recall", "f1", "support"}}`
-            (`galaxy_core.metrics.compute_metrics`).
+            (`galaxy_core.evaluation.metrics.compute_metrics`).
     """
     rows = [{"class": name, **{key: per_class.get(name, {}).get(key)
                                for key in ("precision", "recall", "f1", "support")}}
@@ -204,7 +204,7 @@ def compare_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Runs side by side: one row per run (index: its name), the headline test metrics as columns.
 
     Args:
-        rows: `galaxy_core.compare.compare_metrics` rows.
+        rows: `galaxy_core.runs.compare.compare_metrics` rows.
 
     Returns:
         Columns `backbone`, `test images`, `accuracy`, `balanced accuracy`, `macro F1`, `TTA

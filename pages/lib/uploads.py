@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import decode, explain, inference, morphology_model, scoring
+from galaxy_core import explain
+from galaxy_core.preprocessing import decode
+from galaxy_core.inference import classify as inference
+from galaxy_core.morphology import classifier as morphology_model
+from galaxy_core.evaluation import scoring
 from pages.lib.captions import describe_error
 from pages.lib.state import current_run_path, load_model, load_morphology, load_predictor, load_run, stamp
 
@@ -60,7 +64,7 @@ def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], 
 
 
 def score_uploads(results: list[dict], labels_csv: bytes, class_names) -> dict:
-    """The score of classified uploads against a labels CSV (`galaxy_core.scoring`'s SCORE dict).
+    """The score of classified uploads against a labels CSV (`galaxy_core.evaluation.scoring`'s SCORE dict).
 
     Raises:
         scoring.LabelsError: the CSV cannot be read (the message names the row and the fix).

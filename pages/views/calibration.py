@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from galaxy_core import calibration
+from galaxy_core.evaluation import calibration
 from pages.lib import state, widgets
 from pages.lib.captions import run_label
 from pages.lib.figures import reliability_figure, temperature_figure

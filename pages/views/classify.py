@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import calibration
+from galaxy_core.evaluation import calibration
 from pages.lib import state, uploads, widgets
 from pages.lib.captions import classify_caption, describe_error
 from pages.lib.figures import confusion_figure, topk_figure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from galaxy_core.compare import MAX_RUNS, MIN_RUNS
+from galaxy_core.runs.compare import MAX_RUNS, MIN_RUNS
 from pages.lib import compare, state, widgets
 from pages.lib.captions import describe_error, run_label, run_names, sky_links
 from pages.lib.figures import confusion_difference_figure, overlaid_curves_figure, per_class_f1_figure

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from galaxy_core import properties
+from galaxy_core.data import properties
 from pages.lib import state, widgets
 from pages.lib.captions import sky_links
 from pages.lib.figures import accuracy_by_bins_figure, selected_rows, sky_map_figure

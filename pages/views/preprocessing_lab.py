@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES, PREPROCESS_FIELDS
-from galaxy_core.preprocess import preprocess_stages
+from galaxy_core.preprocessing.preprocess import preprocess_stages
 from pages.lib import state, uploads, widgets
 from pages.lib.figures import histogram_figure
 from pages.lib.lab import (SAMPLE_SIZE, WIDGET_KEYS, crop_caption, kernel_sizes, preprocess_params,
@@ -33,7 +33,7 @@ st.title("Preprocessing lab")
 st.caption(
     f"Galaxy crop (off by default), CLAHE, then morphological opening, at {size}x{size} px: the exact "
     f"functions training uses "
-    f"(`galaxy_core.preprocess`). Defaults: {'the selected run' if run else 'galaxy_core.config.Config'}."
+    f"(`galaxy_core.preprocessing.preprocess`). Defaults: {'the selected run' if run else 'galaxy_core.config.Config'}."
 )
 widgets.synthetic_banner(run)
 

@@ -1,0 +1,1 @@
+"""The run bundle format (runs/<name>/): its one owner. Writing, validating and reading bundles."""

@@ -1,0 +1,290 @@
+"""Scoring a run on labelled images: a labels CSV, files matched to it, accuracy and the matrix.
+
+A labels CSV names each image's true class:
+
+```
+filename,label_index            <- header optional; extra columns are ignored
+spiral_01.png,6
+m51.jpg,Unbarred Loose Spiral   <- a class name (any case) instead of the index
+```
+
+Without a header the first column is the file name and the second the label. With one, the file
+column is `filename` (or `file`, `path`, `image`) and the label column `label_index` (or `label`,
+`class`, `class_name`, `ans`), so the `labels.csv` of the real development set (filename,
+label_index, class_name, source, licence) reads as is. Files are matched by file name (no folder).
+
+`score_rows` joins a labels mapping with classification rows (`galaxy_core.predict.classify_files`
+rows, or those of `score_images`) and scores the labelled, readable ones; a file that could not be
+read, a file without a label and a label without a file are listed, never an error.
+
+SCORE (the dict every function here returns; JSON-serialisable):
+
+```
+{
+  "n_files": int,               # files given
+  "n_scored": int,              # readable and labelled: the ones in the metrics
+  "metrics": METRICS | None,    # galaxy_core.evaluation.metrics.compute_metrics of the scored files
+                                # (None when nothing could be scored)
+  "rows": [{"file", "label_index", "label", "predicted_index", "predicted", "confidence",
+            "correct"}],        # one per scored file, in input order
+  "unreadable": [{"file", "error"}],
+  "unlabelled": [str],          # files with no row in the labels CSV
+  "missing": [str],             # labels CSV names with no such file among the inputs
+}
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from galaxy_core.errors import GalaxyError
+
+# Image file endings a folder is expanded to (lower case; what OpenCV decodes).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+FILE_COLUMNS = ("filename", "file", "path", "image")
+LABEL_COLUMNS = ("label_index", "label", "class", "class_name", "ans")
+SCORE_FORMATS = ("text", "json")
+
+
+class LabelsError(GalaxyError, ValueError):
+    """A labels CSV cannot be read or holds an invalid row (the message names the row)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Labels CSV
+# --------------------------------------------------------------------------------------------
+def parse_label(value: str, class_names: Sequence[str]) -> int:
+    """A label cell as a class index: an integer `0..C-1` or a class name (case-insensitive).
+
+    Example: `parse_label("round smooth", CLASS_NAMES) == 2`, `parse_label("2", CLASS_NAMES) == 2`.
+
+    Raises:
+        LabelsError: out of range, or not one of the class names (they are listed).
+    """
+    text = str(value).strip()
+    try:
+        index = int(text)
+    except ValueError:
+        index = None
+    if index is not None:
+        if not 0 <= index < len(class_names):
+            raise LabelsError(f"label {text!r} is not a class index in 0..{len(class_names) - 1}")
+        return index
+    by_name = {str(name).casefold(): i for i, name in enumerate(class_names)}
+    if text.casefold() in by_name:
+        return by_name[text.casefold()]
+    listed = ", ".join(f"{i} {name}" for i, name in enumerate(class_names))
+    raise LabelsError(f"unknown class {text!r}; use an index 0..{len(class_names) - 1} or one of "
+                      f"the names (any case): {listed}")
+
+
+def read_labels(source: str | os.PathLike | bytes, class_names: Sequence[str]) -> dict[str, int]:
+    """Read a labels CSV: file name -> class index.
+
+    Args:
+        source: a path to the CSV file, or its bytes (an upload). UTF-8, a BOM is accepted.
+        class_names: the run's C class names (labels may be given by name).
+
+    Returns:
+        `{file name (no folder): label index}` in the CSV's order.
+
+    Raises:
+        LabelsError: unreadable file, no rows, a row without a file or label, an unknown class or
+            index, or one file name given two different labels. The message names the row.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        what, raw = "labels CSV", bytes(source)
+    else:
+        what = f"labels CSV {str(source)!r}"
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as err:
+            raise LabelsError(f"Cannot read {what}: {err.strerror or err}") from err
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise LabelsError(f"{what} is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV") from err
+    rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), start=1)
+            if any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#")]
+    if not rows:
+        raise LabelsError(f"{what} has no rows; write one `filename,label_index` row per image")
+    file_col, label_col = 0, 1
+    header = [cell.strip().casefold() for cell in rows[0][1]]
+    if any(name in header for name in FILE_COLUMNS + LABEL_COLUMNS):
+        file_col = _column(header, FILE_COLUMNS, what, "file")
+        label_col = _column(header, LABEL_COLUMNS, what, "label")
+        rows = rows[1:]
+        if not rows:
+            raise LabelsError(f"{what} has a header but no rows")
+    labels: dict[str, int] = {}
+    for number, row in rows:
+        if len(row) <= max(file_col, label_col) or not row[file_col].strip() or not row[label_col].strip():
+            raise LabelsError(f"{what} row {number} ({','.join(row)!r}) needs a file name and a label")
+        name = Path(row[file_col].strip().replace("\\", "/")).name
+        try:
+            label = parse_label(row[label_col], class_names)
+        except LabelsError as err:
+            raise LabelsError(f"{what} row {number}: {err}") from None
+        if labels.get(name, label) != label:
+            raise LabelsError(f"{what} row {number}: {name!r} is labelled both {labels[name]} and "
+                              f"{label}; keep one row per file")
+        labels[name] = label
+    return labels
+
+
+def _column(header: list[str], names: Sequence[str], what: str, kind: str) -> int:
+    for name in names:
+        if name in header:
+            return header.index(name)
+    raise LabelsError(f"{what} has a header without a {kind} column; name it one of {list(names)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Files as given, folders replaced by their image files (sorted, not recursive).
+
+    A path that does not exist is kept, so that the caller reports it as unreadable.
+    Example: `expand_inputs(["dev/", "extra.png"])` -> `["dev/a.png", "dev/b.jpg", "extra.png"]`.
+    """
+    out: list[str] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            out += sorted(str(p) for p in path.iterdir()
+                          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(str(path))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+def score_rows(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, int],
+               class_names: Sequence[str]) -> dict[str, Any]:
+    """Score classification rows against a labels mapping (the SCORE dict of the module docstring).
+
+    Args:
+        rows: one per file, with `file` (path or name), `probs` (C floats, or None) and `error`
+            (None, or why the file could not be read), as `galaxy_core.predict.classify_files`
+            returns them.
+        labels: file name (no folder) -> class index, e.g. from `read_labels`.
+        class_names: the C class names.
+
+    Returns:
+        SCORE: files that are readable and labelled are scored; the rest are listed.
+    """
+    from galaxy_core.evaluation.metrics import compute_metrics
+
+    scored, y_true, probs = [], [], []
+    unreadable, unlabelled, seen = [], [], set()
+    for row in rows:
+        name = Path(str(row["file"]).replace("\\", "/")).name
+        seen.add(name)
+        if row.get("error") is not None or row.get("probs") is None:
+            unreadable.append({"file": str(row["file"]), "error": str(row.get("error"))})
+            continue
+        if name not in labels:
+            unlabelled.append(str(row["file"]))
+            continue
+        p = np.asarray(row["probs"], dtype=np.float64)
+        truth, k = int(labels[name]), int(np.argmax(p))
+        y_true.append(truth)
+        probs.append(p)
+        scored.append({"file": str(row["file"]), "label_index": truth, "label": class_names[truth],
+                       "predicted_index": k, "predicted": class_names[k],
+                       "confidence": float(p[k]), "correct": k == truth})
+    metrics = compute_metrics(y_true, np.stack(probs), class_names) if scored else None
+    return {"n_files": len(rows), "n_scored": len(scored), "metrics": metrics, "rows": scored,
+            "unreadable": unreadable, "unlabelled": unlabelled,
+            "missing": [name for name in labels if name not in seen]}
+
+
+def score_images(model, cfg, names: Sequence[str], images: Sequence[np.ndarray | bytes],
+                 labels: Mapping[str, int], batch_size: int = 64, tta: bool = False,
+                 morphology=None) -> dict[str, Any]:
+    """Classify images (arrays or encoded bytes, e.g. uploads) and score them against labels.
+
+    For the Classify page: no files are read.
+
+    Args:
+        model: the run's Keras model.
+        cfg: the run's `galaxy_core.config.Config` (preprocessing, class names).
+        names: a file name per image (matched to `labels` without its folder).
+        images: uint8 RGB arrays of any size, or the bytes of an image file; bytes that do not
+            decode are listed as unreadable.
+        labels: file name -> class index (`read_labels`).
+        batch_size, tta: as for `galaxy_core.inference.classify.classify_images`.
+        morphology: the run's morphology classifier (`RunBundle.load_morphology()`), or None.
+
+    Returns:
+        The SCORE dict of the module docstring.
+    """
+    from galaxy_core.inference.classify import classify_each
+
+    if len(names) != len(images):
+        raise ValueError(f"names and images differ in length: {len(names)} and {len(images)}")
+    rows = [{"file": str(name), "probs": None if probs is None else [float(p) for p in probs], "error": error}
+            for name, (probs, error) in zip(names, classify_each(model, cfg, images, batch_size, tta,
+                                                                        morphology))]
+    return score_rows(rows, labels, cfg.class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+def format_score(score: Mapping[str, Any], class_names: Sequence[str], fmt: str = "text") -> str:
+    """A SCORE dict as readable text (summary, per-class recall, confusion matrix, problems) or JSON."""
+    from galaxy_core.io import dumps_json
+
+    if fmt not in SCORE_FORMATS:
+        raise ValueError(f"format must be one of {SCORE_FORMATS}; got {fmt!r}")
+    if fmt == "json":
+        return dumps_json(score) + "\n"
+    m = score["metrics"]
+    lines = [f"scored {score['n_scored']} of {score['n_files']} file(s)"]
+    if m is None:
+        lines.append("nothing to score: no file was both readable and labelled")
+    else:
+        correct = sum(row["correct"] for row in score["rows"])
+        lines.append(f"accuracy {m['accuracy']:.4f} ({correct}/{m['n']})  balanced accuracy "
+                     f"{m['balanced_accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}")
+        width = max(len(str(c)) for c in class_names)
+        lines += ["", f"  {'class':<{width}}  recall  support"]
+        for name in class_names:
+            row = m["per_class"][str(name)]
+            recall = f"{row['recall']:6.2f}" if row["support"] else "     -"
+            lines.append(f"  {name:<{width}}  {recall}  {row['support']:7d}")
+        cm = m["confusion_matrix"]
+        cell = max(4, max(len(str(v)) for r in cm for v in r) + 1)
+        lines += ["", "Confusion matrix (rows = true, columns = predicted):",
+                  "     " + "".join(f"{j:>{cell}}" for j in range(len(cm)))]
+        lines += [f"  {i:>3}" + "".join(f"{v:>{cell}}" for v in r) + f"   {class_names[i]}"
+                  for i, r in enumerate(cm)]
+    for item in score["unreadable"]:
+        lines.append(f"left out (unreadable): {item['file']}: {item['error']}")
+    for name in score["unlabelled"]:
+        lines.append(f"left out (no label in the CSV): {name}")
+    if score["missing"]:
+        lines.append(f"labelled but not among the files ({len(score['missing'])}): "
+                     + ", ".join(score["missing"]))
+    return "\n".join(lines) + "\n"
+
+
+def score_summary(score: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline figures of a SCORE: n, accuracy, balanced accuracy, per-class recall (or None)."""
+    m = score["metrics"]
+    if m is None:
+        return {"n": 0, "accuracy": None, "balanced_accuracy": None, "recall": None}
+    return {"n": m["n"], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
+            "recall": {name: row["recall"] for name, row in m["per_class"].items() if row["support"]}}
+

@@ -1,0 +1,1 @@
+"""Running a classifier on images: model input, batched probabilities, test-time augmentation, items -> probabilities."""

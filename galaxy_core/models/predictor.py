@@ -1,0 +1,259 @@
+"""Predictors: run a bundle's classifier through ONNX Runtime, or through Keras as the fallback.
+
+`make_predictor(bundle)` is the one place that chooses. It returns an object with
+`.predict(x) -> probs` (float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, C)`), plus
+`.predict_on_batch` (the same, the name Keras models use, so `inference.predict_probs` and its TTA
+accept a predictor wherever they accept a model), `.backend` ("onnxruntime" or "keras") and
+`.note` (one line saying why Keras is used, or None).
+
+Where `model.onnx` comes from: exported on first use and cached (`galaxy_core.models.onnx_export`, in a
+child process), so bundles written before ONNX existed work too:
+
+1. `<bundle>/model.onnx` if present and newer than `model.keras` (written there on first use
+   when the bundle folder is writable; `python -m galaxy_core.models.onnx_export` can pre-export it);
+2. otherwise `<cache dir>/onnx/<bundle name>-<key>.onnx` (`galaxy_core.io.default_cache_dir`), the
+   key made of model.keras's path, size and modification time: a read-only runs folder still gets
+   ONNX Runtime;
+3. otherwise (no onnxruntime, export failed, ...) Keras, with `.note` saying why.
+
+`backend="int8"` (asked for, never automatic) runs an int8 copy of that file (`galaxy_core.models.quantize`):
+about 2.5x faster for DenseNet201 on 2 cores, approximate (its `.note` gives its agreement with
+float32 on the run's test images).
+
+A file written by an older export (its metadata's `onnx_passes.EXPORT_VERSION` is lower) is
+upgraded in place once, when its folder is writable (`onnx_passes.upgrade_file`, seconds).
+
+Gradients (Grad-CAM, saliency, faithfulness) need TensorFlow and never go through this module.
+
+Example:
+    >>> from galaxy_core.bundle.format import load_bundle          # doctest: +SKIP
+    >>> predictor = make_predictor(load_bundle("runs/demo"))  # doctest: +SKIP
+    >>> predictor.predict(x).shape                            # doctest: +SKIP
+    (4, 10)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from galaxy_core.errors import ModelError
+from galaxy_core.io import newer_or_same
+from galaxy_core.models.onnx_passes import EXPORT_VERSION, upgrade_file, version_from_metadata
+
+ONNX_NAME = "model.onnx"
+BACKENDS = ("auto", "onnxruntime", "keras", "int8")
+
+
+def default_threads() -> int:
+    """CPU cores this process may use (ONNX Runtime's intra-op threads)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxPredictor:
+    """An ONNX Runtime session (CPU execution provider) over a `model.onnx` file.
+
+    Args:
+        path: the `.onnx` file (input "image" float32 `(N, S, S, 3)` in [0, 1], output softmax).
+        threads: intra-op threads (default: all cores of this process).
+    """
+
+    backend = "onnxruntime"
+    note = None
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting between ops: on a shared or busy CPU (the app server, other processes)
+        # spinning threads steal the cores; measured 244 vs 518 ms per DenseNet201 image, loaded.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        self.num_classes = int(self.session.get_outputs()[0].shape[-1])
+        self.export_version = version_from_metadata(self.session.get_modelmeta().custom_metadata_map)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, num_classes)` probabilities."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.session.run(None, {self._input: x})[0].astype(np.float32, copy=False)
+
+    predict_on_batch = predict
+
+    @property
+    def output_shape(self) -> tuple:
+        return (None, self.num_classes)
+
+
+class KerasPredictor:
+    """The bundle's Keras model (loaded on first use unless given), with the predictor interface."""
+
+    backend = "keras"
+
+    def __init__(self, model=None, load: Callable[[], object] | None = None, note: str | None = None):
+        if model is None and load is None:
+            raise ValueError("KerasPredictor needs a model or a load function")
+        self._model, self._load, self.note = model, load, note
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, num_classes)` probabilities."""
+        return np.asarray(self.model.predict_on_batch(np.asarray(x, dtype=np.float32)), dtype=np.float32)
+
+    predict_on_batch = predict
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.model.output_shape
+
+
+def onnx_candidates(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where a bundle's ONNX file may live, in order: beside `model.keras`, then in the cache folder."""
+    from galaxy_core.io import default_cache_dir
+
+    bundle_path = Path(bundle_path).resolve()
+    model = bundle_path / "model.keras"
+    try:
+        stat = model.stat()
+        key_text = f"{model}|{stat.st_size}|{stat.st_mtime_ns}"
+    except OSError:
+        key_text = str(model)
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return [bundle_path / ONNX_NAME, cache / "onnx" / f"{bundle_path.name}-{key}.onnx"]
+
+
+def ensure_onnx(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                export: Callable[[Path, Path], Path] | None = None,
+                log: Callable[[str], None] | None = None) -> Path:
+    """The path of an up-to-date ONNX file of the bundle's model, exporting it if needed.
+
+    Tries the places of `onnx_candidates` in order: an existing fresh file is reused; otherwise the
+    model is exported (default `galaxy_core.models.onnx_export.export_model_file`, a child process) to the
+    first place that can be written.
+
+    A failed export leaves `<onnx path>.failed` (its reason): later calls fail at once, until
+    model.keras changes or the marker is deleted.
+
+    Raises:
+        ModelError: no candidate could be written, or the export failed (message says why).
+    """
+    from galaxy_core.models.onnx_export import export_model_file
+
+    export = export or export_model_file
+    model_path = Path(bundle_path) / "model.keras"
+    candidates = onnx_candidates(bundle_path, cache_dir)
+    for path in candidates:
+        if path.is_file() and newer_or_same(path, model_path):
+            return path
+    errors = []
+    for path in candidates:
+        failed = path.with_name(path.name + ".failed")
+        if failed.is_file() and newer_or_same(failed, model_path):  # this model failed before: don't retry
+            raise ModelError(failed.read_text(encoding="utf-8").strip() + f" (delete {failed} to retry)")
+        if not _writable(path.parent):
+            errors.append(f"{path.parent} is not writable")
+            continue
+        if log is not None:
+            log(f"exporting {model_path} to ONNX (once; minutes for a big model): {path}")
+        try:
+            return export(model_path, path)  # a failed export is not retried elsewhere
+        except Exception as err:
+            from galaxy_core.io import write_text
+
+            write_text(failed, f"{type(err).__name__}: {' '.join(str(err).split())}\n")
+            raise
+    raise ModelError("no place to write the ONNX model: " + "; ".join(errors))
+
+
+def _writable(folder: Path) -> bool:
+    probe = folder
+    while not probe.exists():  # a cache folder not made yet: its first existing parent decides
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return os.access(probe, os.W_OK | os.X_OK)
+
+
+def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike | None = None,
+                   threads: int | None = None, model=None, export: Callable | None = None,
+                   log: Callable[[str], None] | None = None):
+    """The fastest available predictor for a run bundle.
+
+    Args:
+        bundle: a `galaxy_core.bundle.format.RunBundle` (uses `.path` and `.load_model()`).
+        backend: "auto" (ONNX Runtime, else Keras), "onnxruntime" (raise if unavailable), "keras",
+            or "int8" (an int8 copy through ONNX Runtime, `galaxy_core.models.quantize`: faster,
+            approximate; `.note` says how close it is to float32; raise if unavailable).
+        cache_dir: cache folder for ONNX files of read-only bundles (default `default_cache_dir()`).
+        threads: ONNX Runtime intra-op threads (default: all cores).
+        model: the bundle's Keras model if already loaded (used by the Keras fallback).
+        export: exporter `(model_path, onnx_path) -> onnx_path` (tests force failures with it).
+        log: told (one line) when a first-use export starts.
+
+    Returns:
+        `OnnxPredictor` or `KerasPredictor`; `.note` is a one-line reason when Keras is used
+        because ONNX Runtime could not be.
+
+    Raises:
+        ModelError: backend="onnxruntime" and no ONNX model could be had; unknown backend.
+    """
+    if backend not in BACKENDS:
+        raise ModelError(f"backend must be one of {BACKENDS}; got {backend!r}")
+    load = bundle.load_model
+    if backend == "keras":
+        return KerasPredictor(model, load)
+    if backend == "int8":
+        from galaxy_core.models.quantize import describe, ensure_int8
+
+        try:
+            path = _current_onnx(bundle, cache_dir, export, threads, log)[0]
+            path, report = ensure_int8(path, bundle.read_test_images, bundle.num_test,
+                                       lambda p: OnnxPredictor(p, threads=threads), log=log)
+        except Exception as err:  # noqa: BLE001
+            raise ModelError(f"no int8 model for {bundle.path}: {' '.join(str(err).split())}") from err
+        predictor = OnnxPredictor(path, threads=threads)
+        predictor.backend, predictor.note = "onnxruntime-int8", describe(report)
+        return predictor
+    try:
+        import onnxruntime  # noqa: F401
+        return _current_onnx(bundle, cache_dir, export, threads, log)[1]
+    except Exception as err:  # noqa: BLE001 - any failure here means: use Keras
+        if backend == "onnxruntime":
+            raise ModelError(f"ONNX Runtime is not available for {bundle.path}: {err}") from err
+        reason = " ".join(str(err).split()) or type(err).__name__
+        return KerasPredictor(model, load, note=f"note: classifying with Keras, not ONNX Runtime ({reason})")
+
+
+def _current_onnx(bundle, cache_dir, export, threads: int | None,
+                  log: Callable[[str], None] | None) -> tuple[Path, OnnxPredictor]:
+    """The bundle's float32 ONNX model (exported on first use) at the current export version.
+
+    A file exported by an older version gets the newer graph passes once, in place, before it is
+    used or quantized. Returns its path and a session on it.
+    """
+    path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log)
+    predictor = OnnxPredictor(path, threads=threads)
+    if predictor.export_version < EXPORT_VERSION and _writable(path.parent):
+        if log is not None:
+            log(f"updating {path} to ONNX export version {EXPORT_VERSION} (once)")
+        del predictor
+        upgrade_file(path)
+        predictor = OnnxPredictor(path, threads=threads)
+    return path, predictor

@@ -1,0 +1,1 @@
+"""Work on finished runs: re-evaluation and comparison of run bundles."""
