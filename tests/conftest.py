@@ -74,7 +74,7 @@ def orientation_model():
     return OrientationModel
 
 
-# --- a small run bundle (tests of galaxy_core.bundle.format, evaluate, ...) ----------------------------
+# --- a small run bundle (tests of galaxy_core.bundle, runs.reevaluate, ...) -----------------------------
 BUNDLE_SIZE = 32  # image size of the `parts` bundle
 BUNDLE_N_TEST = 12  # its test images
 
