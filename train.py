@@ -103,11 +103,11 @@ def run_evaluate(run_dir: Path) -> int:
     start_tensorflow()
     from galaxy_core.runs import reevaluate as evaluate
     from galaxy_core.evaluation import metrics as metrics_mod
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
 
     metrics = evaluate.reevaluate_bundle(run_dir)
     bundle = load_bundle(run_dir)
-    print(metrics_mod.format_report(metrics, bundle.config.class_names, bundle.is_synthetic))
+    print(metrics_mod.format_report(metrics, bundle.config.class_names, bundle.is_synthetic, bundle.best_epoch))
     return 0
 
 

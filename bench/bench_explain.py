@@ -71,7 +71,7 @@ def run(args) -> int:
     from galaxy_core import explain
     from galaxy_core.config import Config
     from galaxy_core.explain._engine import model_functions
-    from galaxy_core.models.network import build_model, last_conv_layer_name
+    from galaxy_core.models.network import build_model, feature_map_layer
 
     cfg = Config(backbone=args.backbone, weights="none", image_size=args.size,
                  **({"head": args.head} if args.head else {}))
@@ -81,7 +81,7 @@ def run(args) -> int:
     start = time.perf_counter()
     model = build_model(cfg, weights=None)
     results["build_model_s"] = round(time.perf_counter() - start, 2)
-    results["feature_layer"] = last_conv_layer_name(model)
+    results["feature_layer"] = feature_map_layer(model).name
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.repeats + 1, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
     cls = np.array([3])

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.run is None:
             return 0
 
-        from galaxy_core.bundle.format import load_bundle
+        from galaxy_core.bundle.read import load_bundle
         from galaxy_core.predict import classify_files
 
         bundle = load_bundle(args.run)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
 
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
     from galaxy_core.errors import GalaxyError
     from galaxy_core.predict import classify_files
     from galaxy_core.evaluation.scoring import expand_inputs, format_score, read_labels, score_rows

@@ -181,8 +181,10 @@ class Config:
         return len(self.class_names)
 
     @property
-    def train_fraction(self) -> float:
-        return 1.0 - self.val_fraction - self.test_fraction
+    def blended(self) -> bool:
+        """Whether the run blends a morphology classifier into the CNN's probabilities
+        (`morphology_weight > 0`; `galaxy_core.morphology.classifier`). The one test of it."""
+        return self.morphology_weight > 0
 
     @property
     def preprocess_key(self) -> dict[str, Any]:
@@ -293,7 +295,7 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(Config)]
 
 
-# The three published experiments (DEVELOPERS.md). A preset is a set of overrides of the defaults.
+# The three published experiments (README.md, "Training"). A preset is a set of overrides of the defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     "densenet201-finetune": {"backbone": "DenseNet201", "freeze_backbone": False, "class_weights": True},
     "densenet201-frozen": {"backbone": "DenseNet201", "freeze_backbone": True, "class_weights": False},

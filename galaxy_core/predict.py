@@ -44,7 +44,7 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
     """Classify image files with a run bundle's model; unreadable files get an error row.
 
     Args:
-        bundle: a `galaxy_core.bundle.format.RunBundle`.
+        bundle: a `galaxy_core.bundle.read.RunBundle`.
         paths: image files.
         model: a Keras model or a `galaxy_core.models.predictor` predictor (anything with
             `predict_on_batch`); default `make_predictor(bundle)` (ONNX Runtime, else Keras).
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     if args.labels is not None and args.format == "csv":
         parser.error("--labels prints a score: use --format text or json")
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
     from galaxy_core.models.predictor import make_predictor
     from galaxy_core.evaluation.scoring import expand_inputs, format_score, read_labels, score_rows
 

@@ -74,7 +74,7 @@ def orientation_model():
     return OrientationModel
 
 
-# --- a small run bundle (tests of galaxy_core.bundle.format, evaluate, ...) ----------------------------
+# --- a small run bundle (tests of galaxy_core.bundle, runs.reevaluate, ...) -----------------------------
 BUNDLE_SIZE = 32  # image size of the `parts` bundle
 BUNDLE_N_TEST = 12  # its test images
 
@@ -108,8 +108,9 @@ def parts():
                "epoch_time_s": [1.0, 0.9, 0.95]}
     return dict(
         config=cfg, model=model, history=history,
-        metrics=assemble_metrics(test, best_epoch=3, wall_time_s=3.0),
-        run_info={"synthetic": True, "dataset": "tiny.h5", "split_sizes": {"test": BUNDLE_N_TEST}},
+        metrics=assemble_metrics(test),
+        run_info={"synthetic": True, "dataset": "tiny.h5", "split_sizes": {"test": BUNDLE_N_TEST},
+                  "best_epoch": 3, "wall_time_s": 3.0},
         predictions={"indices": np.arange(100, 100 + BUNDLE_N_TEST), "labels": labels,
                      "probs": test["probs"], "images": images},
     )
@@ -118,7 +119,7 @@ def parts():
 @pytest.fixture(scope="session")
 def good_bundle(tmp_path_factory, parts):
     """One valid bundle written once; tests copy it (cheaper than writing one each)."""
-    from galaxy_core.bundle.format import write_bundle
+    from galaxy_core.bundle.write import write_bundle
 
     return write_bundle(tmp_path_factory.mktemp("shared") / "good", **parts)
 
@@ -178,7 +179,7 @@ def morphology_bundle(tmp_path_factory, parts):
     """`good_bundle`'s parts with `morphology_weight=0.5` and a fitted morphology classifier."""
     import dataclasses
 
-    from galaxy_core.bundle.format import write_bundle
+    from galaxy_core.bundle.write import write_bundle
 
     cfg = dataclasses.replace(parts["config"], morphology_weight=0.5)
     return write_bundle(tmp_path_factory.mktemp("shared") / "blended", **dict(parts, config=cfg),

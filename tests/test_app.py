@@ -47,7 +47,7 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     import keras
 
     from galaxy_core import explain, synthetic
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import write as bundle
     from galaxy_core.evaluation import metrics as metrics_mod
     from galaxy_core.preprocessing import preprocess
     from galaxy_core.config import Config
@@ -66,9 +66,8 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     history = {"loss": [2.3, 2.0, 1.8], "accuracy": [0.1, 0.2, 0.3],
                "val_loss": [2.2, 2.1, 2.0], "val_accuracy": [0.15, 0.2, 0.25]}
     test = {"plain": metrics_mod.compute_metrics(labels, probs, cfg.class_names), "tta": None}
-    # metrics.json and run.json with the keys galaxy_core.training.train writes.
-    metrics = metrics_mod.assemble_metrics(test, None, best_epoch=3, wall_time_s=12.5, train_images_per_s=40.0,
-                                           epochs_run=3)
+    # metrics.json and run.json with the keys galaxy_core.training.train writes (run facts in run.json).
+    metrics = metrics_mod.assemble_metrics(test, None)
     # The "dataset": the raw images, in Galaxy10 format, beside the bundle (run.json points to it).
     from conftest import write_galaxy10_like
 
@@ -192,7 +191,7 @@ def test_invalid_bundles_are_listed_with_their_reason(tmp_path, monkeypatch):
 
 # --- AppTest: with the tiny bundle --------------------------------------------------------------------
 def test_sidebar_lists_the_run_with_backbone_accuracy_and_synthetic(app_with_run, tiny_runs):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     at = app_with_run
     assert not at.exception
@@ -203,7 +202,7 @@ def test_sidebar_lists_the_run_with_backbone_accuracy_and_synthetic(app_with_run
 
 
 def test_overview_shows_the_bundles_metrics(app_with_run, tiny_runs):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     at = app_with_run  # Overview is the default view when a run exists
     assert texts(at.title) == ["Overview: tiny-synthetic"]
@@ -323,7 +322,7 @@ def _image_captions(at) -> list[str]:
 
 
 def test_confusion_matrix_gallery_follows_the_selected_cell(app_with_run, tiny_runs):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     at = run_view(app_with_run, "confusion_matrix")
     run = bundle.load_bundle(tiny_runs / "tiny-synthetic")
@@ -360,7 +359,7 @@ def test_confusion_matrix_gallery_follows_the_selected_cell(app_with_run, tiny_r
 
 
 def test_explain_errors_uses_stored_maps_and_computes_the_others(app_with_run, tiny_runs):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     at = run_view(app_with_run, "explain_errors")
     run = bundle.load_bundle(tiny_runs / "tiny-synthetic")
@@ -641,7 +640,7 @@ def sky_link_texts(at) -> list[str]:
 
 
 def test_compare_runs_shows_two_runs_side_by_side(rich_runs, monkeypatch):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
     from galaxy_core.runs import compare
 
     at = run_view(rich_app(rich_runs, monkeypatch), "compare_runs")
@@ -694,7 +693,7 @@ def test_compare_runs_with_a_single_run_says_what_is_needed(app_with_run):
 
 
 def test_embedding_map_shows_selected_points_and_look_alikes(rich_runs, monkeypatch):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
     from galaxy_core.evaluation import embedding
 
     at = run_view(rich_app(rich_runs, monkeypatch), "embedding_map")
@@ -733,7 +732,7 @@ def test_embedding_map_shows_selected_points_and_look_alikes(rich_runs, monkeypa
 
 
 def test_embedding_map_computes_features_for_an_older_bundle(tiny_runs, tmp_path, monkeypatch):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     runs = copy_runs(tmp_path, tiny_runs / "tiny-synthetic")
     monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
@@ -748,7 +747,7 @@ def test_embedding_map_computes_features_for_an_older_bundle(tiny_runs, tmp_path
 
 
 def test_calibration_view_with_a_fitted_temperature(rich_runs, monkeypatch):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
     from galaxy_core.evaluation import calibration
 
     at = run_view(rich_app(rich_runs, monkeypatch), "calibration")
@@ -766,7 +765,7 @@ def test_calibration_view_with_a_fitted_temperature(rich_runs, monkeypatch):
 
 
 def test_calibration_view_of_a_run_without_temperature_says_it_predates_it(app_with_run, tiny_runs):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
     from galaxy_core.evaluation import calibration
 
     at = run_view(app_with_run, "calibration")
@@ -780,7 +779,7 @@ def test_calibration_view_of_a_run_without_temperature_says_it_predates_it(app_w
 
 def test_classify_shows_calibrated_probabilities_when_the_run_has_a_temperature(rich_runs, monkeypatch):
     from galaxy_core import synthetic
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     at = run_view(rich_app(rich_runs, monkeypatch), "classify")
     run = bundle.load_bundle(rich_runs / "full-a")
@@ -806,7 +805,7 @@ def test_classify_calibration_checkbox_is_off_for_a_run_without_temperature(app_
 
 
 def test_galaxy_properties_with_sky_columns(rich_runs, monkeypatch):
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     at = run_view(rich_app(rich_runs, monkeypatch), "galaxy_properties")
     run = bundle.load_bundle(rich_runs / "full-a")
@@ -838,7 +837,7 @@ def test_confusion_gallery_and_explain_errors_link_each_galaxy_to_the_sky_viewer
                                                                                   monkeypatch):
     import shutil
 
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
     from galaxy_core.data import properties
 
     # The rich runs are synthetic: their positions are generated, so no gallery links to the survey.
@@ -870,7 +869,7 @@ def test_galleries_of_a_run_without_sky_columns_have_no_links(app_with_run):
 
 def test_classify_blends_the_morphology_classifier_of_a_run_that_has_one(tmp_path, monkeypatch, morphology_bundle):
     from galaxy_core import predict, synthetic
-    from galaxy_core.bundle import format as bundle
+    from galaxy_core.bundle import read as bundle
 
     runs = copy_runs(tmp_path, morphology_bundle)
     monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))

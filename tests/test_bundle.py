@@ -1,4 +1,4 @@
-"""Tests of galaxy_core.bundle.format: write/load round trip, atomic writes, validation, listing."""
+"""Tests of galaxy_core.bundle (schema, write, read): round trip, atomic writes, validation, listing, old bundles."""
 
 import json
 import shutil
@@ -7,8 +7,11 @@ import h5py
 import numpy as np
 import pytest
 
-from galaxy_core.bundle import format as bundle_mod
-from galaxy_core.bundle.format import BundleError, list_bundles, load_bundle, write_bundle
+from galaxy_core.bundle import schema as bundle_mod
+from galaxy_core.bundle import write as bundle_write
+from galaxy_core.bundle.read import list_bundles, load_bundle
+from galaxy_core.bundle.write import write_bundle
+from galaxy_core.errors import BundleError
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 
 SIZE = 32  # image size and test-set size of conftest.py's `parts` fixture
@@ -39,7 +42,7 @@ def test_round_trip(good_bundle, parts):
     assert pred["indices"].dtype == np.int64 and pred["labels"].dtype == np.int64
     assert pred["probs"].dtype == np.float32 and pred["probs"].shape == (N_TEST, 10)
     np.testing.assert_array_equal(pred["indices"], np.arange(100, 100 + N_TEST))
-    assert not b.has_explanations and b.explanations_path is None
+    assert b.explanations_path is None
 
     images = parts["predictions"]["images"]
     np.testing.assert_array_equal(b.read_test_images([5, 0, 5, 11]), images[[5, 0, 5, 11]])
@@ -78,7 +81,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path, parts, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(bundle_mod, "_write_predictions", boom)
+    monkeypatch.setattr(bundle_write, "write_predictions", boom)
     with pytest.raises(RuntimeError, match="simulated"):
         write(runs / "run", parts)
     assert not (runs / "run").exists()
@@ -89,7 +92,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path, parts, monkeypatch):
 def test_failure_mid_overwrite_keeps_previous_bundle(tmp_path, parts, monkeypatch):
     runs = tmp_path / "runs"
     write(runs / "run", parts, run_info={"synthetic": True, "note": "first"})
-    monkeypatch.setattr(bundle_mod, "plot_curves", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(bundle_write, "plot_curves", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         write(runs / "run", parts, run_info={"synthetic": True, "note": "second"})
     assert load_bundle(runs / "run").run_info["note"] == "first"
@@ -106,7 +109,7 @@ def test_partial_folder_is_hidden_from_listing(tmp_path, parts, monkeypatch):
         seen["folders"] = sorted(p.name for p in runs.iterdir())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bundle_mod, "_write_history_csv", spy)
+    monkeypatch.setattr(bundle_write, "_write_history_csv", spy)
     with pytest.raises(KeyboardInterrupt):
         write(runs / "run", parts)
     assert seen["entries"] == [] and seen["folders"][0].startswith(".run.partial-")
@@ -270,7 +273,9 @@ def test_model_that_fails_to_load_raises_model_error_naming_the_run(tmp_path, go
 
 
 def test_check_model_archive_returns_the_model_config(good_bundle):
-    config = bundle_mod.check_model_archive(good_bundle / "model.keras")
+    from galaxy_core.models.archive import check_model_archive
+
+    config = check_model_archive(good_bundle / "model.keras")
     assert config["class_name"] == "Functional" and config["config"]["layers"]
 
 
@@ -302,7 +307,7 @@ def test_every_bundle_file_has_the_umask_mode(tmp_path, parts, umask):
     assert set(modes) == set(bundle_mod.REQUIRED_MEMBERS) | {"explanations.h5"}
     assert set(modes.values()) == {0o666 & ~umask}, modes
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
-    assert load_bundle(out).has_explanations
+    assert load_bundle(out).explanations_path == out / "explanations.h5"
 
 
 def test_load_bundle_missing_folder(tmp_path):
@@ -332,7 +337,7 @@ def test_explanations_member(tmp_path, parts, monkeypatch):
     out = write(tmp_path / "runs" / "exp", parts, explanations={"n": 3})
     assert len(calls) == 1 and calls[0][0].name == "explanations.h5" and calls[0][0].parent.name.startswith(".exp.partial-")
     b = load_bundle(out)
-    assert b.has_explanations and b.explanations_path == out / "explanations.h5"
+    assert b.explanations_path == out / "explanations.h5"
     (out / "explanations.h5").write_bytes(b"junk")
     with pytest.raises(BundleError, match="explanations.h5 is not an HDF5 file"):
         load_bundle(out)
@@ -343,7 +348,7 @@ def test_typed_fields_read_the_keys_the_trainer_writes(tmp_path, parts):
                 "split_sizes": {"train": 80, "val": 10, "test": N_TEST}, "best_epoch": 2, "epochs_run": 3,
                 "wall_time_s": 95.5, "train_images_per_s": 41.0}
     b = load_bundle(write(tmp_path / "typed", parts, run_info=run_info,
-                          metrics=assemble_metrics(*parts_results(parts), best_epoch=2)))
+                          metrics=assemble_metrics(*parts_results(parts))))
     assert b.dataset_path.name == "Galaxy10_DECals.h5"
     assert b.split_sizes == {"train": 80, "val": 10, "test": N_TEST}
     assert b.best_epoch == 2 and b.epochs_run == 3  # 1-based, like history.csv's epoch column
@@ -358,7 +363,7 @@ def test_averaged_epochs_say_which_weights_the_model_holds(tmp_path, parts):
     held = {}
     for start in (0, 2, 4):
         b = load_bundle(write(tmp_path / f"avg{start}", parts, config=cfg.replace(epochs=5, average_from_epoch=start),
-                              metrics=assemble_metrics(*parts_results(parts), best_epoch=3)))
+                              metrics=assemble_metrics(*parts_results(parts))))
         summary = run_summary(b)
         held[start] = (b.averaged_epochs, summary["weights"])
         assert ("mean of epochs 2-3 (stochastic weight averaging)" in summary["markdown"]) == (start == 2)
@@ -470,11 +475,13 @@ def test_a_morphology_classifier_round_trips_and_is_required_exactly_when_weight
 
     from conftest import fitted_morphology
 
+    from galaxy_core.morphology.statistics import features_batch
+
     loaded = load_bundle(morphology_bundle)
     assert loaded.has_morphology and (morphology_bundle / "morphology.skops").is_file()
     clf = loaded.load_morphology()
-    images = [np.full((64, 64, 3), 30, np.uint8)]
-    np.testing.assert_array_equal(clf.predict_images(images), fitted_morphology().predict_images(images))
+    stats = features_batch([np.full((64, 64, 3), 30, np.uint8)])
+    np.testing.assert_array_equal(clf.predict_features(stats), fitted_morphology().predict_features(stats))
 
     plain = load_bundle(write_bundle(tmp_path / "plain", **parts))
     assert not plain.has_morphology and plain.load_morphology() is None

@@ -232,8 +232,6 @@ def test_resume_guard_reports_changed_fields_only(tmp_path):
 
 def test_load_or_make_split_saves_the_split_with_its_record_and_a_resume_keeps_both(tmp_path):
     from galaxy_core.config import Config
-    from galaxy_core.data.split import save_split, split_indices
-
     labels = np.arange(60) % 3
     ra, dec = np.arange(60, dtype=float), np.zeros(60)
     ra[7] = ra[4] + 0.2 / 3600  # rows 4 and 7 (both label 1): one galaxy
@@ -249,8 +247,3 @@ def test_load_or_make_split_saves_the_split_with_its_record_and_a_resume_keeps_b
     for name in ("train", "val", "test"):
         np.testing.assert_array_equal(getattr(again, name), getattr(split, name))
 
-    old = tmp_path / "old-work"  # a work folder from before split.json: its split was random
-    old.mkdir()
-    save_split(split_indices(labels, 0.1, 0.1, 0), old / checkpoint.SPLIT)
-    assert checkpoint.load_or_make_split(old, labels, cfg, ra, dec)[1]["split_by"] == "random"
-    assert not (old / checkpoint.SPLIT_INFO).exists()

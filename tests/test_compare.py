@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from galaxy_core.runs import compare
-from galaxy_core.bundle.format import RunBundle, load_bundle, write_bundle
+from galaxy_core.bundle.read import RunBundle, load_bundle
+from galaxy_core.bundle.write import write_bundle
 from galaxy_core.evaluation.calibration import calibration_summary
 from galaxy_core.runs.compare import (CompareError, check_same_test_set, compare_metrics,
                                  confusion_difference, disagreements, row_normalised)
@@ -38,8 +39,8 @@ def make_bundle(name, pred, labels=None, indices=None, pred_tta=None, run_info=N
     extra = {}
     if calib:
         extra["calibration"] = calibration_summary(labels, probs, labels, probs)
-    metrics = assemble_metrics(test, best_epoch=2, **extra)
-    info = {"synthetic": True, "dataset_sha256": "ab" * 32, **(run_info or {})}
+    metrics = assemble_metrics(test, **extra)
+    info = {"synthetic": True, "dataset_sha256": "ab" * 32, "best_epoch": 2, **(run_info or {})}
     return RunBundle(path=Path(name), name=name, config=CFG, run_info=info, metrics=metrics,
                      history={"epoch": [1, 2], "loss": [2.0, 1.5]}, predictions=predictions)
 

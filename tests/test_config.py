@@ -21,7 +21,12 @@ def test_defaults_follow_the_published_recipe():
     assert (cfg.batch_size, cfg.epochs, cfg.patience, cfg.class_weights) == (32, 50, 20, True)
     assert cfg.freeze_backbone is False and cfg.weights == "imagenet"
     assert cfg.num_classes == 10 and cfg.class_names == CLASS_NAMES
-    assert cfg.train_fraction == pytest.approx(0.8)
+    assert (cfg.val_fraction, cfg.test_fraction) == (0.1, 0.1)
+
+
+def test_blended_says_whether_a_morphology_classifier_is_mixed_in():
+    assert not Config().blended and Config(morphology_weight=0.5).blended
+    assert not Config(morphology_weight=0.5).replace(morphology_weight=0.0).blended
 
 
 def test_json_round_trip_preserves_every_field(tmp_path):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import train
-from galaxy_core.bundle.format import load_bundle
+from galaxy_core.bundle.read import load_bundle
 from galaxy_core.explain import load_explanations
+from galaxy_core.morphology.statistics import features_batch
 
 
 @pytest.mark.slow
@@ -46,11 +47,15 @@ def test_demo_writes_a_synthetic_bundle_with_explanations(tmp_path, monkeypatch,
     # The blend has its own temperature, fitted on its validation probabilities.
     assert morph["calibration"]["fitted_on"] == "val"
     assert morph["calibration"]["val"]["n"] == bundle.run_info["split_sizes"]["val"]
-    assert bundle.blend_temperature == morph["calibration"]["temperature"] > 0
-    assert bundle.load_morphology().predict_images([np.zeros((256, 256, 3), np.uint8)]).shape == (1, 10)
+    assert bundle.effective_temperature == bundle.blend_metrics.temperature == morph["calibration"]["temperature"] > 0
+    stats = features_batch([np.zeros((256, 256, 3), np.uint8)])
+    assert bundle.load_morphology().predict_features(stats).shape == (1, 10)
+    # Run facts are run.json's alone.
+    assert bundle.run_info["epochs_run"] == 2 and bundle.best_epoch in (1, 2) and bundle.wall_time_s > 0
+    assert not {"best_epoch", "epochs_run", "wall_time_s", "train_images_per_s", "created"} & set(bundle.metrics)
 
     # Explanations: the errors (at most 8) and 4 correct images, every method, scored.
-    assert bundle.has_explanations
+    assert bundle.explanations_path is not None
     found = load_explanations(bundle.explanations_path)
     n_errors = int((bundle.predictions["probs"].argmax(1) != bundle.predictions["labels"]).sum())
     assert len(found.rows["row"]) == min(n_errors, 8) + min(4, n_test - n_errors)

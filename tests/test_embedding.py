@@ -160,3 +160,20 @@ def test_tsne_thread_count_is_a_parameter_and_one_thread_is_the_default():
     np.testing.assert_array_equal(one, embedding.project_2d(x, seed=0, n_threads=1))
     every = embedding.project_2d(x, seed=0, n_threads=None)
     assert every.shape == (40, 2) and np.isfinite(every).all()
+
+
+def test_embed_test_set_is_features_then_the_auto_map_and_takes_stored_features():
+    model = build_model(Config(**SMALL, head="gap"))
+    images = np.random.default_rng(2).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    emb = embedding.embed_test_set(model, images, seed=5, batch_size=4)
+    np.testing.assert_array_equal(emb.features, penultimate_features(model, images))
+    assert emb.method == embedding.auto_method(6) == "tsne" and emb.features_s > 0 and emb.map_s > 0
+    np.testing.assert_array_equal(emb.embedding_2d, project_2d(emb.features, "tsne", seed=5))
+
+    calls = []  # given features: no model, the same map, progress reported done
+    again = embedding.embed_test_set(None, None, seed=5, features=emb.features,
+                                     on_progress=lambda done, total: calls.append((done, total)))
+    np.testing.assert_array_equal(again.embedding_2d, emb.embedding_2d)
+    assert again.features_s == 0 and calls == [(6, 6)]
+    one = embedding.embed_test_set(model, images[:1], seed=5)
+    assert one.features.shape == (1, 16) and one.embedding_2d is None and one.method is None

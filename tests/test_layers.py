@@ -6,7 +6,8 @@ Two levels, both checked with `ast` over every file (module-level and function-l
   one, never a higher one, and the unit graph has no cycle.
 - `WING_ORDER`: inside each folder, its modules in layers, lowest first; `__init__` and `__main__` sit
   above all of them. The same rule and no cycle.
-At most `MAX_TOP_MODULES` modules sit directly in `galaxy_core/`. The tables are drawn in
+At most `MAX_TOP_MODULES` modules sit directly in `galaxy_core/`, and none of its modules is longer than
+`MAX_MODULE_LINES` lines. The tables are drawn in
 docs/architecture.md; a module or folder missing from them fails here with what to add.
 """
 
@@ -42,18 +43,19 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "data": (("download", "split"), ("galaxy10", "sky"), ("properties",)),
     "preprocessing": (("crop",), ("preprocess",), ("decode", "cache")),
     "synthetic": (("settings",), ("palette", "canvas"), ("components",), ("field", "classes"), ("dataset",), ("cli",)),
-    "morphology": (("statistics",), ("classifier",)),
+    "morphology": (("statistics",), ("classifier",), ("fit",)),
     "inference": (("classify",),),
-    "models": (("augment", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
-    "evaluation": (("metrics", "calibration", "embedding"), ("curves", "scoring")),
+    "models": (("archive", "augment", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
+    "evaluation": (("metrics", "calibration", "embedding"), ("curves", "scoring", "blend")),
     "explain": (("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),
-    "bundle": (("format",),),
-    "training": (("checkpoint", "pipeline"), ("callbacks",), ("train",)),
+    "bundle": (("schema",), ("write", "read")),
+    "training": (("checkpoint", "pipeline"), ("callbacks",), ("phases",), ("train",)),
     "runs": (("reevaluate", "compare"),),
 }
 FACADES = ("__init__", "__main__")
 MAX_TOP_MODULES = 8
+MAX_MODULE_LINES = 450  # a module longer than this holds more than one concept: split it
 
 
 def unit_name(path: Path) -> str:
@@ -215,6 +217,14 @@ def test_modules_inside_each_folder_import_down(wing):
 def test_few_modules_sit_directly_in_the_package():
     top = sorted(p.stem for p in ROOT.glob("*.py") if p.name != "__init__.py")
     assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules directly in galaxy_core/ ({top}): give them a folder"
+
+
+def test_no_module_is_over_the_line_limit():
+    sizes = {str(p.relative_to(ROOT.parent)): len(p.read_text(encoding="utf-8").splitlines())
+             for p in source_files() + [ROOT / "__init__.py"]}
+    over = {path: n for path, n in sorted(sizes.items()) if n > MAX_MODULE_LINES}
+    assert not over, (f"modules over {MAX_MODULE_LINES} lines: {over}; split each along its concepts "
+                      f"(a section banner is usually where the second module starts)")
 
 
 # --- the checker itself ----------------------------------------------------------------------

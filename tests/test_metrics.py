@@ -97,13 +97,14 @@ def test_evaluate_split_and_assemble_metrics(orientation_model):
     no_tta = evaluate_split(OrientationModel(), images, labels, names, tta=False)
     assert no_tta["tta"] is None and no_tta["probs_tta"] is None
 
-    doc = assemble_metrics(result, val=no_tta, best_epoch=np.int64(3), wall_time_s=1.5)
+    doc = assemble_metrics(result, val=no_tta, calibration={"temperature": np.float32(1.5)})
     assert doc["test"] == result["plain"] and doc["test_tta"] == result["tta"]
     assert doc["val"] == no_tta["plain"] and doc["val_tta"] is None
-    assert doc["best_epoch"] == 3 and doc["wall_time_s"] == 1.5
+    assert doc["calibration"] == {"temperature": 1.5} and "best_epoch" not in doc
     json.dumps(doc)  # serialisable
-    text = format_report(doc, names, synthetic=True)
+    text = format_report(doc, names, synthetic=True, best_epoch=3)
     assert "SYNTHETIC DATA" in text and "test (TTA)" in text and "Confusion matrix" in text
+    assert "best epoch: 3" in text and "best epoch" not in format_report(doc, names, synthetic=True)
     assert "SYNTHETIC" not in format_report(doc, names, synthetic=False)
 
 

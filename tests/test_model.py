@@ -6,7 +6,7 @@ import pytest
 
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
-from galaxy_core.models.network import (BackboneScaling, build_model, feature_map_layer, last_conv_layer_name, load_model,
+from galaxy_core.models.network import (BackboneScaling, build_model, feature_map_layer, load_model,
                                resolve_backbone, scaling_for_backbone, valid_backbones)
 
 SMALL = dict(backbone="SmallCNN", image_size=32, dense_units=16)
@@ -40,7 +40,7 @@ def test_densenet201_paper_head_at_256():
     # DenseNet201 without top has 18,321,984 parameters (Keras documentation).
     assert model.count_params() == 18_321_984 + flatten_dim * 1024 + 1024 + 1024 * 10 + 10
     assert all(w.trainable for w in model.get_layer("conv1_conv").weights)
-    assert last_conv_layer_name(model) == "relu"
+    assert feature_map_layer(model).name == "relu"
 
 
 @pytest.mark.parametrize("backbone, module", [("DenseNet121", "densenet"), ("VGG19", "vgg19"),
@@ -74,6 +74,17 @@ def test_save_load_safe_mode_round_trip(tmp_path):
         load_model(tmp_path / "missing.keras")
 
 
+def test_load_model_refuses_what_safe_mode_refuses_before_keras_reads_it(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda t: t * 2.0, name="evil")(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    with pytest.raises(ModelError, match=r"contains a Lambda layer \('evil'\), which Keras safe mode refuses"):
+        load_model(tmp_path / "lambda.keras")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="junk.keras is not a Keras archive"):
+        load_model(tmp_path / "junk.keras")
+
+
 def test_local_weights_file_loaded_into_backbone(tmp_path):
     from galaxy_core.models.network import small_cnn
 
@@ -92,13 +103,13 @@ def test_frozen_backbone_and_gap_head():
     trainable = {w.path.split("/")[0] for w in model.trainable_weights}
     assert trainable == {"head_dense", "predictions"}
     assert model.get_layer("head_gap").output.shape[-1] == 128
-    assert last_conv_layer_name(model) == "last_relu"
+    assert feature_map_layer(model).name == "last_relu"
 
 
 def test_vgg19_flat_and_last_conv_layer():
     model = build_model(Config(backbone="VGG19", image_size=32, dense_units=8, freeze_backbone=True))
     assert _nested_models(model) == []
-    assert last_conv_layer_name(model) == "block5_conv4"
+    assert feature_map_layer(model).name == "block5_conv4"
     assert not model.get_layer("block1_conv1").trainable
 
 
@@ -116,7 +127,7 @@ def test_backbone_names_are_accepted_in_any_case():
     with pytest.raises(ModelError, match="Unknown backbone 'densenet'. .*DenseNet121"):
         resolve_backbone("densenet")
     model = build_model(Config(**{**SMALL, "backbone": "smallcnn"}))
-    assert model.name == "galaxy_smallcnn" and last_conv_layer_name(model) == "last_relu"
+    assert model.name == "galaxy_smallcnn" and feature_map_layer(model).name == "last_relu"
     scaling = scaling_for_backbone("densenet121")
     assert scaling.get_config()["scale"] == scaling_for_backbone("DenseNet121").get_config()["scale"]
 

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from galaxy_core.bundle.format import load_bundle, write_bundle
+from galaxy_core.bundle.read import load_bundle
+from galaxy_core.bundle.write import write_bundle
 from galaxy_core.config import Config
 from galaxy_core.inference.classify import classify_images, to_model_input
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
@@ -37,7 +38,7 @@ def run_dir(tmp_path_factory):
     return write_bundle(
         tmp_path_factory.mktemp("runs") / "tiny", config=cfg, model=model,
         history={"loss": [2.3], "accuracy": [0.1], "val_loss": [2.3], "val_accuracy": [0.1]},
-        metrics=assemble_metrics(test, best_epoch=1), run_info={"synthetic": True},
+        metrics=assemble_metrics(test), run_info={"synthetic": True, "best_epoch": 1},
         predictions={"indices": np.arange(10), "labels": labels, "probs": test["probs"], "images": images})
 
 
@@ -136,12 +137,13 @@ def test_cli_keras_backend_keeps_tensorflow_start_up_lines_off_stderr(good_bundl
 
 def test_a_blended_run_classifies_with_both_models_unless_cnn_only(morphology_bundle, image_files, capsys):
     from galaxy_core.morphology.classifier import blend_probs
+    from galaxy_core.morphology.statistics import features_batch
 
     bundle = load_bundle(morphology_bundle)
     paths = [image_files["rgb"][0], image_files["large"][0]]
     blended = np.array([r["probs"] for r in classify_files(bundle, paths)])
     cnn = np.array([r["probs"] for r in classify_files(bundle, paths, morphology=False)])
-    morph = bundle.load_morphology().predict_images([image_files["rgb"][1], image_files["large"][1]])
+    morph = bundle.load_morphology().predict_features(features_batch([image_files["rgb"][1], image_files["large"][1]]))
     np.testing.assert_allclose(blended, blend_probs(cnn, morph, 0.5), rtol=1e-5, atol=1e-6)
     assert np.abs(blended - cnn).max() > 0.01
 

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from galaxy_core.bundle.format import load_bundle, write_bundle
+from galaxy_core.bundle.read import load_bundle
+from galaxy_core.bundle.write import write_bundle
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
 from galaxy_core.inference.classify import predict_probs
@@ -32,7 +33,7 @@ def bundle(tmp_path):
     path = write_bundle(
         tmp_path / "runs" / "tiny", config=cfg, model=model,
         history={"loss": [2.3], "accuracy": [0.1], "val_loss": [2.3], "val_accuracy": [0.1]},
-        metrics=assemble_metrics(test, best_epoch=1), run_info={"synthetic": True},
+        metrics=assemble_metrics(test), run_info={"synthetic": True, "best_epoch": 1},
         predictions={"indices": np.arange(10), "labels": labels, "probs": test["probs"], "images": images})
     return load_bundle(path)
 

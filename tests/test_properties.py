@@ -10,7 +10,7 @@ from conftest import write_galaxy10_like
 from galaxy_core.data import properties
 from galaxy_core.data.galaxy10 import open_dataset
 from galaxy_core.data.properties import (PropertyError, accuracy_by_bins, legacy_survey_url,
-                                    legacy_survey_urls, quantile_edges, sky_columns)
+                                    quantile_edges, sky_columns)
 
 
 def test_docstring_examples():
@@ -60,7 +60,6 @@ def test_legacy_survey_url_is_the_viewer_at_the_position():
     assert q == {"ra": ["0.000000"], "dec": ["-12.500000"], "layer": ["ls-dr10"], "zoom": ["15"]}
     assert legacy_survey_url(-10.0, 0.0).startswith(
         "https://www.legacysurvey.org/viewer?ra=350.000000&dec=0.000000")
-    assert legacy_survey_urls([1.0, 2.0], [3.0, 4.0])[1] == legacy_survey_url(2.0, 4.0)
 
 
 @pytest.mark.parametrize("call, words", [

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from galaxy_core.bundle.format import load_bundle, write_bundle
+from galaxy_core.bundle.read import load_bundle
+from galaxy_core.bundle.write import write_bundle
 from galaxy_core.config import CLASS_NAMES, Config
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.predict import main
@@ -51,7 +52,7 @@ def run_dir(tmp_path_factory):
     return write_bundle(
         tmp_path_factory.mktemp("runs") / "colour", config=cfg, model=model,
         history={"loss": [0.1], "accuracy": [1.0], "val_loss": [0.1], "val_accuracy": [1.0]},
-        metrics=assemble_metrics(test, best_epoch=1), run_info={"synthetic": True},
+        metrics=assemble_metrics(test), run_info={"synthetic": True, "best_epoch": 1},
         predictions={"indices": np.arange(10), "labels": labels, "probs": test["probs"], "images": images})
 
 

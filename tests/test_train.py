@@ -15,7 +15,9 @@ import pytest
 from conftest import write_galaxy10_like
 
 from galaxy_core.config import Config
-from galaxy_core.training.train import TrainingError, train_run, work_dir_for
+from galaxy_core.errors import TrainingError
+from galaxy_core.training.checkpoint import work_dir_for
+from galaxy_core.training.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -122,7 +124,7 @@ def test_interrupted_run_checkpointed_epoch_one(resumed_run):
 
 @pytest.mark.slow
 def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
 
     bundle = load_bundle(resumed_run["path"])
     assert bundle.history["epoch"] == [1, 2, 3]
@@ -133,12 +135,13 @@ def test_resume_finishes_with_full_history_and_removes_work_folder(resumed_run):
     assert run["synthetic"] is True and run["epochs_run"] == 3 and run["resumed"] is True
     assert run["split_sizes"] == {"train": 192, "val": 24, "test": 24}
     assert run["best_epoch"] == int(np.argmax(bundle.history["val_accuracy"])) + 1
-    assert bundle.metrics["best_epoch"] == run["best_epoch"]
+    assert bundle.best_epoch == run["best_epoch"] and "best_epoch" not in bundle.metrics  # stored once
+    assert run["wall_time_s"] > 0 and run["train_images_per_s"] > 0 and "created" in run
 
 
 @pytest.mark.slow
 def test_bundle_has_explanations_of_the_test_errors(resumed_run):
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
     from galaxy_core.explain import load_explanations
 
     bundle = load_bundle(resumed_run["path"])
@@ -161,7 +164,7 @@ def test_bad_runs_are_refused_before_any_work(tmp_path):
 
 @pytest.mark.slow
 def test_small_model_learns_held_out_quadrants(resumed_run):
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
 
     metrics = load_bundle(resumed_run["path"]).metrics
     assert metrics["test"]["n"] == 24
@@ -206,7 +209,7 @@ def twin_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sky_split_run_keeps_every_twin_out_of_the_test_set_and_records_it(twin_run):
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
 
     bundle = load_bundle(twin_run["path"])
     assert bundle.split_info == {"split_by": "sky", "twin_radius_arcsec": 1.0,
@@ -222,7 +225,7 @@ def test_sky_split_run_keeps_every_twin_out_of_the_test_set_and_records_it(twin_
 
 @pytest.mark.slow
 def test_training_writes_calibration_sky_columns_features_and_map(twin_run):
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
     from galaxy_core.evaluation.calibration import calibration_scores
     from galaxy_core.data.galaxy10 import open_dataset
     from galaxy_core.evaluation.embedding import penultimate_features
@@ -430,7 +433,7 @@ def test_tensorflow_startup_noise_is_filtered_but_other_lines_kept(capfd):
 
 
 def test_checksum_bar_only_for_big_files_and_never_without_progress(tmp_path, capsys):
-    from galaxy_core.training.train import _sha256_or_none
+    from galaxy_core.training.phases import _sha256_or_none
 
     big = tmp_path / "big.h5"
     with open(big, "wb") as f:  # sparse: 300 MiB without writing them
@@ -455,7 +458,7 @@ def test_no_progress_draws_no_bar_for_cache_epochs_or_explanations(tmp_path, cap
 
 @pytest.mark.slow
 def test_weight_averaging_survives_an_interruption_and_ends_in_the_bundle(tmp_path):
-    from galaxy_core.bundle.format import load_bundle
+    from galaxy_core.bundle.read import load_bundle
     from galaxy_core.training.checkpoint import load_average
 
     data = write_quadrants(tmp_path / "quadrants.h5", n=160)

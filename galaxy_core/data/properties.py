@@ -20,8 +20,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from galaxy_core.data.galaxy10 import METADATA_KEYS, Galaxy10File, open_dataset
@@ -169,10 +167,3 @@ def legacy_survey_url(ra: float, dec: float, zoom: int = DEFAULT_ZOOM,
                        "zoom": int(zoom)})
     return f"{LEGACY_VIEWER}?{query}"
 
-
-def legacy_survey_urls(ra: Any, dec: Any, zoom: int = DEFAULT_ZOOM) -> list[str]:
-    """`legacy_survey_url` for arrays of positions (e.g. a gallery's images)."""
-    ra_a, dec_a = np.asarray(ra, np.float64).reshape(-1), np.asarray(dec, np.float64).reshape(-1)
-    if ra_a.shape != dec_a.shape:
-        raise PropertyError(f"ra and dec must have the same length, got {ra_a.size} and {dec_a.size}.")
-    return [legacy_survey_url(r, d, zoom) for r, d in zip(ra_a, dec_a)]

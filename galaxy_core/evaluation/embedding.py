@@ -5,6 +5,7 @@
   after the Flatten or GAP head), found from the graph, not only by name.
 - `penultimate_features(model, images)`: its output, float32 `(N, D)`, in batches.
 - `project_2d(features, method="tsne", seed=0)`: a 2-D map of the features.
+- `embed_test_set(model, images, seed)`: both, as run bundles store them (`auto_method`'s map).
 - `nearest_neighbours(features, query_features, k=8)`: look-alikes by cosine distance.
 
 Projection library: scikit-learn (PCA, then t-SNE), not umap-learn.
@@ -34,6 +35,8 @@ Example:
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -266,6 +269,52 @@ def project_2d(features, method: str = "tsne", seed: int = 0, perplexity: float 
     # Barnes-Hut's gradient is an OpenMP loop; see `TSNE_THREADS` for why one thread by default.
     with threadpool_limits(limits=None if n_threads is None else int(n_threads), user_api="openmp"):
         return tsne.fit_transform(reduced).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EmbeddedTestSet:
+    """`embed_test_set`'s result: features, their map, and the seconds each took."""
+
+    features: np.ndarray  # float32 (N, D)
+    embedding_2d: np.ndarray | None  # float32 (N, 2); None for N < 2
+    method: str | None  # "tsne" | "pca" | None (no map)
+    features_s: float  # 0 when the features were given
+    map_s: float | None
+
+
+def embed_test_set(model, images, seed: int, *, features=None, batch_size: int = 64, progress: bool = False,
+                   on_progress: Callable[[int, int], Any] | None = None) -> EmbeddedTestSet:
+    """The test images' penultimate features and 2-D map, as every bundle stores them.
+
+    `penultimate_features` (unless `features` are given), then `project_2d` with
+    `auto_method(N)` (t-SNE up to `TSNE_MAX_POINTS` images, PCA above) seeded with the run's seed.
+    Training (`galaxy_core.training.phases.embedding_phase`) and bundles without stored ones
+    (`galaxy_core.runs.reevaluate.bundle_embedding`) both come here.
+
+    Args:
+        model, images: as for `penultimate_features` (unused when `features` are given).
+        seed: the run's `config.seed`.
+        features: float32 `(N, D)` already computed, or None.
+        batch_size, progress, on_progress: as for `penultimate_features`.
+
+    Raises:
+        ModelError, EmbeddingError: as `penultimate_features` / `project_2d`.
+    """
+    started = time.perf_counter()
+    if features is None:
+        features = penultimate_features(model, images, batch_size=batch_size, progress=progress,
+                                        on_progress=on_progress)
+        features_s = time.perf_counter() - started
+    else:
+        features, features_s = _check_features(features), 0.0
+        if on_progress is not None:
+            on_progress(len(features), len(features))
+    if len(features) < 2:
+        return EmbeddedTestSet(features, None, None, features_s, None)
+    method = auto_method(len(features))
+    started = time.perf_counter()
+    embedding_2d = project_2d(features, method=method, seed=int(seed))
+    return EmbeddedTestSet(features, embedding_2d, method, features_s, time.perf_counter() - started)
 
 
 def nearest_neighbours(features, query_features, k: int = 8,

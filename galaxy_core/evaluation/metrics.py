@@ -3,10 +3,10 @@
 - `compute_metrics(y_true, probs, class_names) -> METRICS` (scikit-learn metrics).
 - `evaluate_split(model, images_uint8, labels, class_names, tta=...)`: predict one split
   (`galaxy_core.inference.classify.predict_probs`) and score it, plain and with TTA.
-- `assemble_metrics(test, val, best_epoch, **extra)`: the metrics.json dict.
-- `METRIC_KEYS`: the keys every METRICS dict has (checked by `galaxy_core.bundle.format`).
+- `assemble_metrics(test, val, **extra)`: the metrics.json dict.
+- `METRIC_KEYS`: the keys every METRICS dict has (checked by `galaxy_core.bundle.schema`).
 - `best_epoch_of(history)`: the 1-based best epoch of a Keras history.
-- `format_report(metrics, class_names, synthetic)`: the command line's text report.
+- `format_report(metrics, class_names, synthetic, best_epoch)`: the command line's text report.
 
 `metrics.json` schema (written by `galaxy_core.training.train` into the run bundle, rewritten by
 `reevaluate_bundle`; build it with `assemble_metrics`):
@@ -18,8 +18,7 @@
   "test_tta":  METRICS | null,   # mean over the 8 rotations/flips of each test image
   "val":       METRICS | null,   # plain predictions on the validation split
   "val_tta":   METRICS | null,
-  "best_epoch": int | null,      # 1-based epoch whose weights the bundle's model holds
-  ...                            # any further keys the trainer adds (wall_time_s, images_per_s, ...)
+  ...                            # further sections: calibration, morphology (the blend), reevaluated_at
 }
 METRICS = {
   "n": int, "accuracy": float, "loss": float (categorical cross-entropy),
@@ -29,7 +28,8 @@ METRICS = {
   "classification_report": str (scikit-learn's text report)
 }
 ```
-All epochs in a bundle are 1-based.
+Facts about the run (best epoch, epochs run, wall time, images/s) are run.json's, not metrics
+(`galaxy_core.bundle.schema.RUN_FACTS`). All epochs in a bundle are 1-based.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from galaxy_core.inference.classify import predict_probs
 from galaxy_core.io import to_jsonable
 
 METRICS_FORMAT_VERSION = 1
-# Keys every METRICS dict has (checked by galaxy_core.bundle.format when a bundle is loaded).
+# Keys every METRICS dict has (checked by galaxy_core.bundle.schema when a bundle is written or loaded).
 METRIC_KEYS = ("n", "accuracy", "loss", "balanced_accuracy", "macro_f1", "per_class",
                "confusion_matrix", "classification_report")
 # Probabilities are clipped to [EPS, 1] before the log of the cross-entropy.
@@ -137,15 +137,13 @@ def evaluate_split(model, images_uint8: np.ndarray, labels: Sequence[int], class
     }
 
 
-def assemble_metrics(test: Mapping[str, Any], val: Mapping[str, Any] | None = None,
-                     best_epoch: int | None = None, **extra: Any) -> dict:
+def assemble_metrics(test: Mapping[str, Any], val: Mapping[str, Any] | None = None, **extra: Any) -> dict:
     """Build the metrics.json dict from `evaluate_split` results.
 
     Args:
         test: `evaluate_split` result on the test split.
         val: `evaluate_split` result on the validation split (optional).
-        best_epoch: 1-based epoch whose weights were kept.
-        extra: further JSON-serialisable keys (e.g. `wall_time_s`, `images_per_s`).
+        extra: further JSON-serialisable sections (e.g. `calibration`).
 
     Returns:
         The dict of the module docstring's schema.
@@ -156,7 +154,6 @@ def assemble_metrics(test: Mapping[str, Any], val: Mapping[str, Any] | None = No
         "test_tta": test.get("tta"),
         "val": val["plain"] if val is not None else None,
         "val_tta": val.get("tta") if val is not None else None,
-        "best_epoch": None if best_epoch is None else int(best_epoch),
     }
     doc.update(extra)
     return to_jsonable(doc)  # plain Python; fails early if not serialisable
@@ -171,13 +168,15 @@ def best_epoch_of(history: Mapping[str, Sequence[float]]) -> int | None:
     return None
 
 
-def format_report(metrics: Mapping[str, Any], class_names: Sequence[str], synthetic: bool) -> str:
+def format_report(metrics: Mapping[str, Any], class_names: Sequence[str], synthetic: bool,
+                  best_epoch: int | None = None) -> str:
     """Human-readable text of a metrics.json dict for the command line.
 
     Args:
         metrics: metrics.json dict (module docstring schema).
         class_names: C names.
         synthetic: the run was trained on synthetic data (printed as a loud banner).
+        best_epoch: the run's 1-based best epoch (run.json `best_epoch`), printed when given.
     """
     lines = []
     if synthetic:
@@ -192,8 +191,8 @@ def format_report(metrics: Mapping[str, Any], class_names: Sequence[str], synthe
 
     for key, name in (("test", "test"), ("test_tta", "test (TTA)"), ("val", "val"), ("val_tta", "val (TTA)")):
         summary(name, metrics.get(key))
-    if metrics.get("best_epoch") is not None:
-        lines.append(f"best epoch: {metrics['best_epoch']}")
+    if best_epoch is not None:
+        lines.append(f"best epoch: {best_epoch}")
     test = metrics.get("test")
     if test:
         width = max(len(str(c)) for c in class_names)

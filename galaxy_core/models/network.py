@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from galaxy_core.models.archive import check_model_archive
 from galaxy_core.models.augment import CUSTOM_OBJECTS as AUGMENT_OBJECTS, build_augmentation
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
@@ -325,26 +326,20 @@ def feature_map_layer(model: keras.Model) -> keras.layers.Layer:
     return chosen
 
 
-def last_conv_layer_name(model: keras.Model) -> str:
-    """Name of Grad-CAM's feature-map layer (`feature_map_layer`), e.g. "relu" for DenseNet.
-
-    Raises:
-        ModelError: the model has no convolution layer.
-    """
-    return feature_map_layer(model).name
-
-
 def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     """Load a model saved by this project, in safe mode: a `.keras` file, or an unzipped model
     folder (`model.save(path, zipped=False)`: config.json + model.weights.h5, as training
     checkpoints are).
 
     Raises:
-        ModelError: missing or unreadable file.
+        ModelError: missing or unreadable file, or a `.keras` file holding what safe mode refuses
+            (`archive.check_model_archive`, run first: its message is clearer than Keras's).
     """
     path = Path(path)
     if not (path.is_file() or (path / "config.json").is_file()):
         raise ModelError(f"Model file {str(path)!r} not found.")
+    if path.is_file():
+        check_model_archive(path, where=f"Model {str(path)!r}")
     try:
         return keras.saving.load_model(path, custom_objects=custom_objects(), compile=compile,
                                        safe_mode=True)

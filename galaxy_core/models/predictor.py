@@ -26,7 +26,7 @@ upgraded in place once, when its folder is writable (`onnx_passes.upgrade_file`,
 Gradients (Grad-CAM, saliency, faithfulness) need TensorFlow and never go through this module.
 
 Example:
-    >>> from galaxy_core.bundle.format import load_bundle          # doctest: +SKIP
+    >>> from galaxy_core.bundle.read import load_bundle          # doctest: +SKIP
     >>> predictor = make_predictor(load_bundle("runs/demo"))  # doctest: +SKIP
     >>> predictor.predict(x).shape                            # doctest: +SKIP
     (4, 10)
@@ -197,7 +197,7 @@ def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike |
     """The fastest available predictor for a run bundle.
 
     Args:
-        bundle: a `galaxy_core.bundle.format.RunBundle` (uses `.path` and `.load_model()`).
+        bundle: a `galaxy_core.bundle.read.RunBundle` (uses `.path` and `.load_model()`).
         backend: "auto" (ONNX Runtime, else Keras), "onnxruntime" (raise if unavailable), "keras",
             or "int8" (an int8 copy through ONNX Runtime, `galaxy_core.models.quantize`: faster,
             approximate; `.note` says how close it is to float32; raise if unavailable).

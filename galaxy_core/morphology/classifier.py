@@ -29,16 +29,13 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from galaxy_core.errors import BundleError, ModelError
 from galaxy_core.io import atomic_path
-from galaxy_core.morphology.statistics import N_FEATURES, features_batch
+from galaxy_core.morphology.statistics import N_FEATURES
 
-# The bundle member holding the classifier (galaxy_core.bundle.format).
-MORPHOLOGY_FILE = "morphology.skops"
 # Boosting settings: 300 trees of at most 31 leaves, learning rate 0.05, balanced class weights.
 MAX_ITER = 300
 LEARNING_RATE = 0.05
@@ -102,10 +99,6 @@ class MorphologyClassifier:
         if len(features):
             out[:, np.asarray(self.estimator.classes_)] = self.estimator.predict_proba(features)
         return out
-
-    def predict_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities float32 `(N, num_classes)` of uint8 `(H, W, 3)` raw cutouts (not preprocessed)."""
-        return self.predict_features(features_batch(images))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the classifier to `path` (skops format), atomically."""

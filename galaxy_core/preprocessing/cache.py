@@ -105,9 +105,11 @@ def cache_key(dataset_path: str | os.PathLike, cfg: Config) -> dict[str, Any]:
     }
 
 
-def cache_path(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The folder `<cache_dir>/<16 hex of sha256(key)>` a cache of this dataset and config lives in."""
-    key = cache_key(dataset_path, cfg)
+def cache_path(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | os.PathLike | None = None, *,
+               key: dict | None = None) -> Path:
+    """The folder `<cache_dir>/<16 hex of sha256(key)>` a cache of this dataset and config lives in
+    (`key`: its `cache_key`, when already computed)."""
+    key = cache_key(dataset_path, cfg) if key is None else key
     return _cache_root(cache_dir) / _key_hash(key)
 
 
@@ -149,9 +151,8 @@ def build_cache(dataset_path: str | os.PathLike, cfg: Config, cache_dir: str | o
     if chunk_size is not None:
         chunk_size = _check_int(chunk_size, "chunk_size", minimum=1)
     key = cache_key(dataset_path, cfg)
-    key_hash = _key_hash(key)
-    root = _cache_root(cache_dir)
-    final = root / key_hash
+    final = cache_path(dataset_path, cfg, cache_dir, key=key)
+    root, key_hash = final.parent, final.name
     if final.exists():
         if is_cache_complete(final):
             return final

@@ -1,12 +1,12 @@
 """Comparing 2-4 run bundles on the same test set: metrics side by side, confusion difference, disagreements.
 
-Pure numpy on the fields of `galaxy_core.bundle.format.RunBundle` (`config`, `run_info`, `metrics`,
+Pure numpy on the fields of `galaxy_core.bundle.read.RunBundle` (`config`, `run_info`, `metrics`,
 `predictions`); no display code. Layer: above `bundle` (it reads loaded bundles).
 
 Metrics come from `metrics.json` as `galaxy_core.evaluation.metrics.assemble_metrics` writes it: `test` and
 `test_tta` METRICS dicts (`accuracy`, `balanced_accuracy`, `macro_f1`, `loss`, `per_class`
-{name: {precision, recall, f1, support}}, `confusion_matrix`), `best_epoch`, and, when present,
-`calibration` (`galaxy_core.evaluation.calibration.calibration_summary`). Per-image results come from
+{name: {precision, recall, f1, support}}, `confusion_matrix`) and, when present, `calibration`
+(`galaxy_core.evaluation.calibration.calibration_summary`); the best epoch is `RunBundle.best_epoch`. Per-image results come from
 `predictions.h5`: `indices`, `labels`, `probs`, optional `probs_tta`.
 
 Two runs are comparable only when they were tested on the same images: `check_same_test_set`
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from galaxy_core.bundle.format import RunBundle
+from galaxy_core.bundle.read import RunBundle
 from galaxy_core.errors import GalaxyError
 
 MIN_RUNS, MAX_RUNS = 2, 4
@@ -47,7 +47,7 @@ def check_same_test_set(bundles: Sequence[RunBundle]) -> None:
     `indices` and `labels` in predictions.h5 (same images in the same order).
 
     Args:
-        bundles: 2-4 loaded bundles (`galaxy_core.bundle.format.load_bundle`).
+        bundles: 2-4 loaded bundles (`galaxy_core.bundle.read.load_bundle`).
 
     Raises:
         CompareError: naming the two runs and what differs, and how to get comparable runs
@@ -138,7 +138,7 @@ def compare_metrics(bundles: Sequence[RunBundle], check: bool = True) -> list[di
             "tta_macro_f1": None if tta is None else float(tta["macro_f1"]),
             "per_class_f1": {name: float(per_class[name]["f1"]) if name in per_class else float("nan")
                              for name in b.config.class_names},
-            "best_epoch": b.metrics.get("best_epoch"),
+            "best_epoch": b.best_epoch,
             "temperature": None if calib is None else float(calib["temperature"]),
             "ece": None if "ece_before" not in calib_test else float(calib_test["ece_before"]),
             "ece_calibrated": None if "ece_after" not in calib_test else float(calib_test["ece_after"]),

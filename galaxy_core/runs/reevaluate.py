@@ -3,7 +3,8 @@
 `reevaluate_bundle(run_dir)` loads the bundle's own model and the test images stored in its
 `predictions.h5`, recomputes the test metrics (plain and TTA, `galaxy_core.evaluation.metrics.evaluate_split`)
 and rewrites `metrics.json` and the probabilities in `predictions.h5`, each atomically with
-`galaxy_core.io` (so both keep the umask's mode, like every other bundle file). The metrics.json
+`galaxy_core.io` (so both keep the umask's mode, like every other bundle file; predictions.h5 through
+its one writer, `galaxy_core.bundle.write.replace_predictions`). The metrics.json
 schema is in `galaxy_core.evaluation.metrics`.
 
 `bundle_embedding(run)` returns the penultimate-layer features of a bundle's test images and their
@@ -14,15 +15,16 @@ bundle's model and cached back into its `predictions.h5` where the folder is wri
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from galaxy_core.bundle.format import EMBEDDING_2D, FEATURES, RunBundle, load_bundle
-from galaxy_core.io import atomic_path, to_jsonable, write_json
+from galaxy_core.bundle.read import RunBundle, load_bundle
+from galaxy_core.bundle.schema import EMBEDDING_2D, FEATURES, METRICS_FILE, PREDICTIONS_FILE
+from galaxy_core.bundle.write import PredictionsReplaced, replace_predictions
+from galaxy_core.io import to_jsonable, write_json
 from galaxy_core.evaluation.metrics import evaluate_split
 
 
@@ -51,7 +53,7 @@ def reevaluate_bundle(run_dir: str | Path, tta: bool = True, batch_size: int = 6
     model = bundle.load_model()
     labels = bundle.predictions["labels"]
     names = bundle.config.class_names
-    with h5py.File(bundle.path / "predictions.h5", "r") as f:
+    with h5py.File(bundle.path / PREDICTIONS_FILE, "r") as f:
         # The h5py dataset is read one batch at a time by predict_probs' slicing.
         result = evaluate_split(model, f["images"], labels, names, batch_size=batch_size,
                                 tta=tta, progress=progress)
@@ -71,25 +73,10 @@ def reevaluate_bundle(run_dir: str | Path, tta: bool = True, batch_size: int = 6
     metrics["reevaluated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     metrics = to_jsonable(metrics)
 
-    # predictions.h5: edit a copy, then swap it in; metrics.json likewise.
-    pred_path = bundle.path / "predictions.h5"
-    with atomic_path(pred_path) as tmp:
-        _rewrite_probs(pred_path, tmp, result)
-    write_json(bundle.path / "metrics.json", metrics)
+    # predictions.h5 (its one writer, `galaxy_core.bundle.write`) and metrics.json, each swapped in atomically.
+    replace_predictions(bundle.path / PREDICTIONS_FILE, {"probs": result["probs"], "probs_tta": result["probs_tta"]})
+    write_json(bundle.path / METRICS_FILE, metrics)
     return metrics
-
-
-def _rewrite_probs(src: Path, tmp: Path, result: dict) -> None:
-    """Copy `src` to `tmp` and replace its `probs` / `probs_tta` datasets with `result`'s."""
-    import h5py
-
-    shutil.copyfile(src, tmp)  # raw copy: compressed image chunks are not re-encoded
-    with h5py.File(tmp, "r+") as f:
-        for key in ("probs", "probs_tta"):
-            if key in f:
-                del f[key]
-            if result.get(key) is not None:
-                f.create_dataset(key, data=np.asarray(result[key], np.float32))
 
 
 def bundle_embedding(run: RunBundle | str | Path, model=None, progress: bool = False,
@@ -98,14 +85,13 @@ def bundle_embedding(run: RunBundle | str | Path, model=None, progress: bool = F
     """Penultimate-layer features of a bundle's test images and their 2-D map; computed if not stored.
 
     Stored `features` and `embedding_2d` are returned as they are (no model is loaded). Otherwise
-    the missing ones are computed: features with `galaxy_core.evaluation.embedding.penultimate_features` on
-    the test images of `predictions.h5` (read one batch at a time), the map with
-    `galaxy_core.evaluation.embedding.project_2d` (method `auto_method(N)`: t-SNE up to 5,000 images, PCA
-    above; seed = the run's `config.seed`). Computed arrays are then cached into `predictions.h5`
-    (a copy edited and swapped in atomically with `galaxy_core.io.atomic_path`), so the next call
-    is instant; where the bundle folder or file is read-only, or its predictions.h5 was replaced
-    since `run` was loaded (its `probs` differ), nothing is cached and no error is raised (`cached`
-    is False).
+    the missing ones are computed by `galaxy_core.evaluation.embedding.embed_test_set`, as training
+    computes them (features of the test images of `predictions.h5`, read one batch at a time; the
+    map with `auto_method(N)`: t-SNE up to 5,000 images, PCA above; seed = the run's `config.seed`).
+    Computed arrays are then cached into `predictions.h5` (`galaxy_core.bundle.write.replace_predictions`),
+    so the next call is instant; where the bundle folder or file is read-only, or its predictions.h5
+    was replaced since `run` was loaded (its `probs` differ), nothing is cached and no error is
+    raised (`cached` is False).
 
     Args:
         run: a loaded `RunBundle` or the bundle folder.
@@ -129,58 +115,40 @@ def bundle_embedding(run: RunBundle | str | Path, model=None, progress: bool = F
         emb = bundle_embedding("runs/demo", on_progress=lambda done, total: print(done, total))
         emb["embedding_2d"].shape   # (N, 2)
     """
-    from galaxy_core.evaluation.embedding import auto_method, penultimate_features, project_2d
+    from galaxy_core.evaluation.embedding import embed_test_set
 
     bundle = run if isinstance(run, RunBundle) else load_bundle(run)
     features, embedding, method = bundle.features, bundle.embedding_2d, bundle.embedding_method
-    new: dict[str, np.ndarray] = {}
+    if features is not None and (embedding is not None or len(features) < 2):
+        if on_progress is not None:
+            on_progress(len(features), len(features))
+        return {"features": features, "embedding_2d": embedding, "method": method if embedding is not None
+                else None, "computed": False, "cached": False}
     if features is None:
         import h5py
 
         model = model if model is not None else bundle.load_model()
-        with h5py.File(bundle.path / "predictions.h5", "r") as f:
-            features = penultimate_features(model, f["images"], batch_size=batch_size,
-                                            progress=progress, on_progress=on_progress)
-        new[FEATURES] = features
-    elif on_progress is not None:
-        on_progress(len(features), len(features))
-    if embedding is None and len(features) >= 2:
-        method = auto_method(len(features))
-        embedding = project_2d(features, method=method, seed=int(bundle.config.seed))
-        new[EMBEDDING_2D] = embedding
-    cached = bool(new) and cache and _cache_arrays(bundle.path / "predictions.h5", new, method,
-                                                   bundle.predictions["probs"])
-    return {"features": features, "embedding_2d": embedding, "method": method if embedding is not None
-            else None, "computed": bool(new), "cached": cached}
+        with h5py.File(bundle.path / PREDICTIONS_FILE, "r") as f:
+            emb = embed_test_set(model, f["images"], bundle.config.seed, batch_size=batch_size,
+                                 progress=progress, on_progress=on_progress)
+        new = {FEATURES: emb.features}
+    else:
+        emb, new = embed_test_set(None, None, bundle.config.seed, features=features, on_progress=on_progress), {}
+    if emb.embedding_2d is not None:
+        new[EMBEDDING_2D] = emb.embedding_2d
+    cached = cache and _cache(bundle, new, emb.method)
+    return {"features": emb.features, "embedding_2d": emb.embedding_2d, "method": emb.method,
+            "computed": True, "cached": cached}
 
 
-class _Replaced(Exception):
-    """predictions.h5 is no longer the file the arrays were computed from."""
-
-
-def _cache_arrays(path: Path, arrays: dict[str, np.ndarray], method: str | None,
-                  expected_probs: np.ndarray) -> bool:
-    """Add (or replace) datasets of `predictions.h5` atomically; False where it cannot be written.
-
-    Nothing is written either when the file's `probs` differ from `expected_probs` (the bundle was
-    replaced, e.g. by a new run under the same name, while the features were computed).
-    """
-    import h5py
-
+def _cache(bundle: RunBundle, arrays: dict[str, np.ndarray], method: str | None) -> bool:
+    """Write computed arrays into the bundle's predictions.h5; False where it cannot be written or
+    was replaced (e.g. by a new run under the same name) while they were computed."""
+    path = bundle.path / PREDICTIONS_FILE
     if not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
         return False
     try:
-        with atomic_path(path) as tmp:
-            shutil.copyfile(path, tmp)  # raw copy: compressed image chunks are not re-encoded
-            with h5py.File(tmp, "r+") as f:
-                if not np.array_equal(f["probs"][()], expected_probs):
-                    raise _Replaced
-                for key, value in arrays.items():
-                    if key in f:
-                        del f[key]
-                    f.create_dataset(key, data=np.asarray(value, np.float32))
-                if EMBEDDING_2D in arrays:
-                    f[EMBEDDING_2D].attrs["method"] = method or "tsne"
-    except (OSError, _Replaced):  # read-only file system, disk full, a new bundle: not cached
+        replace_predictions(path, arrays, embedding_method=method, expected_probs=bundle.predictions["probs"])
+    except (OSError, PredictionsReplaced):  # read-only file system, disk full, a new bundle: not cached
         return False
     return True

@@ -2,7 +2,7 @@
 
 While a run trains, a hidden work folder next to its bundle, `<out_dir.parent>/.<name>.work/`, holds
 after EVERY epoch: the model with its optimizer state (`checkpoint-<epoch>/`, an unzipped Keras
-model folder; work folders of older versions hold `checkpoint-<epoch>.keras`), the best weights
+model folder), the best weights
 so far (`best_weights-<epoch>.npz`), with weight averaging the running mean of the weights
 (`average-<epoch>.npz`, `callbacks.WeightAverage`), the split (`split.npz`, and its record `split.json`), the config (`config.json`), the
 dataset's identity (`dataset.json`) and `state.json` (epochs done, history so far, early-stopping
@@ -34,21 +34,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from galaxy_core.bundle.schema import MARKER_MEMBERS
 from galaxy_core.config import Config
 from galaxy_core.data.galaxy10 import open_dataset
 from galaxy_core.errors import TrainingError
 from galaxy_core.io import atomic_file, file_mode, write_json, write_text
 from galaxy_core.data.split import Split, load_split, save_split
 
-CHECKPOINT = "checkpoint.keras"  # names used by work folders from before state.json named its files
-BEST_WEIGHTS = "best_weights.npz"
 STATE = "state.json"
 DATASET = "dataset.json"
 SPLIT = "split.npz"
 SPLIT_INFO = "split.json"  # the split's run.json record (galaxy_core.data.sky.make_split)
 CONFIG = "config.json"
-# What a run bundle holds at least (bundle.REQUIRED_MEMBERS has the full list).
-BUNDLE_MARKERS = ("config.json", "run.json", "model.keras")
 # Hidden folders next to bundles: a run's work folder and the bundle writer's temporaries.
 _LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?P<kind>work|partial-(?:.+-[0-9]+-)?[0-9a-f]+|old-[0-9a-f]+)")
 
@@ -194,8 +191,9 @@ def clean_leftovers(parent: str | Path, log: Log, keep: str | None = None) -> li
 def not_a_bundle(path: str | Path) -> str | None:
     """Why `path` must not be replaced by a new bundle (it holds something else), or None.
 
-    None for a missing or empty folder and for a run bundle (it has `config.json`, `run.json` and
-    `model.keras` and no subfolder). Otherwise the reason says what is in it.
+    None for a missing or empty folder and for a run bundle (it has the bundle format's
+    `MARKER_MEMBERS`: `config.json`, `run.json` and `model.keras`, and no subfolder). Otherwise the
+    reason says what is in it.
     """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -207,9 +205,9 @@ def not_a_bundle(path: str | Path) -> str | None:
         return None
     names = {e.name for e in entries}
     folders = [e for e in entries if e.is_dir()]
-    if set(BUNDLE_MARKERS) <= names and not folders:
+    if set(MARKER_MEMBERS) <= names and not folders:
         return None
-    missing = [m for m in BUNDLE_MARKERS if m not in names]
+    missing = [m for m in MARKER_MEMBERS if m not in names]
     shown = ", ".join(e.name + ("/" if e.is_dir() else "") for e in entries[:8])
     more = f" and {len(entries) - 8} more" if len(entries) > 8 else ""
     why = f"no {', '.join(missing)}" if missing else f"it has subfolders ({folders[0].name}/)"
@@ -275,8 +273,9 @@ def open_for_resume(work: Path, cfg: Config, data_path: Path, log: Log) -> tuple
 
 def check_same_dataset(work: Path, data_path: Path) -> None:
     """Raise TrainingError unless `data_path` is the dataset the interrupted run started on."""
-    if not (work / DATASET).exists():  # a work folder from before this check existed
-        return
+    if not (work / DATASET).exists():
+        raise TrainingError(f"{work} has no {DATASET} (it was not made by this version's train.py); "
+                            f"delete it to start the run over.")
     started = json.loads((work / DATASET).read_text())
     now = dataset_identity(data_path)
     if (started["size"], started["n"]) != (now["size"], now["n"]):
@@ -300,16 +299,13 @@ def load_or_make_split(work: Path, labels: np.ndarray, cfg: Config, ra: np.ndarr
     """The run's split and its run.json record: the ones saved in `work`, else new ones saved there.
 
     A new split is `galaxy_core.data.sky.make_split(cfg.split_by, labels, ra, dec, ...)` (ra/dec in
-    degrees, needed for "sky"). A resumed run keeps its saved split whatever the config says now;
-    a work folder from before `split.json` existed made a random split and is recorded so.
+    degrees, needed for "sky"). A resumed run keeps its saved split and record whatever the config
+    says now (the record is written before the split, so a saved split always has one).
     """
     from galaxy_core.data.sky import make_split
 
     if (work / SPLIT).exists():
-        split = load_split(work / SPLIT)
-        if (work / SPLIT_INFO).exists():
-            return split, json.loads((work / SPLIT_INFO).read_text(encoding="utf-8"))
-        return split, {"split_by": "random", "note": "split saved by a run from before split_by"}
+        return load_split(work / SPLIT), json.loads((work / SPLIT_INFO).read_text(encoding="utf-8"))
     split, info = make_split(cfg.split_by, labels, ra, dec, cfg.val_fraction, cfg.test_fraction,
                              cfg.seed)
     write_json(work / SPLIT_INFO, info)  # the record first: a split.npz never lacks its record
@@ -332,7 +328,7 @@ def read_state(work: Path) -> dict[str, Any] | None:
 
 def checkpoint_path(work: Path, state: dict[str, Any]) -> Path:
     """The model + optimizer file `state` names."""
-    return work / state.get("checkpoint", CHECKPOINT)
+    return work / state["checkpoint"]
 
 
 def save_checkpoint(work: Path, model, stopper, history: dict[str, list], epochs_done: int,
@@ -414,7 +410,7 @@ def load_best_weights(work: Path) -> list[np.ndarray] | None:
     state = read_state(work)
     if state is None:
         return None
-    path = work / state.get("best_weights", BEST_WEIGHTS)
+    path = work / state["best_weights"]
     if not path.exists():
         return None
     return _load_weights(path)

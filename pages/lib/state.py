@@ -16,12 +16,11 @@ import numpy as np
 import streamlit as st
 
 from galaxy_core import synthetic
-from galaxy_core.bundle import format as bundle
+from galaxy_core.bundle import read as bundle, schema
 from galaxy_core.models import predictor
 from galaxy_core.config import Config
 from galaxy_core.data.galaxy10 import open_dataset
 from galaxy_core.io import default_runs_dir
-from galaxy_core.morphology.classifier import MORPHOLOGY_FILE
 from pages.lib.captions import describe_error
 
 RUN_KEY = "run_path"  # session-state key of the sidebar's run selector
@@ -32,9 +31,9 @@ def runs_dir() -> Path:
     return default_runs_dir()
 
 
-# The members whose rewrite changes what a bundle shows (`train.py --evaluate` rewrites the first two,
-# the Embedding view caches features into predictions.h5).
-STAMP_MEMBERS = ("metrics.json", "predictions.h5", "model.keras", "run.json", "config.json", MORPHOLOGY_FILE)
+# The members whose rewrite changes what a bundle shows (`train.py --evaluate` rewrites metrics.json and
+# predictions.h5, the Embedding view caches features into predictions.h5): every member but explanations.h5.
+STAMP_MEMBERS = (*schema.REQUIRED_MEMBERS, schema.MORPHOLOGY_FILE)
 
 
 def stamp(path: str | Path) -> str:
@@ -65,14 +64,14 @@ def stamp(path: str | Path) -> str:
 
 @st.cache_resource(ttl=30, show_spinner=False)
 def list_runs(root: str, root_stamp: str):
-    """`(valid entries newest first, invalid entries)` of `galaxy_core.bundle.format.list_bundles`."""
+    """`(valid entries newest first, invalid entries)` of `galaxy_core.bundle.read.list_bundles`."""
     entries = bundle.list_bundles(root)
     return [e for e in entries if e.ok], [e for e in entries if not e.ok]
 
 
 @st.cache_resource(show_spinner="Loading the run bundle...", max_entries=8)
 def load_run(path: str, path_stamp: str):
-    """The `RunBundle` at `path` (validated by `galaxy_core.bundle.format.load_bundle`)."""
+    """The `RunBundle` at `path` (validated by `galaxy_core.bundle.read.load_bundle`)."""
     return bundle.load_bundle(path)
 
 

@@ -33,8 +33,7 @@ k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, l
                 key="cls_topk")
 tta = opt2.toggle("Test-time augmentation", key="cls_tta",
                   help="Average the predictions over the 8 rotations and flips of each image (8x slower).")
-# A blended run's temperature is fitted on its blended probabilities (the CNN's own would not fit them).
-temperature = run.blend_temperature if run.has_morphology else run.temperature
+temperature = run.effective_temperature  # a blended run's: fitted on its blended probabilities
 calibrate = opt3.checkbox(
     "Calibrated probabilities", key="cls_calibrated", disabled=temperature is None,
     help=(f"Temperature scaling with T = {temperature:.2f} (fitted on the validation split"

@@ -35,10 +35,9 @@ matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
 st.plotly_chart(confusion_figure(matrix, class_names, normalized), width="stretch",
                 config={"displayModeBar": False})
 st.caption("Rows: true class; columns: predicted class. Hover a cell for its count and share.")
-if run.has_morphology and run.metrics.get("morphology"):
-    blend = run.metrics["morphology"]["test_blend"]
+if (blend := run.blend_metrics) is not None:
     st.caption(f"This matrix is the CNN's alone. The run classifies with the CNN blended with its "
-               f"morphology classifier, which scores {blend['accuracy']:.1%} on these test images "
+               f"morphology classifier, which scores {blend.blended['accuracy']:.1%} on these test images "
                f"(the CNN alone {run.metrics['test']['accuracy']:.1%}; Overview).")
 
 st.subheader("Images of one cell")

@@ -32,15 +32,15 @@ cols[4].metric("Weights", summary["weights"],
                     "accuracy (best N), or the mean of the weights of epochs A-B (avg A-B: stochastic "
                     "weight averaging).")
 cols[5].metric("Training time", summary["training_time"])
-morphology = run.metrics.get("morphology") if run.has_morphology else None
-if morphology:
+blend = run.blend_metrics
+if blend is not None:
     st.caption(f"The metrics above are the CNN's alone. This run's probabilities blend it with a boosting "
-               f"classifier on morphology statistics of the cutouts (weight {morphology['weight']:g}), "
+               f"classifier on morphology statistics of the cutouts (weight {blend.weight:g}), "
                "which the Classify page and `galaxy_core.predict` use:")
     mcols = st.columns(4)
-    mcols[0].metric("Blended test accuracy", format_percent(morphology["test_blend"]["accuracy"]))
-    mcols[1].metric("Blended balanced accuracy", format_percent(morphology["test_blend"]["balanced_accuracy"]))
-    mcols[2].metric("Morphology model alone", format_percent(morphology["test"]["accuracy"]),
+    mcols[0].metric("Blended test accuracy", format_percent(blend.blended["accuracy"]))
+    mcols[1].metric("Blended balanced accuracy", format_percent(blend.blended["balanced_accuracy"]))
+    mcols[2].metric("Morphology model alone", format_percent(blend.alone["accuracy"]),
                     help="Test accuracy of the boosting classifier on its own.")
 
 left, right = st.columns([3, 2], gap="large")

@@ -38,12 +38,6 @@ def test_learns_and_returns_a_column_per_class(fitted):
     assert clf.predict_features(np.zeros((0, N_FEATURES))).shape == (0, 5)
 
 
-def test_predict_images_measures_the_cutouts(fitted):
-    clf = fitted[0]
-    images = np.zeros((2, 64, 64, 3), np.uint8)
-    assert clf.predict_images(list(images)).shape == (2, 5)
-
-
 def test_save_and_load_give_the_same_probabilities(fitted, tmp_path):
     clf, x, _ = fitted
     path = clf.save(tmp_path / "m.skops")
