@@ -185,6 +185,12 @@ class Config:
         return 1.0 - self.val_fraction - self.test_fraction
 
     @property
+    def blended(self) -> bool:
+        """Whether the run blends a morphology classifier into the CNN's probabilities
+        (`morphology_weight > 0`; `galaxy_core.morphology.classifier`). The one test of it."""
+        return self.morphology_weight > 0
+
+    @property
     def preprocess_key(self) -> dict[str, Any]:
         """The fields that change preprocessed pixels (the preprocessed cache is keyed by these).
 
