@@ -46,7 +46,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "inference": (("classify",),),
     "models": (("augment", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
     "evaluation": (("metrics", "calibration", "embedding"), ("curves", "scoring")),
-    "explain": (("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
+    "explain": (("registry",), ("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),
     "bundle": (("format",),),
     "training": (("checkpoint", "pipeline"), ("callbacks",), ("train",)),
