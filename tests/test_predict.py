@@ -153,3 +153,17 @@ def test_a_blended_run_classifies_with_both_models_unless_cnn_only(morphology_bu
     out, err = capsys.readouterr()
     assert "morphology" not in err
     np.testing.assert_allclose([r["probs"] for r in json.loads(out)], cnn, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_backend_choices_and_help_are_the_registry(capsys):
+    from galaxy_core.models.predictor import BACKENDS, DEFAULT_BACKEND
+    from galaxy_core.predict import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "backend")
+    assert tuple(action.choices) == tuple(BACKENDS) and action.default == DEFAULT_BACKEND
+    for row in BACKENDS.values():
+        assert f"{row.name}: {row.help}" in action.help
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--run", "x", "--backend", "tensorrt", "a.png"])
+    assert exit_info.value.code == 2 and "invalid choice: 'tensorrt'" in capsys.readouterr().err

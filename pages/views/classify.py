@@ -56,7 +56,7 @@ files = tuple((u.name, u.getvalue()) for u in uploaded)
 engine = state.current_predictor()
 with st.spinner(f"Classifying {len(files)} image(s)..."):
     results = uploads.classify_uploads(files, tta)
-st.caption(f"Classified with {'ONNX Runtime' if engine.backend == 'onnxruntime' else 'Keras'}"
+st.caption(f"Classified with {state.predictor_label(engine)}"
            + (f" ({engine.note.removeprefix('note: ')})" if engine.note else "") + ".")
 if run.has_morphology:
     st.caption(f"This run's probabilities blend two models trained on the same images: the CNN (weight "
