@@ -43,7 +43,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "preprocessing": (("crop",), ("preprocess",), ("decode", "cache")),
     "synthetic": (("settings",), ("palette", "canvas"), ("components",), ("field", "classes"), ("dataset",), ("cli",)),
     "morphology": (("statistics",), ("classifier",)),
-    "inference": (("predictor",), ("classify",)),
+    "inference": (("predictor", "tta"), ("probabilities",), ("classify",)),
     "models": (("augment", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
     "evaluation": (("metrics", "calibration", "embedding"), ("curves", "scoring")),
     "explain": (("registry",), ("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),

@@ -11,7 +11,8 @@ import pytest
 
 from galaxy_core.bundle.format import load_bundle, write_bundle
 from galaxy_core.config import Config
-from galaxy_core.inference.classify import classify_images, to_model_input
+from galaxy_core.inference.classify import classify_each
+from galaxy_core.inference.probabilities import to_model_input
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.predict import classify_files, format_rows, main
 from galaxy_core.preprocessing.preprocess import preprocess_image
@@ -67,8 +68,9 @@ def test_classify_files_mixed(run_dir, image_files):
     manual = model.predict_on_batch(to_model_input(batch))
     got = np.array([rows[i]["probs"] for i in (0, 2, 3, 4, 5)])
     np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(classify_images(model, bundle.config, expected), manual, rtol=1e-5, atol=1e-6)
-    assert classify_images(model, bundle.config, []).shape == (0, 10)
+    arrays = np.stack([probs for probs, _ in classify_each(model, bundle.config, expected)])  # decoded arrays
+    np.testing.assert_allclose(arrays, manual, rtol=1e-5, atol=1e-6)
+    assert classify_files(bundle, [], model=model) == []
 
 
 def test_cli_csv_json_text(run_dir, image_files, capsys):

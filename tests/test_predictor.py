@@ -8,7 +8,7 @@ import pytest
 from galaxy_core.bundle.format import load_bundle, write_bundle
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
-from galaxy_core.inference.classify import predict_probs
+from galaxy_core.inference.probabilities import predict_probs
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.models.network import build_model
 from galaxy_core.models.onnx_export import export_model

@@ -27,7 +27,7 @@ import tensorflow as tf
 import keras
 
 from galaxy_core.errors import ExplainError, ModelError
-from galaxy_core.inference.classify import to_model_input
+from galaxy_core.inference.probabilities import to_model_input
 from galaxy_core.models.network import CONV_TYPES, feature_map_layer, output_rank, walk_layers
 
 ENGINES = ("compiled", "tf-keras-vis")
@@ -111,7 +111,7 @@ def resolve_feature_layer(model: keras.Model, layer: str | None) -> keras.layers
 def check_images(model: keras.Model, images: Any) -> np.ndarray:
     """Validate a batch and return it as float32 in [0, 1], shape (N, S, S, 3).
 
-    uint8 input is mapped with `galaxy_core.inference.classify.to_model_input` (the project's one uint8 -> [0, 1]
+    uint8 input is mapped with `galaxy_core.inference.probabilities.to_model_input` (the project's one uint8 -> [0, 1]
     mapping); float input is taken as already in [0, 1].
     """
     images = np.asarray(images)

@@ -1,6 +1,6 @@
 """What inference needs of a classifier: the `Predictor` protocol.
 
-`predict_probs` and `classify_each` (`galaxy_core.inference.classify`) call `predict_on_batch` (and
+`probabilities.predict_probs` and `classify.classify_each` (`galaxy_core.inference`) call `predict_on_batch` (and
 read `output_shape` for an empty input), so a Keras model works as it is. The predictors of
 `galaxy_core.models.predictor` (ONNX Runtime, int8, Keras; one registry, `BACKENDS`) also say which
 engine runs (`backend`) and, when it is a fallback or an approximation, why (`note`): the CLI and the

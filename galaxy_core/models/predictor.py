@@ -3,7 +3,7 @@
 `make_predictor(bundle, backend="auto")` is the one place that makes a predictor, from the row of
 `BACKENDS` named by `backend`. Every predictor follows `galaxy_core.inference.predictor.Predictor`:
 `.predict(x) -> probs` (float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, C)`), `.predict_on_batch`
-(the same, the name Keras models use, so `inference.classify.predict_probs` and its TTA accept a
+(the same, the name Keras models use, so `inference.probabilities.predict_probs` and its TTA accept a
 predictor wherever they accept a model), `.backend` (the engine that runs: a row's `runs_as`) and
 `.note` (one line saying why Keras is used or how approximate int8 is, or None), all set when it is
 made. The registry is read by `python -m galaxy_core.predict --backend` (choices and help) and the

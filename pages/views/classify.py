@@ -34,11 +34,11 @@ k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, l
 tta = opt2.toggle("Test-time augmentation", key="cls_tta",
                   help="Average the predictions over the 8 rotations and flips of each image (8x slower).")
 # A blended run's temperature is fitted on its blended probabilities (the CNN's own would not fit them).
-temperature = run.blend_temperature if run.has_morphology else run.temperature
+temperature = run.blend_temperature if run.config.blended else run.temperature
 calibrate = opt3.checkbox(
     "Calibrated probabilities", key="cls_calibrated", disabled=temperature is None,
     help=(f"Temperature scaling with T = {temperature:.2f} (fitted on the validation split"
-          f"{'’s blended probabilities' if run.has_morphology else ''}): "
+          f"{'’s blended probabilities' if run.config.blended else ''}): "
           "confidences that match how often the model is right. The predicted class stays the same."
           + (" With TTA the temperature (fitted on plain predictions) is an approximation."))
     if temperature is not None else "This run predates temperature scaling (no temperature in "
@@ -58,7 +58,7 @@ with st.spinner(f"Classifying {len(files)} image(s)..."):
     results = uploads.classify_uploads(files, tta)
 st.caption(f"Classified with {state.predictor_label(engine)}"
            + (f" ({engine.note.removeprefix('note: ')})" if engine.note else "") + ".")
-if run.has_morphology:
+if run.config.blended:
     st.caption(f"This run's probabilities blend two models trained on the same images: the CNN (weight "
                f"{1 - cfg.morphology_weight:g}) and a boosting classifier on morphology statistics of the "
                f"cutout (weight {cfg.morphology_weight:g}: concentration, asymmetry, axis ratios, Gini, M20, "

@@ -35,7 +35,7 @@ matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
 st.plotly_chart(confusion_figure(matrix, class_names, normalized), width="stretch",
                 config={"displayModeBar": False})
 st.caption("Rows: true class; columns: predicted class. Hover a cell for its count and share.")
-if run.has_morphology and run.metrics.get("morphology"):
+if run.config.blended and run.metrics.get("morphology"):
     blend = run.metrics["morphology"]["test_blend"]
     st.caption(f"This matrix is the CNN's alone. The run classifies with the CNN blended with its "
                f"morphology classifier, which scores {blend['accuracy']:.1%} on these test images "

@@ -32,7 +32,7 @@ cols[4].metric("Weights", summary["weights"],
                     "accuracy (best N), or the mean of the weights of epochs A-B (avg A-B: stochastic "
                     "weight averaging).")
 cols[5].metric("Training time", summary["training_time"])
-morphology = run.metrics.get("morphology") if run.has_morphology else None
+morphology = run.metrics.get("morphology") if run.config.blended else None
 if morphology:
     st.caption(f"The metrics above are the CNN's alone. This run's probabilities blend it with a boosting "
                f"classifier on morphology statistics of the cutouts (weight {morphology['weight']:g}), "
