@@ -47,7 +47,7 @@ def bench_apptest(repeats: int) -> list[float]:
     assert at.title[0].value == "Preprocessing lab"
     times = []
     for i in range(repeats + 2):
-        at.slider(key="lab_clip").set_value(CLIP_VALUES[i % len(CLIP_VALUES)])
+        at.slider(key="lab_clahe_clip_limit").set_value(CLIP_VALUES[i % len(CLIP_VALUES)])
         start = time.perf_counter()
         at.run()
         elapsed = (time.perf_counter() - start) * 1000.0

@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     # Saliency on demand (what the Explain errors view computes for an image outside explanations.h5).
     from galaxy_core import explain
     from galaxy_core.bundle.read import list_bundles
-    from galaxy_core.inference.classify import to_model_input as rescale
+    from galaxy_core.inference.probabilities import to_model_input as rescale
 
     entry = next(e for e in list_bundles(args.runs) if e.ok)
     model = entry.bundle.load_model()

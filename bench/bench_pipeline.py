@@ -75,7 +75,7 @@ def bench_pipeline(n: int, size: int, batch_size: int, epochs: int) -> None:
                   f"{batch_size}: median {typical:,.0f} images/s "
                   f"(epochs: {', '.join(f'{r:,.0f}' for r in rates)})")
         # References: the two halves of the work, one thread, no tf.data.
-        from galaxy_core.inference.classify import to_model_input as rescale
+        from galaxy_core.inference.probabilities import to_model_input as rescale
 
         rng = np.random.default_rng(0)
         batches = [np.sort(rng.choice(n, batch_size, replace=False)) for _ in range(n // batch_size)]

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     from galaxy_core.models.network import build_model, load_model
     from galaxy_core.models.onnx_export import export_model_file
     from galaxy_core.preprocessing.decode import read_image as read_image_file
-    from galaxy_core.inference.classify import to_model_input as rescale
+    from galaxy_core.inference.probabilities import to_model_input as rescale
     from galaxy_core.models.predictor import KerasPredictor, OnnxPredictor, default_threads
     from galaxy_core.preprocessing.preprocess import preprocess_batch, preprocess_image
     from galaxy_core.models.quantize import quantize_onnx

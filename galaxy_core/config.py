@@ -54,18 +54,6 @@ PREPROCESS_FIELDS: tuple[str, ...] = (
     "opening_iterations",
 )
 
-# Inclusive ranges of the numeric preprocessing fields: `validate_config` enforces them and the
-# preprocessing lab's sliders span them, so the two can never disagree.
-FIELD_RANGES: dict[str, tuple[float, float]] = {
-    "crop_scale": (0.0, 20.0),
-    "crop_min_fraction": (0.05, 1.0),
-    "clahe_clip_limit": (0.1, 40.0),
-    "clahe_tile_grid": (1, 64),
-    "opening_kernel_size": (1, 31),
-    "opening_iterations": (0, 10),
-}
-
-
 class ConfigError(GalaxyError, ValueError):
     """A configuration value is invalid; the message says which field and how to fix it."""
 
@@ -83,25 +71,48 @@ class Config:
         default=CLASS_NAMES, metadata={"help": "class names, index = label", "cli": False}
     )
     # --- preprocessing (galaxy crop -> resize -> CLAHE -> morphological opening) ---------------
+    # Metadata read by the preprocessing lab (`pages/lib/lab.py`), which builds one widget per field:
+    # `label`, `group` (the lab's heading), `range` (inclusive; `validate_config` enforces it, see
+    # FIELD_RANGES), `step`, `choices`, `widget` ("radio" instead of a select box; "odd" = the odd
+    # values of `range`) and `off_unless` (the widget is disabled while that field is 0).
     crop_scale: float = field(
         default=0.0,
         metadata={"help": "galaxy-centred crop before the resize: square side = this many radii of "
-                          "the central object (0 = off, the whole image)"},
+                          "the central object (0 = off, the whole image)",
+                  "label": "Crop side (radii of the central object)", "group": "Galaxy crop",
+                  "range": (0.0, 20.0), "step": 0.5},
     )
     crop_min_fraction: float = field(
-        default=0.25, metadata={"help": "smallest galaxy crop, as a fraction of the image side"}
+        default=0.25, metadata={"help": "smallest galaxy crop, as a fraction of the image side",
+                                "label": "Smallest crop (fraction of the side)", "group": "Galaxy crop",
+                                "range": (0.05, 1.0), "step": 0.05, "off_unless": "crop_scale"}
     )
-    clahe_clip_limit: float = field(default=2.0, metadata={"help": "CLAHE clip limit"})
-    clahe_tile_grid: int = field(default=8, metadata={"help": "CLAHE tiles per side"})
+    clahe_clip_limit: float = field(
+        default=2.0, metadata={"help": "CLAHE clip limit: contrast limit per tile (higher brings out faint "
+                                       "structure and noise)",
+                               "label": "Clip limit", "group": "CLAHE", "range": (0.1, 40.0), "step": 0.1}
+    )
+    clahe_tile_grid: int = field(
+        default=8, metadata={"help": "CLAHE tiles per side", "label": "Tiles per side", "group": "CLAHE",
+                             "range": (1, 64), "step": 1}
+    )
     channel_mode: str = field(
         default="luminance",
-        metadata={"help": "CLAHE on luminance (keeps hue) or per RGB channel", "choices": CHANNEL_MODES},
+        metadata={"help": "CLAHE on luminance (keeps hue) or per RGB channel", "choices": CHANNEL_MODES,
+                  "label": "Channels", "group": "CLAHE", "widget": "radio"},
     )
     opening_kernel_shape: str = field(
-        default="ellipse", metadata={"help": "opening structuring element", "choices": KERNEL_SHAPES}
+        default="ellipse", metadata={"help": "opening structuring element", "choices": KERNEL_SHAPES,
+                                     "label": "Kernel shape", "group": "Morphological opening"}
     )
-    opening_kernel_size: int = field(default=3, metadata={"help": "opening kernel side (odd, 1 = off)"})
-    opening_iterations: int = field(default=1, metadata={"help": "opening iterations (0 = off)"})
+    opening_kernel_size: int = field(
+        default=3, metadata={"help": "opening kernel side (odd, 1 = off)", "label": "Kernel size",
+                             "group": "Morphological opening", "range": (1, 31), "widget": "odd"}
+    )
+    opening_iterations: int = field(
+        default=1, metadata={"help": "opening iterations (0 = off)", "label": "Iterations",
+                             "group": "Morphological opening", "range": (0, 10), "step": 1}
+    )
     # --- data split ---------------------------------------------------------------------------
     val_fraction: float = field(default=0.1, metadata={"help": "validation fraction"})
     test_fraction: float = field(default=0.1, metadata={"help": "test fraction"})
@@ -187,6 +198,12 @@ class Config:
         return self.morphology_weight > 0
 
     @property
+    def blended(self) -> bool:
+        """Whether the run blends a morphology classifier into the CNN's probabilities
+        (`morphology_weight > 0`; `galaxy_core.morphology.classifier`). The one test of it."""
+        return self.morphology_weight > 0
+
+    @property
     def preprocess_key(self) -> dict[str, Any]:
         """The fields that change preprocessed pixels (the preprocessed cache is keyed by these).
 
@@ -244,6 +261,12 @@ class Config:
         if not isinstance(data, dict):
             raise ConfigError("Config JSON must be an object of field names to values")
         return cls.from_dict(data)
+
+
+# Inclusive ranges of the numeric fields, from their `range` metadata: `validate_config` enforces
+# them and the preprocessing lab's sliders span them, so the two can never disagree.
+FIELD_RANGES: dict[str, tuple[float, float]] = {
+    f.name: f.metadata["range"] for f in dataclasses.fields(Config) if "range" in f.metadata}
 
 
 def validate_config(cfg: Config) -> None:
@@ -324,7 +347,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("config (defaults from galaxy_core.config.Config)")
     hints = typing.get_type_hints(Config)
     for f in _cli_fields():
-        flag = "--" + f.name.replace("_", "-")
+        flag = cli_flag(f.name)
         kind = hints[f.name]
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if kind is bool:
@@ -332,6 +355,34 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
                                help=help_text)
+
+
+def cli_flag(name: str) -> str:
+    """The command-line flag of a config field: `clahe_clip_limit` -> `--clahe-clip-limit`."""
+    return "--" + name.replace("_", "-")
+
+
+def cli_args(params: Mapping[str, Any]) -> list[str]:
+    """`{field: value}` as the flags `add_config_arguments` parses back to the same values.
+
+    Booleans become `--x` / `--no-x`, other values `--x value`. Example:
+        >>> cli_args({"clahe_clip_limit": 3.5, "flips": False})
+        ['--clahe-clip-limit', '3.5', '--no-flips']
+
+    Raises:
+        ConfigError: a name that is not a command-line field of Config.
+    """
+    known = {f.name for f in _cli_fields()}
+    unknown = [name for name in params if name not in known]
+    if unknown:
+        raise ConfigError(f"No command-line flag for {unknown}; the flags are the Config fields {sorted(known)}.")
+    args: list[str] = []
+    for name, value in params.items():
+        if isinstance(value, bool):
+            args.append(cli_flag(name) if value else "--no-" + cli_flag(name)[2:])
+        else:
+            args += [cli_flag(name), str(value)]
+    return args
 
 
 def config_from_args(args: argparse.Namespace, preset: str | None = DEFAULT_PRESET) -> Config:

@@ -33,6 +33,8 @@ import numpy as np
 from galaxy_core.errors import GalaxyError
 from galaxy_core.inference.classify import classify_each, top_k
 from galaxy_core.io import progress as _progress
+from galaxy_core.models.predictor import BACKENDS, DEFAULT_BACKEND, make_predictor
+from galaxy_core.tf_quiet import quiet_tf_logs
 
 FORMATS = ("text", "csv", "json")
 SYNTHETIC_WARNING = ("WARNING: this model was trained on SYNTHETIC data (generated images, not Galaxy10 "
@@ -59,8 +61,6 @@ def classify_files(bundle, paths: Sequence[str | os.PathLike], model=None, batch
         `confidence` (its probability), `probs` (list of num_classes floats), `error` (None, or the
         message; the other fields are then None).
     """
-    from galaxy_core.models.predictor import make_predictor
-
     cfg = bundle.config
     model = make_predictor(bundle) if model is None else model
     morph = bundle.load_morphology() if morphology is None else (morphology or None)
@@ -145,11 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="average over the 8 rotations/flips of each image (8x slower)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
-    parser.add_argument("--backend", choices=("auto", "onnxruntime", "keras", "int8"), default="auto",
-                        help="auto (default): ONNX Runtime (model.onnx, exported on first use), else "
-                             "Keras; onnxruntime: fail if unavailable; keras: always Keras; int8: an "
-                             "int8 copy (made once, ~2.5x faster for DenseNet201, approximate: the "
-                             "note says how close to float32)")
+    parser.add_argument("--backend", choices=tuple(BACKENDS), default=DEFAULT_BACKEND,
+                        help="; ".join(f"{row.name}: {row.help}" for row in BACKENDS.values()))
     parser.add_argument("--cnn-only", action="store_true",
                         help="for a run that blends a morphology classifier into its probabilities "
                              "(the offline demo), use the CNN alone")
@@ -162,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up log off stderr
+    quiet_tf_logs()  # keep TensorFlow's start-up log off stderr
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.top_k < 1:
@@ -172,7 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.labels is not None and args.format == "csv":
         parser.error("--labels prints a score: use --format text or json")
     from galaxy_core.bundle.read import load_bundle
-    from galaxy_core.models.predictor import make_predictor
     from galaxy_core.evaluation.scoring import expand_inputs, format_score, read_labels, score_rows
 
     try:
@@ -211,5 +207,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter, as in train.py
     sys.exit(main())

@@ -7,6 +7,10 @@ come before its logging is configured, so `TF_CPP_MIN_LOG_LEVEL` cannot hide the
 every captured line that is not a known start-up message is written back, so real errors still show.
 `TF_CPP_MIN_LOG_LEVEL=0` (set by the user) shows everything.
 
+The default of `TF_CPP_MIN_LOG_LEVEL` is set here and nowhere else: `quiet_tf_logs()` for this
+process (before TensorFlow is imported), `quiet_env()` for a child process; both keep a value the
+user set.
+
 Example:
     >>> tf = import_tensorflow_quietly()      # doctest: +SKIP
 """
@@ -18,7 +22,24 @@ import os
 import re
 import sys
 import tempfile
-from typing import Iterator
+from typing import Iterator, Mapping
+
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+DEFAULT_LOG_LEVEL = "2"  # warnings and errors of TensorFlow's C++ core hidden; "0" shows everything
+
+
+def quiet_tf_logs() -> None:
+    """Default `TF_CPP_MIN_LOG_LEVEL` to 2 in this process (call before TensorFlow is imported)."""
+    os.environ.setdefault(LOG_LEVEL_VARIABLE, DEFAULT_LOG_LEVEL)
+
+
+def quiet_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A child process's environment: `env` (default `os.environ`) with `TF_CPP_MIN_LOG_LEVEL`
+    defaulted to 2 (a value already there is kept)."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault(LOG_LEVEL_VARIABLE, DEFAULT_LOG_LEVEL)
+    return env
+
 
 # Start-up messages of TensorFlow 2.x on a machine without (or with) a GPU; nothing else is dropped.
 STARTUP_NOISE = re.compile(
@@ -56,8 +77,8 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE) -> Iterator[None]:
 
 def import_tensorflow_quietly():
     """`import tensorflow` and list its devices with the start-up noise removed; returns the module."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+    quiet_tf_logs()
+    if os.environ[LOG_LEVEL_VARIABLE] == "0":
         import tensorflow as tf
         return tf
     with filtered_native_stderr():

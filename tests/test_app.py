@@ -224,9 +224,9 @@ def test_preprocessing_lab_follows_the_sliders(app_with_run):
                                                "galaxy crop: off (crop_scale 0)", "CLAHE", "CLAHE + opening"]
     before = [i.value[0] for i in stages]  # media URLs are content hashes
     assert len(_image_captions(at)) == 4 + 10  # the four stages, then one image per class
-    at.slider(key="lab_clip").set_value(9.5)  # (at 64 px with 8x8 tiles, OpenCV rounds small limits alike)
-    at.select_slider(key="lab_ksize").set_value(7)
-    at.selectbox(key="lab_kshape").set_value("cross")
+    at.slider(key="lab_clahe_clip_limit").set_value(9.5)  # (at 64 px with 8x8 tiles, OpenCV rounds small limits alike)
+    at.select_slider(key="lab_opening_kernel_size").set_value(7)
+    at.selectbox(key="lab_opening_kernel_shape").set_value("cross")
     at.run()
     assert not at.exception
     (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
@@ -234,7 +234,7 @@ def test_preprocessing_lab_follows_the_sliders(app_with_run):
     assert "--opening-kernel-shape cross" in command
     after = [i.value[0] for i in at.image[:4]]
     assert after[:2] == before[:2] and after[2] != before[2] and after[3] != before[3]
-    at.slider(key="lab_crop").set_value(3.0).run()  # the galaxy crop: a smaller square, enlarged
+    at.slider(key="lab_crop_scale").set_value(3.0).run()  # the galaxy crop: a smaller square, enlarged
     assert not at.exception
     cropped = [i.value[0] for i in at.image[:4]]
     assert cropped[0] == before[0] and cropped[1] != before[1]
@@ -506,12 +506,12 @@ def test_lab_sliders_span_the_configs_validation_ranges(tmp_path, monkeypatch):
 
     monkeypatch.setenv("GALAXY_RUNS_DIR", str(tmp_path / "runs"))
     at = run_view(new_app().run(), "preprocessing_lab")
-    for key, field in (("lab_clip", "clahe_clip_limit"), ("lab_tiles", "clahe_tile_grid"),
-                       ("lab_iters", "opening_iterations")):
+    for field in ("crop_scale", "crop_min_fraction", "clahe_clip_limit", "clahe_tile_grid", "opening_iterations"):
+        key = f"lab_{field}"
         assert (at.slider(key=key).min, at.slider(key=key).max) == FIELD_RANGES[field], key
     low, high = FIELD_RANGES["opening_kernel_size"]
-    assert at.select_slider(key="lab_ksize").options == [str(k) for k in range(low, high + 1, 2)]
-    at.slider(key="lab_tiles").set_value(64).run()  # the config's largest grid, refused by the old lab
+    assert at.select_slider(key="lab_opening_kernel_size").options == [str(k) for k in range(low, high + 1, 2)]
+    at.slider(key="lab_clahe_tile_grid").set_value(64).run()  # the config's largest grid, refused by the old lab
     assert not at.exception
     (command,) = [c for c in texts(at.code) if c.startswith("python train.py")]
     assert "--clahe-tile-grid 64" in command

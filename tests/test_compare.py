@@ -11,7 +11,7 @@ from galaxy_core.bundle.read import RunBundle, load_bundle
 from galaxy_core.bundle.write import write_bundle
 from galaxy_core.evaluation.calibration import calibration_summary
 from galaxy_core.runs.compare import (CompareError, check_same_test_set, compare_metrics,
-                                 confusion_difference, disagreements, row_normalised)
+                                 confusion_difference, disagreements)
 from galaxy_core.config import Config
 from galaxy_core.evaluation.metrics import assemble_metrics, compute_metrics
 
@@ -84,7 +84,8 @@ def test_confusion_difference_rows_sum_to_zero():
     assert diff[0, 0] == pytest.approx(0.5) and diff[0, 1] == pytest.approx(-0.5)  # 4 class-0 images
     assert np.abs(np.delete(diff, 0, axis=0)).max() == 0
     np.testing.assert_allclose(confusion_difference(b, a), -diff)
-    assert row_normalised([[0, 0], [1, 3]]).tolist() == [[0, 0], [0.25, 0.75]]
+    with pytest.raises(CompareError, match="square"):
+        confusion_difference(np.ones((2, 3)), np.ones((2, 3)))
     with pytest.raises(CompareError, match="no 'test_tta'"):
         confusion_difference(a, b, tta=True)
 

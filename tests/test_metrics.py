@@ -114,3 +114,15 @@ def test_best_epoch_of_history():
     assert best_epoch_of(history) == 2  # 1-based, highest validation accuracy
     assert best_epoch_of({"val_loss": [1.0, 0.5, 0.7]}) == 2  # no accuracy: lowest validation loss
     assert best_epoch_of({"loss": [1.0]}) is None and best_epoch_of({"val_accuracy": [np.nan]}) is None
+
+
+def test_row_normalised_gives_each_true_class_its_shares():
+    from galaxy_core.evaluation.metrics import row_normalised
+
+    shares = row_normalised(np.array([[5, 1, 0], [4, 2, 0], [0, 0, 0]], np.int64))
+    assert shares.dtype == np.float64 and shares.shape == (3, 3)
+    np.testing.assert_allclose(shares.sum(axis=1), [1, 1, 0])  # an empty class stays 0, no NaN
+    np.testing.assert_allclose(shares[1], [4 / 6, 2 / 6, 0])
+    assert row_normalised([[0, 0], [1, 3]]).tolist() == [[0, 0], [0.25, 0.75]]
+    with pytest.raises(ValueError, match="square"):
+        row_normalised(np.ones((2, 3)))

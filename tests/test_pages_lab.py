@@ -1,6 +1,7 @@
 """pages/lib/lab.py: the lab's fields, slider ranges, train command and thumbnails (no streamlit)."""
 
 import numpy as np
+import pytest
 
 from galaxy_core import synthetic
 from galaxy_core.preprocessing import preprocess
@@ -56,9 +57,50 @@ def test_preprocess_thumbnails_match_preprocess_image_in_order():
     assert lab.preprocess_thumbnails(images[:1], cfg, 128)[0].shape == (64, 64, 3)  # never enlarged
 
 
-def test_the_lab_has_one_widget_per_preprocessing_field_in_the_configs_order():
-    assert tuple(lab.WIDGET_KEYS) == PREPROCESS_FIELDS
-    assert len(set(lab.WIDGET_KEYS.values())) == len(PREPROCESS_FIELDS)
+def test_the_lab_has_one_widget_per_preprocessing_field_built_from_its_metadata():
+    import dataclasses
+
+    widgets = lab.lab_widgets()
+    assert tuple(w.field for w in widgets) == tuple(lab.WIDGET_KEYS) == PREPROCESS_FIELDS
+    assert len({w.key for w in widgets}) == len(PREPROCESS_FIELDS)
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for w in widgets:
+        meta = fields[w.field].metadata
+        assert (w.label, w.group, w.help) == (meta["label"], meta["group"], meta["help"])
+        value = getattr(Config(), w.field)
+        if w.kind == "slider":
+            assert w.bounds == FIELD_RANGES[w.field] and w.bounds[0] <= value <= w.bounds[1]
+            assert isinstance(w.step, type(value))  # int sliders step in ints, float ones in floats
+        else:
+            assert value in w.options  # choices, or the odd kernel sizes
+    kinds = {w.field: w.kind for w in widgets}
+    assert kinds["channel_mode"] == "radio" and kinds["opening_kernel_shape"] == "selectbox"
+    assert kinds["opening_kernel_size"] == "select_slider"
+    assert [w.off_unless for w in widgets if w.off_unless] == ["crop_scale"]
+    # Headings in the chain's order, each drawn once (its fields are adjacent).
+    groups = [w.group for w in widgets]
+    assert [g for i, g in enumerate(groups) if i == 0 or groups[i - 1] != g] == \
+        ["Galaxy crop", "CLAHE", "Morphological opening"]
+
+
+def test_every_cli_field_round_trips_through_train_command():
+    import argparse
+    import dataclasses
+    import shlex
+
+    from galaxy_core.config import add_config_arguments, cli_args, config_from_args
+
+    changed = {"image_size": 64, "crop_scale": 2.5, "channel_mode": "per_channel", "flips": True,
+               "class_weights": False, "freeze_backbone": True, "learning_rate": 3e-4, "split_by": "random",
+               "weights": "none", "morphology_weight": 0.25, "head": "gap"}
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    cfg = config_from_args(parser.parse_args(shlex.split(lab.train_command(changed))[2:]))
+    assert {name: getattr(cfg, name) for name in changed} == changed
+    cli = [f.name for f in dataclasses.fields(Config) if f.metadata.get("cli", True)]
+    assert set(changed) <= set(cli)
+    with pytest.raises(ConfigError, match="No command-line flag"):
+        cli_args({"class_names": ["a", "b"]})
 
 
 def test_slider_ranges_are_the_configs_validation_ranges():

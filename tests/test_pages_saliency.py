@@ -1,8 +1,8 @@
-"""pages/lib/saliency.py: names, captions and the verdict of the four maps (no streamlit)."""
+"""pages/lib/saliency.py: names, captions and the verdict of the maps (no streamlit)."""
 
 import numpy as np
 
-from galaxy_core.explain import ALL_METHODS
+from galaxy_core.explain import registry
 from pages.lib import saliency
 
 
@@ -14,9 +14,9 @@ def test_most_faithful_names_the_map_with_the_largest_insertion_minus_deletion()
     assert saliency.most_faithful({"gradcam": (float("nan"), float("nan"))}) is None
 
 
-def test_the_four_methods_are_the_cores_with_a_display_name_each():
-    assert saliency.METHODS == tuple(ALL_METHODS)
-    assert set(saliency.METHOD_NAMES) == set(saliency.METHODS)
+def test_every_method_is_captioned_with_the_tables_display_name():
+    for method in registry.METHODS:
+        assert saliency.map_caption(method.name, (0.1, 0.2)).startswith(f"**{method.label}**  \n")
 
 
 def test_map_caption_shows_scores_or_says_why_not():

@@ -5,7 +5,7 @@ import pytest
 
 from galaxy_core.config import Config
 from galaxy_core.training.pipeline import make_dataset
-from galaxy_core.inference.classify import to_model_input
+from galaxy_core.inference.probabilities import to_model_input
 
 
 @pytest.fixture

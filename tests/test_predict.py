@@ -12,7 +12,8 @@ import pytest
 from galaxy_core.bundle.read import load_bundle
 from galaxy_core.bundle.write import write_bundle
 from galaxy_core.config import Config
-from galaxy_core.inference.classify import classify_images, to_model_input
+from galaxy_core.inference.classify import classify_each
+from galaxy_core.inference.probabilities import to_model_input
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.predict import classify_files, format_rows, main
 from galaxy_core.preprocessing.preprocess import preprocess_image
@@ -68,8 +69,9 @@ def test_classify_files_mixed(run_dir, image_files):
     manual = model.predict_on_batch(to_model_input(batch))
     got = np.array([rows[i]["probs"] for i in (0, 2, 3, 4, 5)])
     np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(classify_images(model, bundle.config, expected), manual, rtol=1e-5, atol=1e-6)
-    assert classify_images(model, bundle.config, []).shape == (0, 10)
+    arrays = np.stack([probs for probs, _ in classify_each(model, bundle.config, expected)])  # decoded arrays
+    np.testing.assert_allclose(arrays, manual, rtol=1e-5, atol=1e-6)
+    assert classify_files(bundle, [], model=model) == []
 
 
 def test_cli_csv_json_text(run_dir, image_files, capsys):
@@ -155,3 +157,17 @@ def test_a_blended_run_classifies_with_both_models_unless_cnn_only(morphology_bu
     out, err = capsys.readouterr()
     assert "morphology" not in err
     np.testing.assert_allclose([r["probs"] for r in json.loads(out)], cnn, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_backend_choices_and_help_are_the_registry(capsys):
+    from galaxy_core.models.predictor import BACKENDS, DEFAULT_BACKEND
+    from galaxy_core.predict import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "backend")
+    assert tuple(action.choices) == tuple(BACKENDS) and action.default == DEFAULT_BACKEND
+    for row in BACKENDS.values():
+        assert f"{row.name}: {row.help}" in action.help
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--run", "x", "--backend", "tensorrt", "a.png"])
+    assert exit_info.value.code == 2 and "invalid choice: 'tensorrt'" in capsys.readouterr().err

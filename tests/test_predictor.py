@@ -9,7 +9,7 @@ from galaxy_core.bundle.read import load_bundle
 from galaxy_core.bundle.write import write_bundle
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError
-from galaxy_core.inference.classify import predict_probs
+from galaxy_core.inference.probabilities import predict_probs
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.models.network import build_model
 from galaxy_core.models.onnx_export import export_model
@@ -132,3 +132,54 @@ def test_an_older_export_is_upgraded_once_in_place(bundle, tmp_path):
     lines.clear()
     make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
     assert lines == []  # once
+
+
+PROTOCOL_MEMBERS = ("predict", "predict_on_batch", "backend", "note", "output_shape")
+
+
+def test_every_backend_row_makes_a_predictor_that_follows_the_protocol(bundle, tmp_path):
+    from galaxy_core.inference.predictor import Predictor
+    from galaxy_core.models.predictor import BACKENDS, DEFAULT_BACKEND, backend_label
+
+    assert set(PROTOCOL_MEMBERS) <= set(dir(Predictor)) | set(Predictor.__annotations__)
+    assert DEFAULT_BACKEND in BACKENDS and list(BACKENDS) == ["auto", "onnxruntime", "keras", "int8"]
+    images = bundle.read_test_images(list(range(4)))
+    expected = predict_probs(bundle.load_model(), images)
+    export = CountingExport()
+    for name, row in BACKENDS.items():
+        assert row.name == name and row.label and row.help
+        made = make_predictor(bundle, backend=name, cache_dir=tmp_path / "cache", export=export)
+        assert all(hasattr(made, member) for member in PROTOCOL_MEMBERS)
+        runs = row if row.runs_as else BACKENDS["onnxruntime"]  # auto: ONNX Runtime here
+        assert made.backend == runs.runs_as and backend_label(made) == runs.label
+        # int8 says how approximate it is when it is made (never patched later); the others say nothing.
+        assert (made.note is not None) == (name == "int8")
+        np.testing.assert_allclose(predict_probs(made, images), expected, atol=0.05 if name == "int8" else 1e-4)
+    assert len(export.calls) == 1
+
+
+def test_a_new_backend_is_one_row(bundle, monkeypatch):
+    from galaxy_core.models.predictor import BACKENDS, Backend, backend_label
+    from galaxy_core.predict import build_parser
+
+    class Uniform:
+        backend, note, output_shape = "uniform", "note: every class equally likely", (None, 10)
+
+        def predict(self, x):
+            return np.full((len(x), 10), 0.1, np.float32)
+
+        predict_on_batch = predict
+
+    calls = []
+
+    def make(bundle, **options):
+        calls.append(sorted(options))
+        return Uniform()
+
+    monkeypatch.setitem(BACKENDS, "uniform", Backend("uniform", "Uniform", "uniform", "every class 0.1", make))
+    made = make_predictor(bundle, backend="uniform")
+    assert calls == [["cache_dir", "export", "log", "model", "threads"]]
+    assert backend_label(made) == "Uniform"
+    np.testing.assert_allclose(predict_probs(made, bundle.read_test_images([0, 1])), 0.1)
+    args = build_parser().parse_args(["--run", "x", "--backend", "uniform", "a.png"])
+    assert args.backend == "uniform"

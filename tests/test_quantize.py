@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from galaxy_core.errors import ModelError
-from galaxy_core.inference.classify import to_model_input
+from galaxy_core.inference.probabilities import to_model_input
 from galaxy_core.models.predictor import OnnxPredictor, make_predictor
 from galaxy_core.models.quantize import (CALIBRATION_IMAGES, agreement, describe, ensure_int8, int8_paths,
                                   quantize_onnx)

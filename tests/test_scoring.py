@@ -17,7 +17,8 @@ from galaxy_core.config import CLASS_NAMES, Config
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.predict import main
 from galaxy_core.evaluation.scoring import (LabelsError, expand_inputs, format_score, parse_label, read_labels,
-                                 score_images, score_rows)
+                                            score_rows)
+from galaxy_core.inference.classify import classify_each
 
 SIZE = 32
 # The real development set beside the repository (../shared/real_dev), when present.
@@ -180,20 +181,27 @@ def test_score_rows_of_classified_files(run_dir, labelled_folder):
     assert json.loads(format_score(score, bundle.config.class_names, "json"))["n_scored"] == 8
 
 
-def test_score_images_from_bytes_and_arrays(run_dir, labelled_folder):
+def score_items(model, cfg, names, items, labels):
+    """What the Classify page does with uploads: classify_each, then score_rows (`uploads.score_uploads`)."""
+    rows = [{"file": name, "probs": probs, "error": error}
+            for name, (probs, error) in zip(names, classify_each(model, cfg, items))]
+    return score_rows(rows, labels, cfg.class_names)
+
+
+def test_score_rows_of_classified_bytes_and_arrays(run_dir, labelled_folder):
     bundle = load_bundle(run_dir)
     model = bundle.load_model()
     labels = read_labels(labelled_folder / "labels.csv", bundle.config.class_names)
     names = ["red_0.png", "green_2.png", "broken.png", "blue_0.png", "mystery.png"]
     images = [(labelled_folder / "red_0.png").read_bytes(), colour_image(1, 3),
               (labelled_folder / "broken.png").read_bytes(), colour_image(2, 4), colour_image(0, 1)]
-    score = score_images(model, bundle.config, names, images, labels)
+    score = score_items(model, bundle.config, names, images, labels)
     assert score["n_scored"] == 3 and score["metrics"]["accuracy"] == pytest.approx(2 / 3)
     assert [u["file"] for u in score["unreadable"]] == ["broken.png"]
     assert score["unlabelled"] == ["mystery.png"]
     assert "gone.png" in score["missing"] and "red_1.png" in score["missing"]
     # Nothing scorable is a result, not an error.
-    empty = score_images(model, bundle.config, ["broken.png"], [b"junk"], labels)
+    empty = score_items(model, bundle.config, ["broken.png"], [b"junk"], labels)
     assert empty["metrics"] is None and empty["n_scored"] == 0
     assert "nothing to score" in format_score(empty, bundle.config.class_names)
 

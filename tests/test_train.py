@@ -452,7 +452,7 @@ def test_no_progress_draws_no_bar_for_cache_epochs_or_explanations(tmp_path, cap
     train_run(cfg, data, tmp_path / "runs" / "quiet", cache_dir=tmp_path / "cache", progress=False,
               on_log=logged.append)
     err = capfd.readouterr().err
-    assert any(line.startswith("explanations: saliency") for line in logged)  # the work did run
+    assert any(line.startswith("explanations: Saliency, SmoothGrad") for line in logged)  # the work did run
     assert "preprocess cache" not in err and "explanations:" not in err and "%|" not in err, err[-2000:]
 
 

@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from galaxy_core.errors import GalaxyError, ModelError
-from galaxy_core.inference.classify import to_model_input
+from galaxy_core.inference.probabilities import to_model_input
 
 PROJECTION_METHODS = ("tsne", "pca")
 # Largest number of points mapped with t-SNE by `auto_method`; above it PCA (t-SNE's time grows
@@ -139,7 +139,7 @@ def penultimate_features(model, images, batch_size: int = 64, progress: bool = F
             the `feature_model(classifier)` of one: keep that and pass it again to avoid building
             (and tracing) a new extractor on every call, e.g. one uploaded image at a time.
         images: float32 `(N, S, S, 3)` in [0, 1] (uint8 is mapped with
-            `galaxy_core.inference.classify.to_model_input`); a numpy memmap is read one batch at a time.
+            `galaxy_core.inference.probabilities.to_model_input`); a numpy memmap is read one batch at a time.
         batch_size: images per model call.
         progress: draw a tqdm bar on stderr (`galaxy_core.io.progress`).
         on_progress: optional callback `(done_images, total_images)` (for the app).

@@ -2,11 +2,13 @@
 
 - `compute_metrics(y_true, probs, class_names) -> METRICS` (scikit-learn metrics).
 - `evaluate_split(model, images_uint8, labels, class_names, tta=...)`: predict one split
-  (`galaxy_core.inference.classify.predict_probs`) and score it, plain and with TTA.
+  (`galaxy_core.inference.probabilities.predict_probs`) and score it, plain and with TTA.
 - `assemble_metrics(test, val, **extra)`: the metrics.json dict.
 - `METRIC_KEYS`: the keys every METRICS dict has (checked by `galaxy_core.bundle.schema`).
 - `best_epoch_of(history)`: the 1-based best epoch of a Keras history.
 - `format_report(metrics, class_names, synthetic, best_epoch)`: the command line's text report.
+- `row_normalised(confusion)`: a confusion matrix as the share of each true class (the project's one
+  row-normaliser: the app's confusion views and `runs.compare`).
 
 `metrics.json` schema (written by `galaxy_core.training.train` into the run bundle, rewritten by
 `reevaluate_bundle`; build it with `assemble_metrics`):
@@ -39,7 +41,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from galaxy_core.inference.classify import predict_probs
+from galaxy_core.inference.probabilities import predict_probs
 from galaxy_core.io import to_jsonable
 
 METRICS_FORMAT_VERSION = 1
@@ -211,3 +213,27 @@ def format_report(metrics: Mapping[str, Any], class_names: Sequence[str], synthe
     if synthetic:
         lines += ["", "(SYNTHETIC DATA: see the banner above.)"]
     return "\n".join(lines)
+
+
+def row_normalised(confusion) -> np.ndarray:
+    """A confusion matrix with each row divided by its sum (rows = true class); an empty row stays 0.
+
+    Args:
+        confusion: `(C, C)` counts, any numeric dtype (array or nested lists).
+
+    Returns:
+        float64 `(C, C)`: entry (i, j) = the fraction of true class i predicted as j; each row sums
+        to 1, or to 0 for a class with no image.
+
+    Raises:
+        ValueError: not a square 2-D matrix.
+
+    Example:
+        >>> row_normalised([[1, 3], [0, 0]]).tolist()
+        [[0.25, 0.75], [0.0, 0.0]]
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"A confusion matrix must be square (C, C); got shape {cm.shape}.")
+    totals = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)

@@ -14,7 +14,7 @@ column is `filename` (or `file`, `path`, `image`) and the label column `label_in
 label_index, class_name, source, licence) reads as is. Files are matched by file name (no folder).
 
 `score_rows` joins a labels mapping with classification rows (`galaxy_core.predict.classify_files`
-rows, or those of `score_images`) and scores the labelled, readable ones; a file that could not be
+rows, or the app's Classify uploads) and scores the labelled, readable ones; a file that could not be
 read, a file without a label and a label without a file are listed, never an error.
 
 SCORE (the dict every function here returns; JSON-serialisable):
@@ -209,36 +209,6 @@ def score_rows(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, int],
             "missing": [name for name in labels if name not in seen]}
 
 
-def score_images(model, cfg, names: Sequence[str], images: Sequence[np.ndarray | bytes],
-                 labels: Mapping[str, int], batch_size: int = 64, tta: bool = False,
-                 morphology=None) -> dict[str, Any]:
-    """Classify images (arrays or encoded bytes, e.g. uploads) and score them against labels.
-
-    For the Classify page: no files are read.
-
-    Args:
-        model: the run's Keras model.
-        cfg: the run's `galaxy_core.config.Config` (preprocessing, class names).
-        names: a file name per image (matched to `labels` without its folder).
-        images: uint8 RGB arrays of any size, or the bytes of an image file; bytes that do not
-            decode are listed as unreadable.
-        labels: file name -> class index (`read_labels`).
-        batch_size, tta: as for `galaxy_core.inference.classify.classify_images`.
-        morphology: the run's morphology classifier (`RunBundle.load_morphology()`), or None.
-
-    Returns:
-        The SCORE dict of the module docstring.
-    """
-    from galaxy_core.inference.classify import classify_each
-
-    if len(names) != len(images):
-        raise ValueError(f"names and images differ in length: {len(names)} and {len(images)}")
-    rows = [{"file": str(name), "probs": None if probs is None else [float(p) for p in probs], "error": error}
-            for name, (probs, error) in zip(names, classify_each(model, cfg, images, batch_size, tta,
-                                                                        morphology))]
-    return score_rows(rows, labels, cfg.class_names)
-
-
 # --------------------------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------------------------
@@ -278,13 +248,3 @@ def format_score(score: Mapping[str, Any], class_names: Sequence[str], fmt: str 
         lines.append(f"labelled but not among the files ({len(score['missing'])}): "
                      + ", ".join(score["missing"]))
     return "\n".join(lines) + "\n"
-
-
-def score_summary(score: Mapping[str, Any]) -> dict[str, Any]:
-    """The headline figures of a SCORE: n, accuracy, balanced accuracy, per-class recall (or None)."""
-    m = score["metrics"]
-    if m is None:
-        return {"n": 0, "accuracy": None, "balanced_accuracy": None, "recall": None}
-    return {"n": m["n"], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
-            "recall": {name: row["recall"] for name, row in m["per_class"].items() if row["support"]}}
-

@@ -16,6 +16,7 @@ Two engines compute the same maps:
 
 from __future__ import annotations
 
+import importlib
 import threading
 import warnings
 import weakref
@@ -26,7 +27,7 @@ import tensorflow as tf
 import keras
 
 from galaxy_core.errors import ExplainError, ModelError
-from galaxy_core.inference.classify import to_model_input
+from galaxy_core.inference.probabilities import to_model_input
 from galaxy_core.models.network import CONV_TYPES, feature_map_layer, output_rank, walk_layers
 
 ENGINES = ("compiled", "tf-keras-vis")
@@ -110,7 +111,7 @@ def resolve_feature_layer(model: keras.Model, layer: str | None) -> keras.layers
 def check_images(model: keras.Model, images: Any) -> np.ndarray:
     """Validate a batch and return it as float32 in [0, 1], shape (N, S, S, 3).
 
-    uint8 input is mapped with `galaxy_core.inference.classify.to_model_input` (the project's one uint8 -> [0, 1]
+    uint8 input is mapped with `galaxy_core.inference.probabilities.to_model_input` (the project's one uint8 -> [0, 1]
     mapping); float input is taken as already in [0, 1].
     """
     images = np.asarray(images)
@@ -241,22 +242,42 @@ class ModelFunctions:
 
     # -- tf-keras-vis ----------------------------------------------------------------------------
     def visualizers(self) -> dict:
-        """tf-keras-vis Saliency / Gradcam / GradcamPlusPlus sharing ONE linearised clone."""
+        """`{method: tf-keras-vis visualizer}` for every `registry.METHODS` row that names one.
+
+        The classes come from the table (`Method.tf_keras_vis`); methods naming the same class share
+        one instance, and all share ONE linearised clone of the model.
+        """
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        from galaxy_core.explain.registry import METHODS
+
         with self._lock:
             if self._visualizers is None:
-                from tf_keras_vis.gradcam import Gradcam
-                from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-                from tf_keras_vis.saliency import Saliency
-                from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    # clone=True (the default): the caller's softmax is left untouched.
-                    saliency = Saliency(self.model, model_modifier=ReplaceToLinear(), clone=True)
-                linear = saliency.model  # reused: no second clone
-                self._visualizers = {"saliency": saliency, "gradcam": Gradcam(linear, clone=False),
-                                     "gradcam_plus_plus": GradcamPlusPlus(linear, clone=False)}
+                by_class: dict[str, Any] = {}
+                linear = None
+                for method in METHODS:
+                    path = method.tf_keras_vis
+                    if path is None or path in by_class:
+                        continue
+                    module, name = path.rsplit(".", 1)
+                    visualizer = getattr(importlib.import_module(f"tf_keras_vis.{module}"), name)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        if linear is None:  # clone=True: the caller's softmax is left untouched
+                            by_class[path] = visualizer(self.model, model_modifier=ReplaceToLinear(), clone=True)
+                            linear = by_class[path].model
+                        else:  # reused: no second clone
+                            by_class[path] = visualizer(linear, clone=False)
+                self._visualizers = {m.name: by_class[m.tf_keras_vis] for m in METHODS if m.tf_keras_vis}
             return self._visualizers
+
+    def visualizer(self, method: str):
+        """The tf-keras-vis visualizer of one method (ExplainError when the table names none)."""
+        found = self.visualizers().get(method)
+        if found is None:
+            raise ExplainError(f"Method {method!r} has no tf-keras-vis visualizer in galaxy_core.explain.registry; "
+                               "use engine='compiled'.")
+        return found
 
 
 _CACHE: "weakref.WeakKeyDictionary[keras.Model, ModelFunctions]" = weakref.WeakKeyDictionary()

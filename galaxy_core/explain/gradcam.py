@@ -71,6 +71,6 @@ def _cam(model, images, class_indices, layer, batch_size, engine, combine, metho
 
 def _tfkv_cam(functions, method, feature_layer, x, classes, batch_size):
     # The layer is named (not sought): tf-keras-vis would otherwise step back to a Conv2D.
-    return run_tf_keras_vis(functions.visualizers()[method], x, classes, batch_size,
+    return run_tf_keras_vis(functions.visualizer(method), x, classes, batch_size,
                             penultimate_layer=feature_layer.name,
                             seek_penultimate_conv_layer=False, normalize_cam=False)

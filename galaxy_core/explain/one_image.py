@@ -1,4 +1,4 @@
-"""Explain one image: the four maps for one class, and their faithfulness scores.
+"""Explain one image: the maps of every method of `registry.METHODS` for one class, and their faithfulness.
 
 The service behind the app's Explain-errors view and any CLI that explains a single galaxy: one
 call per question, so callers never loop over the techniques themselves.
@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from galaxy_core.errors import ExplainError
-from galaxy_core.explain.store import ALL_METHODS
+from galaxy_core.explain.registry import check_methods, get_method, method_names
 
 
 def _one(image: np.ndarray) -> np.ndarray:
@@ -29,7 +29,7 @@ def _one(image: np.ndarray) -> np.ndarray:
     return image[None]
 
 
-def explain_image(model, image: np.ndarray, class_index: int, methods: Sequence[str] = ALL_METHODS,
+def explain_image(model, image: np.ndarray, class_index: int, methods: Sequence[str] | None = None,
                   smooth_samples: int = 20, seed: int | None = 0) -> dict[str, np.ndarray]:
     """The maps of one image for one class.
 
@@ -37,21 +37,17 @@ def explain_image(model, image: np.ndarray, class_index: int, methods: Sequence[
         model: a flat Keras classifier (see `galaxy_core.explain.check_model`).
         image: uint8 `(S, S, 3)` preprocessed image (or float32 in [0, 1]).
         class_index: the class to explain (e.g. the predicted one).
-        methods: names from `ALL_METHODS`.
-        smooth_samples, seed: SmoothGrad's noise samples and seed (use the run's, so maps match
-            the stored ones).
+        methods: names of `registry.METHODS` (None: all, in the table's order).
+        smooth_samples, seed: the run settings the methods take (SmoothGrad's noise samples and
+            seed; use the run's, so maps match the stored ones).
 
     Returns:
         `{method: float32 (S, S) in [0, 1]}` in `methods` order.
     """
-    from galaxy_core.explain import METHODS
-
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ExplainError(f"Unknown explanation method(s) {unknown}; choose from {list(METHODS)}.")
+    methods = check_methods(method_names() if methods is None else methods)
     x, classes = _one(image), np.array([int(class_index)])
-    options = {"smoothgrad": {"samples": int(smooth_samples), "seed": seed}}
-    return {m: METHODS[m](model, x, classes, **options.get(m, {}))[0] for m in methods}
+    settings = {"smooth_samples": int(smooth_samples), "seed": seed}
+    return {m: get_method(m).bind(**settings)(model, x, classes)[0] for m in methods}
 
 
 def score_maps(model, image: np.ndarray, maps: Mapping[str, np.ndarray], class_index: int,

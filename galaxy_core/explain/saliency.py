@@ -35,7 +35,7 @@ def saliency_map(model, images, class_indices, *, batch_size: int = 16,
     x = check_images(model, images)
     classes = check_classes(model, class_indices, len(x))
     if engine == "tf-keras-vis":
-        return _tfkv_saliency(functions, x, classes, batch_size)
+        return _tfkv_saliency(functions, "saliency", x, classes, batch_size)
     (grads,) = run_batched(functions.saliency_fn(), (x, classes), batch_size)
     return normalize_maps(np.abs(grads).max(axis=-1))
 
@@ -66,7 +66,7 @@ def smoothgrad_map(model, images, class_indices, samples: int = 20, noise: float
     x = check_images(model, images)
     classes = check_classes(model, class_indices, len(x))
     if engine == "tf-keras-vis":
-        return _tfkv_saliency(functions, x, classes, batch_size, samples=samples, noise=noise)
+        return _tfkv_saliency(functions, "smoothgrad", x, classes, batch_size, samples=samples, noise=noise)
     fn = functions.saliency_fn()
     rng = np.random.default_rng(seed)
     sigma = noise * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))  # (N,)
@@ -80,6 +80,6 @@ def smoothgrad_map(model, images, class_indices, samples: int = 20, noise: float
     return normalize_maps((total / samples).max(axis=-1))
 
 
-def _tfkv_saliency(functions, x, classes, batch_size, samples=0, noise=0.2):
-    return run_tf_keras_vis(functions.visualizers()["saliency"], x, classes, batch_size,
+def _tfkv_saliency(functions, method, x, classes, batch_size, samples=0, noise=0.2):
+    return run_tf_keras_vis(functions.visualizer(method), x, classes, batch_size,
                             smooth_samples=samples, smooth_noise=noise, normalize_map=False)

@@ -18,8 +18,9 @@ File layout (HDF5; maps gzip-compressed, one chunk per map):
     /scores/<method>/<target>/insertion  float32 (R,)  insertion area (higher = more faithful)
 
 Rows: the `cap` most confident errors first (see `misclassified`), then `n_correct` correctly
-classified rows drawn with `seed`. <method> is one of saliency, smoothgrad, gradcam,
-gradcam_plus_plus; <target> "predicted" explains the predicted class, "true" the true class (for
+classified rows drawn with `seed`. <method> is a name of `galaxy_core.explain.registry.METHODS`
+(saliency, smoothgrad, gradcam, gradcam_plus_plus; the file's `methods` attribute lists those it holds);
+<target> "predicted" explains the predicted class, "true" the true class (for
 correct rows both targets are the same class: the map is computed once and stored under both).
 """
 
@@ -35,26 +36,11 @@ import numpy as np
 from galaxy_core.config import Config
 from galaxy_core.errors import BundleError, ExplainError
 from galaxy_core.explain.analysis import TARGETS, _check, misclassified
+from galaxy_core.explain.registry import check_methods, get_method, method_names
 from galaxy_core.io import atomic_path, progress_bar
 
 FORMAT = "galaxy10-explanations"
 VERSION = 1
-ALL_METHODS = ("saliency", "smoothgrad", "gradcam", "gradcam_plus_plus")
-
-
-def _method_fn(name: str, smooth_samples: int, batch_size: int, seed: int):
-    from galaxy_core.explain.gradcam import gradcam_map
-    from galaxy_core.explain.gradcam_plus_plus import gradcam_plus_plus_map
-    from galaxy_core.explain.saliency import saliency_map, smoothgrad_map
-
-    functions = {
-        "saliency": lambda m, x, c: saliency_map(m, x, c, batch_size=batch_size),
-        "smoothgrad": lambda m, x, c: smoothgrad_map(m, x, c, samples=smooth_samples,
-                                                     batch_size=batch_size, seed=seed),
-        "gradcam": lambda m, x, c: gradcam_map(m, x, c, batch_size=batch_size),
-        "gradcam_plus_plus": lambda m, x, c: gradcam_plus_plus_map(m, x, c, batch_size=batch_size),
-    }
-    return functions[name]
 
 
 def _take(images, rows: np.ndarray) -> np.ndarray:
@@ -76,7 +62,7 @@ def select_rows(labels, probs, cap: int = 300, n_correct: int = 30, seed: int = 
 
 
 def compute_explanations(model, images_uint8, labels, probs, indices, class_names: Sequence[str],
-                         cap: int = 300, n_correct: int = 30, methods: Sequence[str] = ALL_METHODS,
+                         cap: int = 300, n_correct: int = 30, methods: Sequence[str] | None = None,
                          smooth_samples: int = 20, batch_size: int = 16, steps: int = 20,
                          faithfulness: bool = True, seed: int = Config.seed,
                          progress: bool = True) -> dict:
@@ -89,7 +75,7 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
         indices: int (N,) dataset index of each row.
         class_names: C names (stored in the file).
         cap: at most this many errors (most confident first). n_correct: correct rows sampled.
-        methods: subset of `ALL_METHODS`.
+        methods: names of `registry.METHODS` (None: all of them, in the table's order).
         smooth_samples: SmoothGrad samples.
         batch_size: images per gradient call (maps), and x2 masked images per faithfulness call.
         steps: deletion / insertion steps. faithfulness: False skips the scores (NaN stored).
@@ -104,9 +90,7 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
     from galaxy_core.explain._engine import find_feature_layer, model_functions
     from galaxy_core.explain.faithfulness import DEFAULT_BASELINE, faithfulness_scores
 
-    unknown = [m for m in methods if m not in ALL_METHODS]
-    if unknown or not methods:
-        raise ExplainError(f"methods must be a non-empty subset of {ALL_METHODS}; got {list(methods)}.")
+    methods = check_methods(method_names() if methods is None else methods)
     labels, probs = _check(labels, probs)
     indices = np.asarray(indices, np.int64)
     if len(indices) != len(labels) or len(images_uint8) != len(labels):
@@ -132,7 +116,7 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
     scores: dict = {}
     with progress_bar(total, desc="explanations", unit="batch", disable=not progress) as bar:
         for method in methods:
-            fn = _method_fn(method, smooth_samples, batch_size, seed)
+            fn = get_method(method).bind(batch_size, smooth_samples=smooth_samples, seed=seed)
             maps[method], scores[method] = {}, {}
             for target in TARGETS:
                 # "true" differs from "predicted" only on errors; correct rows reuse the map.
@@ -245,7 +229,7 @@ class Explanations:
         return self._file[f"maps/{method}/{target}"][row].astype(np.float32) / np.float32(255.0)
 
     def lookup(self, test_row: int, target: str, pred: int, label: int,
-               methods: Sequence[str] = ALL_METHODS) -> dict | None:
+               methods: Sequence[str] | None = None) -> dict | None:
         """The stored maps and scores of one test image, or None where they cannot be used.
 
         Args:
@@ -253,11 +237,13 @@ class Explanations:
             target: one of `targets` (e.g. "pred" or "label").
             pred, label: the image's current predicted and true class; a stored row made for other
                 predictions (e.g. before `train.py --evaluate`) is not used.
-            methods: the methods wanted; None is returned unless all are stored.
+            methods: the methods wanted (None: all of `registry.METHODS`); None is returned unless
+                all are stored.
 
         Returns:
             `{"maps": {method: float32 (S, S)}, "scores": {method: (deletion, insertion)}}`.
         """
+        methods = method_names() if methods is None else tuple(methods)
         positions = self._positions()
         if test_row not in positions or target not in self.targets or not all(m in self.methods for m in methods):
             return None

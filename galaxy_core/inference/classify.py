@@ -1,151 +1,51 @@
-"""Inference: uint8 images -> model input, batched class probabilities (optionally with TTA), top-k.
+"""Classification of items: decode, preprocess, predict, blend with the morphology classifier, top-k.
 
-Everything here is numpy on top of a Keras model's `predict_on_batch`; the module never imports
-TensorFlow itself.
+The one path from image files, encoded images or arrays to a run's probabilities, shared by the CLI
+(`galaxy_core.predict.classify_files`), the app's Classify page (`pages/lib/uploads.py`, with
+`parts=True`) and a batch runner over many workers (one `models.predictor.make_predictor` per worker,
+then `classify_each` per batch of items).
 
-- `to_model_input(images)`: THE uint8 -> float32 [0, 1] mapping of the project (`x * float32(1/255)`,
-  the same product as the tf.data pipeline's, so both give identical bits).
-- `dihedral_transforms(images)`: the 8 rotations/flips used for test-time augmentation (TTA).
-- `predict_probs(model, images, ...)`: probabilities `float32 (N, C)`, in batches, plain or TTA.
-- `classify_images(model, cfg, images)`: preprocess raw images as in training, then `predict_probs`.
 - `prepare_item(item, cfg, statistics)`: decode one item -> model input (and morphology statistics).
-- `classify_each(model, cfg, items, morphology=...)`: decode + classify, one error per bad item.
-- `blend_with_morphology(...)`: average with the morphology classifier (`galaxy_core.morphology.classifier`).
+- `classify_each(model, cfg, items, morphology=..., parts=...)`: decode + classify, one error per
+  bad item (probabilities from `galaxy_core.inference.probabilities.predict_probs`, TTA from
+  `galaxy_core.inference.tta`).
+- `blend_with_morphology(...)`: THE blend with the morphology classifier
+  (`galaxy_core.morphology.classifier.blend_probs`, weight `cfg.morphology_weight`).
 - `top_k(probs, class_names, k)`: the k most probable classes.
-
-Example:
-    >>> import numpy as np
-    >>> to_model_input(np.array([[0, 51, 255]], np.uint8))
-    array([[0. , 0.2, 1. ]], dtype=float32)
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from galaxy_core.config import Config
-from galaxy_core.errors import GalaxyError, PreprocessError
-from galaxy_core.io import progress as _progress
+from galaxy_core.errors import GalaxyError
+from galaxy_core.inference.probabilities import predict_probs
 from galaxy_core.morphology.statistics import morphology_features
-from galaxy_core.preprocessing.preprocess import INVERSE_255, preprocess_batch, preprocess_image
+from galaxy_core.preprocessing.preprocess import preprocess_image
 
 
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """Images as the model takes them: float32 in [0, 1], same shape.
+@dataclass(frozen=True)
+class ItemResult:
+    """One item classified by `classify_each(..., parts=True)`.
 
-    uint8 pixels are multiplied by `float32(1/255)` (0 -> 0.0, 255 -> exactly 1.0; a product, not a
-    division, bit for bit what `galaxy_core.training.pipeline` computes). Float input is taken as already in
-    [0, 1] and returned as float32.
-
-    Args:
-        images: uint8 or float array of any shape, e.g. `(N, S, S, 3)`.
-
-    Returns:
-        float32 array of the same shape.
-
-    Raises:
-        PreprocessError: another dtype (e.g. int64 0..255: convert to uint8 first).
-
-    Example:
-        >>> to_model_input(np.full((1, 2, 2, 3), 255, np.uint8)).max()
-        np.float32(1.0)
+    Attributes:
+        probs: float32 `(C,)` the run's probabilities (blended for a blended run), or None on error.
+        error: the item's error message, or None.
+        input: uint8 `(S, S, 3)` the preprocessed image the model saw, or None on error.
+        probs_cnn, probs_morphology: float32 `(C,)` the two parts `probs` blends (None unless the
+            item was classified with a morphology classifier).
     """
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return np.multiply(images, INVERSE_255, dtype=np.float32)
-    if np.issubdtype(images.dtype, np.floating):
-        return images.astype(np.float32, copy=False)
-    raise PreprocessError(f"Model input must be uint8 (0..255) or float in [0, 1]; got dtype {images.dtype}. "
-                          "Convert 8-bit pixels with images.astype(np.uint8), or preprocess them first "
-                          "(galaxy_core.preprocessing.preprocess.preprocess_batch).")
 
-
-def dihedral_transforms(images: np.ndarray) -> list[np.ndarray]:
-    """The 8 rotations/flips of a batch: rot90 by k = 0..3, each without and with a left-right flip.
-
-    Args:
-        images: `(N, H, W, ...)` array with H == W.
-
-    Returns:
-        8 arrays of the same shape and dtype; the first one is the input itself.
-    """
-    out = []
-    for k in range(4):
-        rotated = np.rot90(images, k, axes=(1, 2))
-        out.append(np.ascontiguousarray(rotated))
-        out.append(np.ascontiguousarray(rotated[:, :, ::-1]))
-    return out
-
-
-def predict_probs(model, images: np.ndarray, batch_size: int = 64, tta: bool = False,
-                  progress: bool = False) -> np.ndarray:
-    """Class probabilities of a softmax model, in batches.
-
-    Args:
-        model: Keras model taking float32 `(B, S, S, 3)` in [0, 1] and returning softmax `(B, C)`.
-        images: `(N, S, S, 3)` uint8 (mapped by `to_model_input`) or float32 already in [0, 1]; a
-            numpy memmap or an h5py dataset works (it is read one batch at a time).
-        batch_size: images per model call.
-        tta: if True, return the mean of the probabilities over the 8 dihedral transforms
-            (4 rotations x optional flip) of every image; costs 8 model calls per batch.
-        progress: draw a tqdm bar on stderr (`galaxy_core.io.progress`).
-
-    Returns:
-        float32 `(N, C)`.
-    """
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must have shape (N, S, S, 3); got {images.shape}")
-    if tta and images.shape[1] != images.shape[2]:
-        raise ValueError(f"TTA needs square images; got {images.shape[1]}x{images.shape[2]}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    n = len(images)
-    starts = _progress(range(0, n, batch_size), desc="predict (TTA x8)" if tta else "predict",
-                       unit="batch", disable=not progress)
-    chunks = []
-    for start in starts:
-        batch = np.asarray(images[start:start + batch_size])
-        if tta:
-            # Transform before mapping to [0, 1] (cheaper on uint8); average the 8 probability maps.
-            probs = np.mean([_predict_batch(model, to_model_input(view))
-                             for view in dihedral_transforms(batch)], axis=0)
-        else:
-            probs = _predict_batch(model, to_model_input(batch))
-        chunks.append(probs.astype(np.float32, copy=False))
-    if not chunks:
-        num_classes = int(model.output_shape[-1])
-        return np.zeros((0, num_classes), np.float32)
-    return np.concatenate(chunks, axis=0)
-
-
-def _predict_batch(model, batch: np.ndarray) -> np.ndarray:
-    # predict_on_batch runs the compiled inference function (no per-call Python graph walk).
-    out = model.predict_on_batch(batch)
-    return np.asarray(out, dtype=np.float32)
-
-
-def classify_images(model, cfg: Config, images: Sequence[np.ndarray], batch_size: int = 64,
-                    tta: bool = False) -> np.ndarray:
-    """Preprocess images as in training and classify them.
-
-    Args:
-        model: the run's Keras model ([0, 1] input, softmax output).
-        cfg: the run's Config (preprocessing parameters, image size).
-        images: list of images of any size/layout `preprocess_image` accepts (e.g. uint8 RGB
-            `(H, W, 3)` from `galaxy_core.preprocessing.decode.read_image`).
-        batch_size: images per model call.
-        tta: average over the 8 rotations/flips.
-
-    Returns:
-        float32 `(N, num_classes)` probabilities.
-    """
-    if len(images) == 0:
-        return np.zeros((0, cfg.num_classes), np.float32)
-    batch = preprocess_batch(list(images), cfg)  # uint8 (N, S, S, 3)
-    return predict_probs(model, batch, batch_size=batch_size, tta=tta)
+    probs: np.ndarray | None
+    error: str | None
+    input: np.ndarray | None = None
+    probs_cnn: np.ndarray | None = None
+    probs_morphology: np.ndarray | None = None
 
 
 def prepare_item(item: Any, cfg: Config, statistics: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -173,38 +73,50 @@ def prepare_item(item: Any, cfg: Config, statistics: bool = False) -> tuple[np.n
 
 
 def classify_each(model, cfg: Config, items: Sequence[Any], batch_size: int = 64,
-                  tta: bool = False, morphology=None) -> list[tuple[np.ndarray | None, str | None]]:
+                  tta: bool = False, morphology=None, parts: bool = False) -> list:
     """Classify image files, encoded images or arrays, keeping each item's failure to itself.
 
     Every item is decoded (`decode.read_image` for a path or bytes; an array is taken as it is) and
-    preprocessed with `cfg`; one that fails gets its message, the others go to the model in one
-    `predict_probs` call. The CLI (`predict.classify_files`) and the scoring of labelled images
-    (`scoring.score_images`) share this.
+    preprocessed with `cfg` (`prepare_item`); one that fails gets its message, the others go to the
+    model in one `predict_probs` call. The CLI (`predict.classify_files`) and the app's Classify page
+    share this.
 
     Args:
+        model: a Keras model or a `galaxy_core.inference.predictor.Predictor`.
         items: paths (str / PathLike), bytes of an image file, or uint8 arrays of any size.
         morphology: the run's `galaxy_core.morphology.classifier.MorphologyClassifier`, or None: its
             probabilities of each decoded image's statistics (`morphology.morphology_features`,
             measured per item, so an image they refuse is that item's error) are blended with the
             CNN's with weight `cfg.morphology_weight` (`blend_with_morphology`).
+        parts: also keep what a display needs: each item's model input and, when blended, the CNN's
+            and the morphology classifier's probabilities.
 
     Returns:
-        Per item, in order: `(float32 (C,) probabilities, None)` or `(None, error message)`.
+        Per item, in order: `(float32 (C,) probabilities, None)` or `(None, error message)`; with
+        `parts=True` an `ItemResult` per item instead.
     """
+    blend = morphology is not None and cfg.blended
     ready, stats, errors = [], [], {}
     for i, item in enumerate(items):
         try:
-            model_input, statistics = prepare_item(item, cfg, morphology is not None)
+            model_input, statistics = prepare_item(item, cfg, blend)
         except (GalaxyError, ValueError) as err:
             errors[i] = str(err)
         else:
             ready.append(model_input)
             stats.append(statistics)
-    probs = predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else []
-    if ready and morphology is not None:
-        probs = blend_with_morphology(probs, morphology, cfg, np.stack(stats))
-    probs = iter(probs)
-    return [(None, errors[i]) if i in errors else (next(probs), None) for i in range(len(items))]
+    cnn = predict_probs(model, np.stack(ready), batch_size=batch_size, tta=tta) if ready else None
+    statistics = np.stack(stats) if blend and ready else None
+    morph, probs = _blend_parts(cnn, morphology if blend else None, cfg, statistics)
+    results, k = [], 0
+    for i in range(len(items)):
+        if i in errors:
+            results.append(ItemResult(None, errors[i]))
+            continue
+        parts_of = (cnn[k], morph[k]) if morph is not None else (None, None)
+        results.append(ItemResult(probs[k], None, ready[k], *parts_of))
+        k += 1
+    return results if parts else [(r.probs, r.error) for r in results]
 
 
 def blend_with_morphology(cnn_probs: np.ndarray, morphology, cfg: Config,
@@ -214,18 +126,26 @@ def blend_with_morphology(cnn_probs: np.ndarray, morphology, cfg: Config,
     Args:
         cnn_probs: float32 `(N, C)` CNN probabilities.
         morphology: a `galaxy_core.morphology.classifier.MorphologyClassifier` (None: `cnn_probs` as is).
-        cfg: the run's Config (`morphology_weight`).
+        cfg: the run's Config (`morphology_weight`; `cfg.blended` False: `cnn_probs` as is).
         statistics: float32 `(N, N_FEATURES)` morphology statistics of the same N images, measured
             on the raw cutouts (`morphology.features_batch`), not on the model input.
 
     Returns:
         float32 `(N, C)`: `(1 - w) cnn + w morphology` with `w = cfg.morphology_weight`.
     """
-    if morphology is None or cfg.morphology_weight == 0:
-        return np.asarray(cnn_probs, np.float32)
+    return _blend_parts(cnn_probs, morphology, cfg, statistics)[1]
+
+
+def _blend_parts(cnn_probs, morphology, cfg: Config, statistics):
+    """`(morphology probabilities or None, final probabilities)`: the one route to the blend formula."""
+    if cnn_probs is None:
+        return None, None
+    if morphology is None or not cfg.blended:
+        return None, np.asarray(cnn_probs, np.float32)
     from galaxy_core.morphology.classifier import blend_probs
 
-    return blend_probs(cnn_probs, morphology.predict_features(statistics), cfg.morphology_weight)
+    morph = morphology.predict_features(statistics)
+    return morph, blend_probs(cnn_probs, morph, cfg.morphology_weight)
 
 
 def top_k(probs: Sequence[float], class_names: Sequence[str], k: int) -> list[tuple[str, float]]:

@@ -43,6 +43,7 @@ import numpy as np
 
 from galaxy_core.errors import ModelError
 from galaxy_core.models.onnx_passes import optimize
+from galaxy_core.tf_quiet import quiet_env, quiet_tf_logs
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -247,7 +248,7 @@ def export_model_file(model_path: str | os.PathLike, onnx_path: str | os.PathLik
         OnnxExportError: the child failed; the message has the last line of its error output.
     """
     onnx_path = Path(onnx_path)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    env = quiet_env()
     command = [sys.executable, "-m", "galaxy_core.models.onnx_export", str(model_path), str(onnx_path)]
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -288,5 +289,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tf_logs()
     sys.exit(main())

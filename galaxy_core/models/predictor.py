@@ -1,10 +1,21 @@
-"""Predictors: run a bundle's classifier through ONNX Runtime, or through Keras as the fallback.
+"""Predictors: run a bundle's classifier through ONNX Runtime, an int8 copy, or Keras; one registry.
 
-`make_predictor(bundle)` is the one place that chooses. It returns an object with
-`.predict(x) -> probs` (float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, C)`), plus
-`.predict_on_batch` (the same, the name Keras models use, so `inference.predict_probs` and its TTA
-accept a predictor wherever they accept a model), `.backend` ("onnxruntime" or "keras") and
-`.note` (one line saying why Keras is used, or None).
+`make_predictor(bundle, backend="auto")` is the one place that makes a predictor, from the row of
+`BACKENDS` named by `backend`. Every predictor follows `galaxy_core.inference.predictor.Predictor`:
+`.predict(x) -> probs` (float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, C)`), `.predict_on_batch`
+(the same, the name Keras models use, so `inference.probabilities.predict_probs` and its TTA accept a
+predictor wherever they accept a model), `.backend` (the engine that runs: a row's `runs_as`) and
+`.note` (one line saying why Keras is used or how approximate int8 is, or None), all set when it is
+made. The registry is read by `python -m galaxy_core.predict --backend` (choices and help) and the
+app (`pages/lib/state.load_predictor`, the Classify page's "Classified with ..." line).
+
+Backends (`BACKENDS`, one row each; a new one = one make function + one row):
+- "auto" (default): ONNX Runtime, else Keras with a `.note` saying why;
+- "onnxruntime": ONNX Runtime or a ModelError;
+- "keras": the bundle's Keras model;
+- "int8" (asked for, never automatic): an int8 copy of the ONNX file (`galaxy_core.models.quantize`):
+  about 2.5x faster for DenseNet201 on 2 cores, approximate (its `.note` gives its agreement with
+  float32 on the run's test images).
 
 Where `model.onnx` comes from: exported on first use and cached (`galaxy_core.models.onnx_export`, in a
 child process), so bundles written before ONNX existed work too:
@@ -16,12 +27,16 @@ child process), so bundles written before ONNX existed work too:
    ONNX Runtime;
 3. otherwise (no onnxruntime, export failed, ...) Keras, with `.note` saying why.
 
-`backend="int8"` (asked for, never automatic) runs an int8 copy of that file (`galaxy_core.models.quantize`):
-about 2.5x faster for DenseNet201 on 2 cores, approximate (its `.note` gives its agreement with
-float32 on the run's test images).
-
 A file written by an older export (its metadata's `onnx_passes.EXPORT_VERSION` is lower) is
 upgraded in place once, when its folder is writable (`onnx_passes.upgrade_file`, seconds).
+
+Many workers (a batch runner over a catalogue): each worker process calls
+`make_predictor(bundle, backend)` ONCE (ONNX sessions and Keras models are not shared between
+processes; give `threads=` so the workers do not oversubscribe the cores) and then
+`galaxy_core.inference.classify.classify_each(predictor, bundle.config, items, ...)` per batch of
+items; `predict.classify_files` is the single-process form of that loop. The export and the int8 copy
+are made once per bundle on first use (atomically), so make the first predictor before starting the
+workers to keep them from exporting side by side.
 
 Gradients (Grad-CAM, saliency, faithfulness) need TensorFlow and never go through this module.
 
@@ -36,17 +51,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from galaxy_core.errors import ModelError
+from galaxy_core.inference.predictor import Predictor
 from galaxy_core.io import newer_or_same
 from galaxy_core.models.onnx_passes import EXPORT_VERSION, upgrade_file, version_from_metadata
 
 ONNX_NAME = "model.onnx"
-BACKENDS = ("auto", "onnxruntime", "keras", "int8")
+DEFAULT_BACKEND = "auto"
 
 
 def default_threads() -> int:
@@ -63,13 +80,15 @@ class OnnxPredictor:
     Args:
         path: the `.onnx` file (input "image" float32 `(N, S, S, 3)` in [0, 1], output softmax).
         threads: intra-op threads (default: all cores of this process).
+        backend, note: what the predictor says it is (`Predictor.backend` / `.note`), e.g.
+            "onnxruntime-int8" and the int8 copy's agreement with float32.
     """
 
-    backend = "onnxruntime"
-    note = None
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, backend: str = "onnxruntime",
+                 note: str | None = None):
         import onnxruntime as ort
+
+        self.backend, self.note = backend, note
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
@@ -191,16 +210,91 @@ def _writable(folder: Path) -> bool:
     return os.access(probe, os.W_OK | os.X_OK)
 
 
-def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike | None = None,
+@dataclass(frozen=True)
+class Backend:
+    """One way to run a bundle's classifier (a row of `BACKENDS`).
+
+    Attributes:
+        name: the value of `make_predictor(backend=...)` and `predict --backend`.
+        label: display name of the engine, e.g. "ONNX Runtime".
+        runs_as: the `.backend` of the predictors it makes ("" for "auto", which makes another row's).
+        help: one phrase for `predict --help`.
+        make: `(bundle, cache_dir, threads, model, export, log) -> Predictor` (keywords as in
+            `make_predictor`); raises ModelError when it cannot.
+    """
+
+    name: str
+    label: str
+    runs_as: str
+    help: str
+    make: Callable[..., Predictor]
+
+
+def _make_keras(bundle, cache_dir, threads, model, export, log) -> KerasPredictor:
+    return KerasPredictor(model, bundle.load_model)
+
+
+def _make_onnxruntime(bundle, cache_dir, threads, model, export, log) -> OnnxPredictor:
+    try:
+        import onnxruntime  # noqa: F401
+        return _current_onnx(bundle, cache_dir, export, threads, log)[1]
+    except Exception as err:  # noqa: BLE001 - any failure here means: no ONNX Runtime for this bundle
+        raise ModelError(f"ONNX Runtime is not available for {bundle.path}: {err}") from err
+
+
+def _make_auto(bundle, cache_dir, threads, model, export, log) -> Predictor:
+    try:
+        return _make_onnxruntime(bundle, cache_dir, threads, model, export, log)
+    except ModelError as err:
+        cause = err.__cause__ or err
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        return KerasPredictor(model, bundle.load_model,
+                              note=f"note: classifying with Keras, not ONNX Runtime ({reason})")
+
+
+def _make_int8(bundle, cache_dir, threads, model, export, log) -> OnnxPredictor:
+    from galaxy_core.models.quantize import describe, ensure_int8
+
+    try:
+        path = _current_onnx(bundle, cache_dir, export, threads, log)[0]
+        path, report = ensure_int8(path, bundle.read_test_images, bundle.num_test,
+                                   lambda p: OnnxPredictor(p, threads=threads), log=log)
+    except Exception as err:  # noqa: BLE001
+        raise ModelError(f"no int8 model for {bundle.path}: {' '.join(str(err).split())}") from err
+    return OnnxPredictor(path, threads=threads, backend="onnxruntime-int8", note=describe(report))
+
+
+BACKENDS: dict[str, Backend] = {row.name: row for row in (
+    Backend("auto", "ONNX Runtime, else Keras", "",
+            "ONNX Runtime (model.onnx, exported on first use), else Keras (default)", _make_auto),
+    Backend("onnxruntime", "ONNX Runtime", "onnxruntime", "ONNX Runtime; fail if unavailable", _make_onnxruntime),
+    Backend("keras", "Keras", "keras", "always Keras", _make_keras),
+    Backend("int8", "ONNX Runtime (int8)", "onnxruntime-int8",
+            "an int8 copy (made once, ~2.5x faster for DenseNet201, approximate: the note says how "
+            "close to float32)", _make_int8),
+)}
+
+
+def backend_label(predictor) -> str:
+    """Display name of the engine a predictor runs ("ONNX Runtime", "Keras", ...), from `BACKENDS`."""
+    backend = getattr(predictor, "backend", "")
+    return next((row.label for row in BACKENDS.values() if row.runs_as and row.runs_as == backend),
+                backend or type(predictor).__name__)
+
+
+def make_predictor(bundle, backend: str = DEFAULT_BACKEND, cache_dir: str | os.PathLike | None = None,
                    threads: int | None = None, model=None, export: Callable | None = None,
-                   log: Callable[[str], None] | None = None):
-    """The fastest available predictor for a run bundle.
+                   log: Callable[[str], None] | None = None) -> Predictor:
+    """A predictor for a run bundle, made by the `BACKENDS` row named `backend`.
+
+    A batch runner over many workers calls this once per worker process (see the module docstring).
 
     Args:
         bundle: a `galaxy_core.bundle.read.RunBundle` (uses `.path` and `.load_model()`).
-        backend: "auto" (ONNX Runtime, else Keras), "onnxruntime" (raise if unavailable), "keras",
-            or "int8" (an int8 copy through ONNX Runtime, `galaxy_core.models.quantize`: faster,
-            approximate; `.note` says how close it is to float32; raise if unavailable).
+        backend: a name of `BACKENDS`: "auto" (ONNX Runtime, else Keras), "onnxruntime" (raise if
+            unavailable), "keras", or "int8" (an int8 copy through ONNX Runtime,
+            `galaxy_core.models.quantize`: faster, approximate; `.note` says how close it is to
+            float32; raise if unavailable).
         cache_dir: cache folder for ONNX files of read-only bundles (default `default_cache_dir()`).
         threads: ONNX Runtime intra-op threads (default: all cores).
         model: the bundle's Keras model if already loaded (used by the Keras fallback).
@@ -208,37 +302,16 @@ def make_predictor(bundle, backend: str = "auto", cache_dir: str | os.PathLike |
         log: told (one line) when a first-use export starts.
 
     Returns:
-        `OnnxPredictor` or `KerasPredictor`; `.note` is a one-line reason when Keras is used
-        because ONNX Runtime could not be.
+        A `galaxy_core.inference.predictor.Predictor` (`OnnxPredictor` or `KerasPredictor`); `.note`
+        is a one-line reason when Keras is used because ONNX Runtime could not be.
 
     Raises:
-        ModelError: backend="onnxruntime" and no ONNX model could be had; unknown backend.
+        ModelError: unknown backend; the backend cannot run for this bundle ("onnxruntime", "int8").
     """
     if backend not in BACKENDS:
-        raise ModelError(f"backend must be one of {BACKENDS}; got {backend!r}")
-    load = bundle.load_model
-    if backend == "keras":
-        return KerasPredictor(model, load)
-    if backend == "int8":
-        from galaxy_core.models.quantize import describe, ensure_int8
-
-        try:
-            path = _current_onnx(bundle, cache_dir, export, threads, log)[0]
-            path, report = ensure_int8(path, bundle.read_test_images, bundle.num_test,
-                                       lambda p: OnnxPredictor(p, threads=threads), log=log)
-        except Exception as err:  # noqa: BLE001
-            raise ModelError(f"no int8 model for {bundle.path}: {' '.join(str(err).split())}") from err
-        predictor = OnnxPredictor(path, threads=threads)
-        predictor.backend, predictor.note = "onnxruntime-int8", describe(report)
-        return predictor
-    try:
-        import onnxruntime  # noqa: F401
-        return _current_onnx(bundle, cache_dir, export, threads, log)[1]
-    except Exception as err:  # noqa: BLE001 - any failure here means: use Keras
-        if backend == "onnxruntime":
-            raise ModelError(f"ONNX Runtime is not available for {bundle.path}: {err}") from err
-        reason = " ".join(str(err).split()) or type(err).__name__
-        return KerasPredictor(model, load, note=f"note: classifying with Keras, not ONNX Runtime ({reason})")
+        raise ModelError(f"backend must be one of {tuple(BACKENDS)}; got {backend!r}")
+    return BACKENDS[backend].make(bundle, cache_dir=cache_dir, threads=threads, model=model, export=export,
+                                  log=log)
 
 
 def _current_onnx(bundle, cache_dir, export, threads: int | None,

@@ -130,7 +130,7 @@ def ensure_int8(onnx_path: str | os.PathLike, read_images: Callable[[list[int]],
     Raises:
         ModelError: no images to calibrate on, or the quantization failed.
     """
-    from galaxy_core.inference.classify import to_model_input
+    from galaxy_core.inference.probabilities import to_model_input
     from galaxy_core.io import write_json
 
     onnx_path = Path(onnx_path)

@@ -2,7 +2,7 @@
 
 Every image function is pure: it takes an ndarray and returns a new ndarray (or, for identity
 settings, the input itself) and never changes its argument. Images handed between modules are
-`uint8 (H, W, 3)` RGB; `galaxy_core.inference.classify.to_model_input` maps uint8 to float32 in [0, 1]
+`uint8 (H, W, 3)` RGB; `galaxy_core.inference.probabilities.to_model_input` maps uint8 to float32 in [0, 1]
 (with `INVERSE_255`, the constant the tf.data pipeline multiplies by too).
 
 `preprocess_stages` is the chain's one definition; `preprocess_image`, `preprocess_batch`, the

@@ -27,6 +27,7 @@ import numpy as np
 
 from galaxy_core.bundle.read import RunBundle
 from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluation.metrics import row_normalised
 
 MIN_RUNS, MAX_RUNS = 2, 4
 
@@ -146,26 +147,11 @@ def compare_metrics(bundles: Sequence[RunBundle], check: bool = True) -> list[di
     return rows
 
 
-def row_normalised(confusion) -> np.ndarray:
-    """Confusion matrix with each row divided by its sum (rows = true class); empty rows stay 0.
-
-    Args:
-        confusion: int `(C, C)` counts.
-
-    Returns:
-        float64 `(C, C)`: entry (i, j) = fraction of true class i predicted as j.
-    """
-    cm = np.asarray(confusion, dtype=np.float64)
+def _confusion(x, tta: bool) -> np.ndarray:
+    cm = np.asarray(_metrics(x, tta)["confusion_matrix"] if isinstance(x, RunBundle) else x)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise CompareError(f"A confusion matrix must be square (C, C), got shape {cm.shape}.")
-    totals = cm.sum(axis=1, keepdims=True)
-    return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
-
-
-def _confusion(x, tta: bool) -> np.ndarray:
-    if isinstance(x, RunBundle):
-        return np.asarray(_metrics(x, tta)["confusion_matrix"])
-    return np.asarray(x)
+    return cm
 
 
 def confusion_difference(a, b, tta: bool = False) -> np.ndarray:

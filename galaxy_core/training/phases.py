@@ -298,12 +298,12 @@ def explain_test_set(model: keras.Model, cfg: Config, predictions: Mapping[str, 
     Sizes come from `cfg.explain_errors`, `cfg.explain_correct`, `cfg.smooth_samples` and
     `cfg.faithfulness_steps`; the result goes into the bundle as `explanations.h5`.
     """
-    from galaxy_core.explain import compute_explanations
+    from galaxy_core.explain import compute_explanations, describe_methods
 
     if cfg.explain_errors == 0 and cfg.explain_correct == 0:
         log("explanations: skipped (explain_errors = explain_correct = 0)")
         return None
-    log(f"explanations: saliency, SmoothGrad, Grad-CAM, Grad-CAM++ for up to {cfg.explain_errors} "
+    log(f"explanations: {describe_methods()} for up to {cfg.explain_errors} "
         f"test errors and {cfg.explain_correct} correct images"
         f"{'' if cfg.faithfulness_steps else ' (no faithfulness scores)'}")
     return compute_explanations(

@@ -61,7 +61,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, indices, cfg: Config,
 
     def read(rows):
         x, y = tf.numpy_function(read_batch, [rows], (tf.uint8, tf.int64), stateful=False)
-        # Same math as galaxy_core.inference.classify.to_model_input: float32(x) * float32(1/255), bit for bit.
+        # Same math as galaxy_core.inference.probabilities.to_model_input: float32(x) * float32(1/255), bit for bit.
         x = tf.cast(x, tf.float32) * tf.constant(INVERSE_255, tf.float32)
         x.set_shape((None, size, size, 3))
         y.set_shape((None,))  # numpy_function outputs have unknown shapes; Keras needs the ranks

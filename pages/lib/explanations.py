@@ -6,7 +6,6 @@ import streamlit as st
 
 from galaxy_core import explain
 from pages.lib.captions import describe_error
-from pages.lib.saliency import METHODS
 from pages.lib.state import current_run_path, load_model, load_run, stamp, test_images
 
 FAITHFULNESS_STEPS = 10  # deletion/insertion steps computed on demand (2 x 11 forward passes per map)
@@ -47,17 +46,18 @@ def stored_explanation(row: int, target: str) -> dict | None:
     path = current_run_path()
     run = load_run(path, stamp(path))
     return stored["file"].lookup(row, target, pred=int(run.predictions["probs"][row].argmax()),
-                                 label=int(run.predictions["labels"][row]), methods=METHODS)
+                                 label=int(run.predictions["labels"][row]), methods=explain.method_names())
 
 
 def computed_maps(row: int, class_index: int) -> dict:
-    """The four maps of one test image for one class, computed now (cached): `{method: (S, S)}`."""
+    """The maps of one test image for one class, every method of the table, computed now (cached):
+    `{method: (S, S)}`."""
     path = current_run_path()
     return _compute_maps(path, stamp(path), int(row), int(class_index))
 
 
 def computed_scores(row: int, class_index: int) -> dict:
-    """Deletion/insertion areas of the four computed maps (cached): `{method: (deletion, insertion)}`."""
+    """Deletion/insertion areas of the computed maps (cached): `{method: (deletion, insertion)}`."""
     path = current_run_path()
     return _compute_scores(path, stamp(path), int(row), int(class_index))
 
@@ -67,7 +67,7 @@ def _compute_maps(path: str, path_stamp: str, row: int, class_index: int) -> dic
     model, run = load_model(path, path_stamp), load_run(path, path_stamp)
     image = test_images(path, path_stamp, (row,))[0]  # uint8 (S, S, 3)
     # SmoothGrad as the stored maps were made: the run's noise samples and seed.
-    return explain.explain_image(model, image, class_index, METHODS,
+    return explain.explain_image(model, image, class_index, explain.method_names(),
                                  smooth_samples=run.config.smooth_samples, seed=run.config.seed)
 
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from galaxy_core.inference.classify import top_k
-from pages.lib.tables import normalize_rows
+from galaxy_core.evaluation.metrics import row_normalised
 
 # Colours of the three preprocessing stages in histograms (readable on a dark background).
 STAGE_COLOURS = {"original": "#9ca3af", "galaxy crop": "#a78bfa", "CLAHE": "#38bdf8",
@@ -148,7 +148,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], normalized:
     The hover text always gives the count, the row share and both class names.
     """
     counts = np.asarray(matrix, dtype=np.int64)
-    shares = normalize_rows(counts)
+    shares = row_normalised(counts)
     z = shares if normalized else counts
     text = [[f"{shares[i, j]:.0%}" if normalized else str(counts[i, j]) for j in range(len(class_names))]
             for i in range(len(class_names))]

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from galaxy_core.tf_quiet import quiet_env
+
 # `{l_bar}` of BAR_FORMAT is `{desc}: {percentage:3.0f}%|` (just the percentage without a desc).
 _BAR = re.compile(r"(?:^|\s)(?:(?P<desc>\S[^\r\n]*?): )?\s*(?P<percent>\d{1,3})%\|")
 _EPOCH = re.compile(r"Epoch (\d+)/(\d+)")
@@ -79,7 +81,7 @@ class Job:
     """
 
     def __init__(self, command: list[str], cwd: str | Path):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = quiet_env({**os.environ, "PYTHONUNBUFFERED": "1"})
         self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -1,22 +1,26 @@
-"""The preprocessing lab's parameters and images: widgets per config field, slider ranges, the
-matching `train.py` command, per-class thumbnails.
+"""The preprocessing lab's parameters and images: one widget per config field, built from the
+field's metadata, the matching `train.py` command, per-class thumbnails.
 
-The fields are `galaxy_core.config.PREPROCESS_FIELDS` and the ranges `config.FIELD_RANGES` (what
-`validate_config` enforces), so the lab offers exactly the values training accepts. The stages
-themselves are `galaxy_core.preprocessing.preprocess.preprocess_stages`. Plain Python (no streamlit).
+The fields are `galaxy_core.config.PREPROCESS_FIELDS`; each widget's label, heading, range, step,
+choices and help are that field's metadata in `galaxy_core.config.Config` (the ranges are what
+`validate_config` enforces), so the lab offers exactly the values training accepts, and a new
+preprocessing field needs no edit here. The stages themselves are
+`galaxy_core.preprocessing.preprocess.preprocess_stages`. Plain Python (no streamlit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
 
-from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS, Config
+from galaxy_core.config import FIELD_RANGES, PREPROCESS_FIELDS, Config, cli_args
 from galaxy_core.preprocessing.crop import galaxy_box
 from galaxy_core.preprocessing.preprocess import preprocess_image, to_rgb_uint8
 
@@ -24,18 +28,56 @@ from galaxy_core.preprocessing.preprocess import preprocess_image, to_rgb_uint8
 # training images at this size too), so the galaxy crop cuts a full-resolution image, as on real ones.
 SAMPLE_SIZE = 256
 
-# Session-state key of each field's widget: one per PREPROCESS_FIELDS entry, in its order
-# (tests/test_pages_lab.py checks that they agree).
-WIDGET_KEYS: dict[str, str] = {
-    "crop_scale": "lab_crop",
-    "crop_min_fraction": "lab_crop_min",
-    "clahe_clip_limit": "lab_clip",
-    "clahe_tile_grid": "lab_tiles",
-    "channel_mode": "lab_mode",
-    "opening_kernel_shape": "lab_kshape",
-    "opening_kernel_size": "lab_ksize",
-    "opening_iterations": "lab_iters",
-}
+
+
+@dataclass(frozen=True)
+class Widget:
+    """The lab's widget of one config field (see `lab_widgets`).
+
+    Attributes:
+        field: the Config field. key: its session-state key. group: the heading it is drawn under.
+        kind: "slider" (a number in `bounds`, `step`), "select_slider" (one of `options`, e.g. the
+            odd kernel sizes), "radio" or "selectbox" (one of `options`).
+        label, help: the widget's label and tooltip. off_unless: a field whose value 0 disables it.
+    """
+
+    field: str
+    key: str
+    group: str
+    kind: str
+    label: str
+    help: str
+    options: tuple | None = None
+    bounds: tuple | None = None
+    step: float | int | None = None
+    off_unless: str | None = None
+
+
+def widget_key(field: str) -> str:
+    """Session-state key of a field's widget: `lab_<field>`."""
+    return f"lab_{field}"
+
+
+def lab_widgets() -> tuple[Widget, ...]:
+    """One `Widget` per `PREPROCESS_FIELDS` entry, in its order, from the field's Config metadata."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    out = []
+    for name in PREPROCESS_FIELDS:
+        meta = fields[name].metadata
+        common = dict(field=name, key=widget_key(name), group=meta["group"], label=meta["label"],
+                      help=meta["help"], off_unless=meta.get("off_unless"))
+        if "choices" in meta:
+            out.append(Widget(kind="radio" if meta.get("widget") == "radio" else "selectbox",
+                              options=tuple(meta["choices"]), **common))
+        elif meta.get("widget") == "odd":
+            out.append(Widget(kind="select_slider", options=tuple(odd_values(name)), **common))
+        else:
+            out.append(Widget(kind="slider", bounds=slider_range(name), step=meta["step"], **common))
+    return tuple(out)
+
+
+# Session-state key of each field's widget, in PREPROCESS_FIELDS order.
+WIDGET_KEYS: dict[str, str] = {name: widget_key(name) for name in PREPROCESS_FIELDS}
 
 
 def slider_range(field: str) -> tuple[Any, Any]:
@@ -46,10 +88,15 @@ def slider_range(field: str) -> tuple[Any, Any]:
     return float(low), float(high)
 
 
+def odd_values(field: str) -> list[int]:
+    """The odd values of an int field's range, e.g. `[1, 3, 5, ..., 31]` for `opening_kernel_size`."""
+    low, high = slider_range(field)
+    return [size for size in range(low, high + 1) if size % 2 == 1]
+
+
 def kernel_sizes() -> list[int]:
     """The odd kernel sizes `validate_config` accepts, e.g. `[1, 3, 5, ..., 31]`."""
-    low, high = slider_range("opening_kernel_size")
-    return [size for size in range(low, high + 1) if size % 2 == 1]
+    return odd_values("opening_kernel_size")
 
 
 def preprocess_params(cfg: Config) -> dict[str, Any]:
@@ -61,20 +108,14 @@ def train_command(params: Mapping[str, Any]) -> str:
     """The exact `python train.py` command line that trains with these Config fields.
 
     Args:
-        params: `{config field: value}`; each becomes `--field-name value` (booleans `--x/--no-x`).
+        params: `{config field: value}`; the flags are `galaxy_core.config.cli_args` (the ones
+            `add_config_arguments` parses: `--field-name value`, booleans `--x/--no-x`).
 
     Returns:
         A shell-quoted command line, e.g.
         `python train.py --clahe-clip-limit 2.0 --clahe-tile-grid 8 ...`.
     """
-    parts = ["python", "train.py"]
-    for name, value in params.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + name.replace("_", "-"))
-        else:
-            parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
+    return shlex.join(["python", "train.py", *cli_args(params)])
 
 
 def crop_caption(image: np.ndarray, cfg: Config) -> str:

@@ -1,6 +1,7 @@
-"""Display of the four saliency maps in Explain errors: names, rendering, captions, the verdict.
+"""Display of the explanation maps in Explain errors: names, rendering, captions, the verdict.
 
-Plain Python / numpy (no streamlit). The maps themselves come from `galaxy_core.explain`.
+Plain Python / numpy (no streamlit). The methods, their order and display names are the rows of
+`galaxy_core.explain.registry.METHODS`; the maps themselves come from `galaxy_core.explain`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-from galaxy_core.explain import ALL_METHODS, colorize, overlay
-
-# The four saliency methods of galaxy_core.explain, in display order, with their display names.
-METHODS: tuple[str, ...] = tuple(ALL_METHODS)
-METHOD_NAMES = {"saliency": "Saliency", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM",
-                "gradcam_plus_plus": "Grad-CAM++"}
+from galaxy_core.explain import colorize, method_label, overlay
 
 
 def render_map(image: np.ndarray, heatmap: np.ndarray, mode: str = "overlay") -> np.ndarray:
@@ -30,7 +26,7 @@ def render_map(image: np.ndarray, heatmap: np.ndarray, mode: str = "overlay") ->
 
 def map_caption(method: str, scores: tuple[float, float] | None) -> str:
     """Markdown caption of a map: bold name, then `del 0.12 ↓ · ins 0.56 ↑` (n/a when not computed)."""
-    name = METHOD_NAMES.get(method, method)
+    name = method_label(method)
     if scores is None:
         return f"**{name}**  \n:gray[faithfulness: computing...]"
     if not np.all(np.isfinite(scores)):
@@ -51,7 +47,7 @@ def most_faithful(scores: Mapping[str, tuple[float, float]] | None) -> str | Non
         return None
     ranked = sorted(gaps, key=gaps.get, reverse=True)
     best = ranked[0]
-    runner_up = (f"; next {METHOD_NAMES.get(ranked[1], ranked[1])} ({gaps[ranked[1]]:+.3f})"
+    runner_up = (f"; next {method_label(ranked[1])} ({gaps[ranked[1]]:+.3f})"
                  if len(ranked) > 1 else "")
-    return (f"Most faithful map for this image: **{METHOD_NAMES.get(best, best)}** "
+    return (f"Most faithful map for this image: **{method_label(best)}** "
             f"(insertion - deletion {gaps[best]:+.3f}{runner_up}).")

@@ -89,18 +89,25 @@ def load_morphology(path: str, path_stamp: str):
 
 @st.cache_resource(show_spinner="Preparing fast classification (ONNX Runtime; the first time a run's "
                                 "model is exported, which can take minutes for DenseNet201)...", max_entries=4)
-def load_predictor(path: str, path_stamp: str):
-    """The run's classifier for uploads: ONNX Runtime, else Keras (`galaxy_core.models.predictor`).
+def load_predictor(path: str, path_stamp: str, backend: str = predictor.DEFAULT_BACKEND):
+    """The run's classifier for uploads, made by the `predictor.BACKENDS` row `backend` (default
+    "auto": ONNX Runtime, else Keras).
 
-    Shared by all sessions. Its `.backend` says which, and `.note` why Keras is used, if it is.
+    Shared by all sessions. Its `.backend` says which engine runs (`predictor.backend_label` names
+    it), and `.note` why Keras is used, if it is.
     """
-    return predictor.make_predictor(load_run(path, path_stamp))
+    return predictor.make_predictor(load_run(path, path_stamp), backend=backend)
 
 
-def current_predictor():
+def current_predictor(backend: str = predictor.DEFAULT_BACKEND):
     """The chosen run's predictor (see `load_predictor`)."""
     path = current_run_path()
-    return load_predictor(path, stamp(path))
+    return load_predictor(path, stamp(path), backend)
+
+
+def predictor_label(engine) -> str:
+    """The display name of the engine a predictor runs ("ONNX Runtime", "Keras", ...)."""
+    return predictor.backend_label(engine)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -11,21 +11,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from galaxy_core.evaluation.metrics import row_normalised
 from galaxy_core.inference.classify import top_k
 
 SPLITS = ("train", "val", "test")
-
-
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """Row-normalized confusion matrix (each true class sums to 1; empty rows stay 0). float64.
-
-    Example:
-        >>> normalize_rows(np.array([[1, 3], [0, 0]])).tolist()
-        [[0.25, 0.75], [0.0, 0.0]]
-    """
-    matrix = np.asarray(matrix, dtype=float)
-    totals = matrix.sum(axis=1, keepdims=True)
-    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
 
 
 def split_sizes(sizes: Mapping[str, int] | None, num_test: int) -> dict[str, int | None]:
@@ -93,7 +82,7 @@ def cell_table(matrix: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
     (of the true class).
     """
     counts = np.asarray(matrix, dtype=np.int64)
-    shares = normalize_rows(counts)
+    shares = row_normalised(counts)
     rows = [(i != j, int(counts[i, j]), i, j) for i in range(len(counts)) for j in range(len(counts))
             if counts[i, j] > 0]
     rows.sort(key=lambda r: (not r[0], -r[1], r[2], r[3]))

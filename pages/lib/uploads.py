@@ -7,10 +7,8 @@ import streamlit as st
 
 from galaxy_core import explain
 from galaxy_core.preprocessing import decode
-from galaxy_core.inference import classify as inference
-from galaxy_core.morphology import classifier as morphology_model
 from galaxy_core.evaluation import scoring
-from pages.lib.captions import describe_error
+from galaxy_core.inference import classify
 from pages.lib.state import current_run_path, load_model, load_morphology, load_predictor, load_run, stamp
 
 # What an upload may be: the core's one decoder decides (formats judged by content, pixel cap).
@@ -29,8 +27,8 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
     Returns:
         One dict per file, in order: `name`, `error` (message or None), `input` (uint8 (S, S, 3)
         preprocessed image the model saw, or None), `probs` (float32 (C,) or None: the run's
-        probabilities), and for a run with a morphology classifier also `probs_cnn` and
-        `probs_morphology` (the two parts `probs` blends, `morphology_model.blend_probs`).
+        probabilities), and for a blended run also `probs_cnn` and `probs_morphology` (the two parts
+        `probs` blends; `galaxy_core.inference.classify.classify_each(..., parts=True)`).
     """
     path = current_run_path()
     return _classify(path, stamp(path), files, bool(tta))
@@ -40,26 +38,16 @@ def classify_uploads(files: tuple[tuple[str, bytes], ...], tta: bool) -> list[di
 def _classify(path: str, path_stamp: str, files: tuple[tuple[str, bytes], ...], tta: bool) -> list[dict]:
     run, model = load_run(path, path_stamp), load_predictor(path, path_stamp)
     morphology = load_morphology(path, path_stamp)
-    results, stats = [], []
-    for name, data in files:
-        try:
-            # Preprocessed once: what the model sees is both shown and classified.
-            model_input, statistics = inference.prepare_item(data, run.config, morphology is not None)
-        except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
-            results.append({"name": name, "error": describe_error(err), "input": None, "probs": None})
-        else:
-            results.append({"name": name, "error": None, "input": model_input, "probs": None})
-            stats.append(statistics)
-    good = [r for r in results if r["error"] is None]
-    if good:
-        probs = inference.predict_probs(model, np.stack([r["input"] for r in good]), tta=tta)
-        for r, p in zip(good, probs):
-            r["probs"] = p
-        if morphology is not None:
-            morph = morphology.predict_features(np.stack(stats))
-            blended = morphology_model.blend_probs(probs, morph, run.config.morphology_weight)
-            for r, p, m, b in zip(good, probs, morph, blended):
-                r.update(probs_cnn=p, probs_morphology=m, probs=b)
+    # The core's one classification path; parts=True keeps the preprocessed image the model saw
+    # (shown beside its classes) and, for a blended run, the two probabilities it blends.
+    found = classify.classify_each(model, run.config, [data for _, data in files], tta=tta,
+                                   morphology=morphology, parts=True)
+    results = []
+    for (name, _), item in zip(files, found):
+        result = {"name": name, "error": item.error, "input": item.input, "probs": item.probs}
+        if item.probs_morphology is not None:
+            result.update(probs_cnn=item.probs_cnn, probs_morphology=item.probs_morphology)
+        results.append(result)
     return results
 
 

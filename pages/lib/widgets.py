@@ -84,7 +84,7 @@ def require_morphology():
 def cnn_only_note(runs, what: str) -> None:
     """A caption on views computed from the test predictions in predictions.h5 (the CNN's alone)
     when any of `runs` blends a morphology classifier into the probabilities it classifies with."""
-    blended = [r.name for r in runs if r is not None and r.has_morphology]
+    blended = [r.name for r in runs if r is not None and r.config.blended]
     if blended:
         st.caption(f"{what} the CNN's alone: run(s) {', '.join(f'`{n}`' for n in blended)} classify with "
                    "the CNN blended with a morphology classifier (its test scores: Overview).")

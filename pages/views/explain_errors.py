@@ -1,4 +1,4 @@
-"""Explain errors: the misclassified test images and four saliency maps with their faithfulness."""
+"""Explain errors: the misclassified test images and their explanation maps with their faithfulness."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import streamlit as st
 
 from pages.lib import explanations, state, widgets
 from pages.lib.captions import sky_links
-from pages.lib.saliency import METHODS, map_caption, most_faithful, render_map
+from galaxy_core.explain import describe_methods, method_names
+from pages.lib.saliency import map_caption, most_faithful, render_map
 from pages.lib.tables import error_pairs, error_table
 
 TABLE_KEY = "err_table"
@@ -89,13 +90,14 @@ with st.container(border=True):
                                 key="err_mode") or "overlay"
     if result is None:
         widgets.require_model()  # an unloadable model: its reason, then stop
-        with st.spinner("Computing saliency, SmoothGrad, Grad-CAM and Grad-CAM++..."):
+        with st.spinner(f"Computing {describe_methods()}..."):
             result = {"maps": explanations.computed_maps(row, class_index), "scores": None}
-    cols = st.columns(5)
+    methods = method_names()
+    cols = st.columns(1 + len(methods))
     cols[0].image(image, width="stretch")
     cols[0].markdown("**original**  \n:gray[the model's input]")
     captions = {}
-    for col, method in zip(cols[1:], METHODS):
+    for col, method in zip(cols[1:], methods):
         col.image(render_map(image, result["maps"][method], mode), width="stretch")
         captions[method] = col.empty()
         captions[method].markdown(map_caption(method, None if result["scores"] is None
@@ -104,7 +106,7 @@ with st.container(border=True):
         with st.spinner(f"Scoring faithfulness ({2 * (explanations.FAITHFULNESS_STEPS + 1)} forward passes "
                         "per map)..."):
             scores = explanations.computed_scores(row, class_index)
-        for method in METHODS:
+        for method in methods:
             captions[method].markdown(map_caption(method, scores[method]))
         result["scores"] = scores
     verdict = most_faithful(result["scores"])

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import streamlit as st
 
-from galaxy_core.config import CHANNEL_MODES, KERNEL_SHAPES, PREPROCESS_FIELDS
+from galaxy_core.config import PREPROCESS_FIELDS
 from galaxy_core.preprocessing.preprocess import preprocess_stages
 from pages.lib import state, uploads, widgets
 from pages.lib.figures import histogram_figure
-from pages.lib.lab import (SAMPLE_SIZE, WIDGET_KEYS, crop_caption, kernel_sizes, preprocess_params,
-                           preprocess_thumbnails, slider_range, train_command)
+from pages.lib.lab import (SAMPLE_SIZE, WIDGET_KEYS, Widget, crop_caption, lab_widgets, preprocess_params,
+                           preprocess_thumbnails, train_command)
 
 run = state.current_run()
 base = state.run_config(run)  # defaults: the selected run's config, else Config()
@@ -24,6 +24,20 @@ def reset_parameters() -> None:
     """Widget values live in session state (one key per config field) so "Reset" can set them."""
     for name, value in preprocess_params(base).items():
         st.session_state[WIDGET_KEYS[name]] = value
+
+
+def draw_widget(widget: Widget) -> None:
+    """The Streamlit widget of one field (its value lives in session state under `widget.key`)."""
+    disabled = widget.off_unless is not None and st.session_state[WIDGET_KEYS[widget.off_unless]] == 0
+    common = dict(key=widget.key, help=widget.help, disabled=disabled)
+    if widget.kind == "slider":
+        st.slider(widget.label, *widget.bounds, step=widget.step, **common)
+    elif widget.kind == "select_slider":
+        st.select_slider(widget.label, widget.options, **common)
+    elif widget.kind == "radio":
+        st.radio(widget.label, widget.options, horizontal=True, **common)
+    else:
+        st.selectbox(widget.label, widget.options, **common)
 
 
 for name, value in preprocess_params(base).items():
@@ -81,26 +95,12 @@ with controls:
             except Exception as err:  # noqa: BLE001 - any undecodable upload gets a message
                 st.error(f"Cannot read {upload.name}: {err}")
 
-    st.markdown("**Galaxy crop**")
-    st.slider("Crop side (radii of the central object)", *slider_range("crop_scale"), step=0.5,
-              key=WIDGET_KEYS["crop_scale"],
-              help="A square around the image centre, this many radii of the central galaxy wide, cut "
-                   "before the resize so that small galaxies keep their detail. 0 = off (whole image).")
-    st.slider("Smallest crop (fraction of the side)", *slider_range("crop_min_fraction"), step=0.05,
-              key=WIDGET_KEYS["crop_min_fraction"], disabled=st.session_state[WIDGET_KEYS["crop_scale"]] == 0)
-    st.markdown("**CLAHE**")
-    # Ranges: config.FIELD_RANGES, what training's validation accepts.
-    st.slider("Clip limit", *slider_range("clahe_clip_limit"), step=0.1, key=WIDGET_KEYS["clahe_clip_limit"],
-              help="Contrast limit per tile: higher brings out faint structure and noise.")
-    st.slider("Tiles per side", *slider_range("clahe_tile_grid"), step=1, key=WIDGET_KEYS["clahe_tile_grid"])
-    st.radio("Channels", CHANNEL_MODES, key=WIDGET_KEYS["channel_mode"], horizontal=True,
-             help="luminance keeps the colours; per_channel equalises R, G and B separately.")
-    st.markdown("**Morphological opening**")
-    st.selectbox("Kernel shape", KERNEL_SHAPES, key=WIDGET_KEYS["opening_kernel_shape"])
-    st.select_slider("Kernel size", kernel_sizes(), key=WIDGET_KEYS["opening_kernel_size"],
-                     help="1 = no opening (odd sizes only)")
-    st.slider("Iterations", *slider_range("opening_iterations"), key=WIDGET_KEYS["opening_iterations"],
-              help="0 = no opening")
+    heading = None
+    for widget in lab_widgets():  # one per preprocessing field, from its Config metadata
+        if widget.group != heading:
+            st.markdown(f"**{widget.group}**")
+            heading = widget.group
+        draw_widget(widget)
     st.button("Reset to defaults", on_click=reset_parameters, icon=":material/restart_alt:")
 
 params = {name: st.session_state[WIDGET_KEYS[name]] for name in PREPROCESS_FIELDS}
