@@ -32,15 +32,12 @@ the mean of the weights after that epoch and every later one, its BatchNorm stat
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -50,6 +47,7 @@ from galaxy_core.training import checkpoint
 from galaxy_core.training.callbacks import (MONITOR, BestWeightsEarlyStopping, EpochProgressBar, WeightAverage,
                                    WorkCheckpoint)
 from galaxy_core.training.checkpoint import STATE, RunLock, work_dir_for
+from galaxy_core.training.distribute import dtype_policy, is_chief, make_strategy
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError, TrainingError
 from galaxy_core.models.network import build_model, load_model
@@ -83,37 +81,6 @@ def format_class_weights(weights: Mapping[int, float] | None, class_names: Seque
     return "\n".join(lines)
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The distribution strategy named by `cfg.strategy`.
-
-    "default": one device (the first GPU if any, else CPU). "mirrored": all local GPUs (or the
-    logical CPU devices). "multiworker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`.
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            print("note: strategy 'multiworker' without TF_CONFIG runs as a single worker",
-                  file=sys.stderr)
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise TrainingError(f"Unknown strategy {name!r}; use default, mirrored or multiworker.")
-
-
-def is_chief() -> bool:
-    """True unless TF_CONFIG names this process a non-chief worker (only the chief writes files)."""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    except json.JSONDecodeError:
-        return True
-    kind, index = task.get("type"), int(task.get("index", 0))
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if kind is None or kind == "chief":
-        return True
-    return kind == "worker" and index == 0 and "chief" not in cluster
-
-
 def check_model_names(cfg: Config) -> Config:
     """`cfg` with its backbone name checked (and spelled as Keras spells it) and its weights checked.
 
@@ -135,19 +102,6 @@ def plain_copy(model: keras.Model, cfg: Config) -> keras.Model:
     copy = build_model(cfg, weights=None)  # uses the current global policy (float32 here)
     copy.set_weights(model.get_weights())
     return copy
-
-
-@contextlib.contextmanager
-def dtype_policy(cfg: Config) -> Iterator[list]:
-    """Mixed float16 while inside when `cfg.mixed_precision` and a GPU is there; yields the GPUs."""
-    gpus = tf.config.list_physical_devices("GPU")
-    old = keras.mixed_precision.global_policy()
-    if cfg.mixed_precision and gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield gpus
-    finally:
-        keras.mixed_precision.set_global_policy(old)
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,7 +527,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
     started = time.perf_counter()
     out_dir, data_path = check_bundle_name(out_dir), Path(data_path)
     cfg = check_request(cfg, out_dir, resume)
-    chief = is_chief()
+    chief = is_chief(cfg.strategy)
     with RunLock(out_dir) if chief else contextlib.nullcontext() as lock:
         if lock is not None and lock.took_over:
             log(f"note: took over the lock of {out_dir} from PID {lock.took_over}, which is no "
