@@ -27,6 +27,8 @@ A run bundle is the folder `runs/<name>/` with:
 - `morphology.skops` (present exactly when `config.morphology_weight > 0`, e.g. the offline demo):
   the classifier on morphology statistics whose probabilities are blended with the CNN's
   (`galaxy_core.morphology.classifier`; metrics.json `morphology` holds its test scores).
+- `tensorboard/` (optional, the one subfolder): TensorBoard event files of the training run
+  (`galaxy_core.training.callbacks.TensorBoardLog`); `tensorboard --logdir runs` shows every run.
 
 `write_bundle` builds all of it with `galaxy_core.io.atomic_dir` (a hidden sibling folder
 `.<name>.partial-<random>` renamed into place at the end, every file with the umask's mode), so a
@@ -64,6 +66,7 @@ RUN_FORMAT_VERSION = 1
 REQUIRED_MEMBERS = ("config.json", "run.json", "model.keras", "history.csv", "metrics.json",
                     "predictions.h5", "curves.png")
 EXPLANATIONS = "explanations.h5"
+TENSORBOARD_DIR = "tensorboard"  # optional subfolder: the TensorBoard logs written while training
 # Optional predictions.h5 datasets: the test images' catalogue columns (float32 (N,) each), their
 # penultimate-layer features (float32 (N, D)) and 2-D map (float32 (N, 2)).
 SKY_COLUMNS: tuple[str, ...] = METADATA_KEYS  # ("ra", "dec", "redshift", "pxscale")
@@ -93,7 +96,8 @@ def check_bundle_name(out_dir: str | Path) -> Path:
 
 def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping[str, Sequence[float]],
                  metrics: Mapping[str, Any], run_info: Mapping[str, Any], predictions: Mapping[str, Any],
-                 explanations: Mapping[str, Any] | None = None, morphology=None) -> Path:
+                 explanations: Mapping[str, Any] | None = None, morphology=None,
+                 tensorboard: str | Path | None = None) -> Path:
     """Write a complete run bundle atomically.
 
     Args:
@@ -112,6 +116,8 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
         explanations: optional dict for `galaxy_core.explain.save_explanations`.
         morphology: a fitted `galaxy_core.morphology.classifier.MorphologyClassifier`; required when
             `config.morphology_weight > 0`, refused otherwise.
+        tensorboard: a folder of TensorBoard logs written during training, copied into the bundle
+            as `tensorboard/` (inside the temporary folder, so it arrives with the rest).
 
     Returns:
         The bundle path.
@@ -151,6 +157,8 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
             save_explanations(tmp / EXPLANATIONS, explanations)
         if morphology is not None:
             morphology.save(tmp / MORPHOLOGY_FILE)
+        if tensorboard is not None:
+            shutil.copytree(tensorboard, tmp / TENSORBOARD_DIR)
     return out_dir
 
 

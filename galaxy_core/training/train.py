@@ -31,6 +31,7 @@ the mean of the weights after that epoch and every later one, its BatchNorm stat
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import tempfile
 import time
@@ -44,10 +45,11 @@ import numpy as np
 import tensorflow as tf
 
 from galaxy_core.training import checkpoint
-from galaxy_core.training.callbacks import (MONITOR, BestWeightsEarlyStopping, EpochProgressBar, WeightAverage,
-                                   WorkCheckpoint)
+from galaxy_core.training import multiworker
+from galaxy_core.training.callbacks import (MONITOR, TENSORBOARD, BestWeightsEarlyStopping, EpochProgressBar,
+                                            TensorBoardLog, WeightAverage, WorkCheckpoint)
 from galaxy_core.training.checkpoint import STATE, RunLock, work_dir_for
-from galaxy_core.training.distribute import dtype_policy, is_chief, make_strategy
+from galaxy_core.training.distribute import cluster_for, dtype_policy, is_chief, make_strategy
 from galaxy_core.config import Config
 from galaxy_core.errors import ModelError, TrainingError
 from galaxy_core.models.network import build_model, load_model
@@ -160,10 +162,6 @@ class FitResult:
 
 def check_request(cfg: Config, out_dir: Path, resume: bool) -> Config:
     """Refuse a run that cannot work, before any file is touched; returns the checked config."""
-    if resume and cfg.strategy == "multiworker":
-        raise TrainingError("--resume is not supported with --strategy multiworker: the workers "
-                            "keep no shared checkpoint. Start the run again, or resume it with "
-                            "--strategy mirrored on one machine.")
     if (problem := checkpoint.not_a_bundle(out_dir)) is not None:
         raise TrainingError(problem)
     return check_model_names(cfg)
@@ -172,8 +170,10 @@ def check_request(cfg: Config, out_dir: Path, resume: bool) -> Config:
 def prepare_work(cfg: Config, data_path: Path, out_dir: Path, resume: bool, chief: bool,
                  log: Log) -> Work:
     """The work folder of this run: cleaned of dead runs' leftovers, new or resumed."""
-    if not chief:  # other workers checkpoint into a private folder and write no bundle
-        return Work(Path(tempfile.mkdtemp(prefix="galaxy-worker-")), cfg, None, chief)
+    if not chief:  # other workers keep the split in a private scratch folder and write no bundle
+        scratch = Path(tempfile.mkdtemp(prefix="galaxy-worker-"))
+        atexit.register(checkpoint.remove_work, scratch)  # also when the run fails
+        return Work(scratch, cfg, None, chief)
     checkpoint.clean_leftovers(out_dir.parent, log, keep=out_dir.name)
     folder = work_dir_for(out_dir)
     if resume:
@@ -230,18 +230,25 @@ def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Str
     strategy = make_strategy(cfg.strategy)
     policy = keras.mixed_precision.global_policy().name
     log(f"devices: {len(gpus)} GPU(s), strategy {cfg.strategy} ({strategy.num_replicas_in_sync} "
-        f"replica(s)), policy {policy}")
+        f"replica(s)), policy {policy}" + (f"; {cluster_for(cfg.strategy).describe()}"
+                                          if cfg.strategy == "multiworker" else ""))
     if work.state is not None:
         checkpoint.check_same_policy(work.state, policy, len(gpus))
-    with strategy.scope():
-        if work.state is not None:
-            path = checkpoint.checkpoint_path(work.folder, work.state)
-            model = load_model(path, compile=True)
+    if cfg.strategy == "multiworker":  # every worker builds the same; the chief loads the checkpoint
+        path = checkpoint.checkpoint_path(work.folder, work.state) if work.state is not None else None
+        model = multiworker.build_synced(cfg, strategy, path)
+        if path is not None:
             log(f"resuming after epoch {work.state['epochs_done']} from {path}")
-        else:
-            model = build_model(cfg, weights=cfg.weights)
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
-                          loss="categorical_crossentropy", metrics=["accuracy"])
+    else:
+        with strategy.scope():
+            if work.state is not None:
+                path = checkpoint.checkpoint_path(work.folder, work.state)
+                model = load_model(path, compile=True)
+                log(f"resuming after epoch {work.state['epochs_done']} from {path}")
+            else:
+                model = build_model(cfg, weights=cfg.weights)
+                model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
+                              loss="categorical_crossentropy", metrics=["accuracy"])
     log(f"model: {cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'trainable'} backbone, "
         f"{cfg.head} head), {model.count_params():,} parameters, "
         f"{int(sum(np.prod(w.shape) for w in model.trainable_weights)):,} trainable")
@@ -267,17 +274,30 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
         average.restore_state(*checkpoint.load_average(work.folder))
     n_train = min(data.sizes["train"], cfg.steps_per_epoch * cfg.batch_size or data.sizes["train"])
     saver = WorkCheckpoint(work.folder, stopper, history, n_train, cfg.epochs, log=log,
-                           every=cfg.checkpoint_every, average=average)
+                           every=cfg.checkpoint_every, average=average, save=work.chief)
+    board = (TensorBoardLog(work.folder / TENSORBOARD, cfg.class_names, (val_ds, data.labels[data.split.val]))
+             if work.chief else None)
+    own = [stopper, EpochProgressBar(cfg.epochs, disable=not progress), *([average] if average else []),
+           saver, *([board] if board else []), *callbacks]
     started = time.perf_counter()
-    if state is not None and (state["stopped"] or initial_epoch >= cfg.epochs):
-        if best_weights is not None:
-            model.set_weights(best_weights)
-    else:
-        bar = EpochProgressBar(cfg.epochs, disable=not progress)
+    finished = state is not None and (state["stopped"] or initial_epoch >= cfg.epochs)
+    if cfg.strategy == "multiworker":  # Keras's fit fails under MultiWorkerMirroredStrategy
+        strategy = make_strategy(cfg.strategy)
+        steps = multiworker.train_steps(n_train, cfg.batch_size, strategy.num_replicas_in_sync,
+                                        cfg.steps_per_epoch)
+        first, done = multiworker.fit_distributed(
+            model, strategy, train_ds, val_ds, class_weight=data.class_weight, num_classes=cfg.num_classes,
+            epochs=cfg.epochs, initial_epoch=initial_epoch, finished=finished, steps=steps, callbacks=own,
+            on_val_recall=board.set_recall if board else None)
+        log(multiworker.describe(strategy, cluster_for(cfg.strategy).workers, first, done,
+                                 time.perf_counter() - started))
+        finished = done == first
+    elif not finished:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
                   class_weight=data.class_weight, shuffle=False, verbose=0,
-                  steps_per_epoch=cfg.steps_per_epoch or None,
-                  callbacks=[stopper, bar, *([average] if average else []), saver, *callbacks])
+                  steps_per_epoch=cfg.steps_per_epoch or None, callbacks=own)
+    if finished and best_weights is not None:
+        model.set_weights(best_weights)
     result = FitResult(history, time.perf_counter() - started)
     best = result.best_epoch
     log(f"training done: {result.epochs_run} epoch(s), best {MONITOR} "
@@ -458,9 +478,10 @@ def write_phase(out_dir: Path, model: keras.Model, work: Work, data: RunData, fi
     """Write the run bundle (atomically), then remove the work folder."""
     from galaxy_core.bundle.format import write_bundle
 
+    board = work.folder / TENSORBOARD
     path = write_bundle(out_dir, config=work.cfg, model=model, history=fit.history, metrics=metrics,
                         run_info=run_info, predictions=predictions, explanations=explanations,
-                        morphology=morphology)
+                        morphology=morphology, tensorboard=board if board.is_dir() else None)
     checkpoint.remove_work(work.folder)  # only now: the bundle is in place
     log(f"bundle written: {path}")
     return path
@@ -484,6 +505,7 @@ def run_info_for(cfg: Config, data_path: Path, data: RunData, fit: FitResult, wa
         "weights": cfg.weights,
         "strategy": cfg.strategy,
         "replicas": strategy.num_replicas_in_sync,
+        "workers": cluster_for(cfg.strategy).workers,
         "gpus": n_gpus,
         "resumed": bool(resume),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -532,19 +554,23 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         if lock is not None and lock.took_over:
             log(f"note: took over the lock of {out_dir} from PID {lock.took_over}, which is no "
                 f"longer running")
+        if chief and cfg.strategy == "multiworker" and not resume and checkpoint.read_state(work_dir_for(out_dir)):
+            resume = True  # as Keras's BackupAndRestore: the same commands continue a run that lost a worker
+            log(f"multiworker: {work_dir_for(out_dir)} holds the interrupted run; continuing it")
         work = prepare_work(cfg, data_path, out_dir, resume, chief, log)
         data = data_phase(work.cfg, data_path, work.folder, cache_dir, log, progress)
         with dtype_policy(work.cfg) as gpus:
             strategy, model = build_or_resume(work, gpus, log)
             fit = fit_phase(model, data, work, callbacks, progress, log)
+        if not chief:  # the chief evaluates and writes the bundle; a worker leaves nothing behind
+            checkpoint.remove_work(work.folder)
+            log(f"worker done ({cluster_for(cfg.strategy).describe()}): the chief writes {out_dir}")
+            return out_dir
         # Evaluate and save a plain float32 copy without optimizer state: Keras's predict_on_batch
         # under a multi-replica strategy returns per-replica rows, the app runs on CPUs where
         # float16 is slow, and Adam's slots would triple the size of the bundle's model.keras.
         model = plain_copy(model, work.cfg)
         metrics, predictions, val_probs = evaluate_phase(model, work.cfg, data, fit, started, log)
-        if not chief:
-            checkpoint.remove_work(work.folder)
-            return out_dir
         morphology = morphology_phase(work.cfg, data_path, data, metrics, predictions, val_probs, log, progress)
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_test_set(model, work.cfg, predictions, log, progress)
