@@ -9,9 +9,9 @@ global batch, the loss summed over the share and divided by the GLOBAL batch siz
 all-reduces the gradients by summing), and the epoch's sums reduced over all replicas with
 `strategy.reduce`. The engine is TensorFlow's; only the loop is ours. It keeps `fit`'s semantics:
 
-- class weights: each image's loss and accuracy weigh `class_weight[label]`, as Keras turns
-  `class_weight` into sample weights (the loss is sum(w * loss) / batch size; accuracy is the
-  w-weighted mean); validation is unweighted;
+- class weights: each image's loss weighs `class_weight[label]` as in Keras's `fit` (the loss
+  is sum(w * loss) / images; the training accuracy is unweighted, as `fit` reports it (measured:
+  tests/test_multiworker.py)); validation is unweighted;
 - the same callbacks (`BestWeightsEarlyStopping`, `WeightAverage`, `WorkCheckpoint`, the epoch bar,
   TensorBoard) driven through a `keras.callbacks.CallbackList`, with the same `logs` keys;
 - every worker steps the same epochs: the chief's decisions (the epoch to start from, early
@@ -119,7 +119,7 @@ def _steps(model: keras.Model, strategy: tf.distribute.Strategy, class_weight: n
         grads = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))  # all-reduced (sum)
         correct = tf.cast(tf.equal(tf.argmax(probs, -1), tf.argmax(y, -1)), tf.float32)
-        return tf.reduce_sum(per_image * w), tf.reduce_sum(correct * w), tf.reduce_sum(w)
+        return tf.reduce_sum(per_image * w), tf.reduce_sum(correct), tf.cast(tf.shape(y)[0], tf.float32)
 
     def val_replica(x, y):
         probs = tf.cast(model(x, training=False), tf.float32)
@@ -172,7 +172,8 @@ def fit_distributed(model: keras.Model, strategy: tf.distribute.Strategy, train_
         return _fit(model, strategy, train_ds, val_ds, class_weight, num_classes, epochs, initial_epoch,
                     finished, steps, callbacks, on_val_recall)
     except LOST_WORKER as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        first_line = next((line for line in lines if "unhealthy" in line or "task" in line), lines[0])
         raise TrainingError(
             f"a worker of the multi-worker run stopped ({type(err).__name__}: {first_line}). Start the "
             f"same commands again on every worker: the run continues from its last finished epoch."
@@ -203,7 +204,7 @@ def _fit(model, strategy, train_ds, val_ds, class_weight, num_classes, epochs, i
     epoch = start
     for epoch in range(start, epochs):
         calls.on_epoch_begin(epoch)
-        total = np.zeros(3)
+        total = np.zeros(3)  # sum(w * loss), correct, images
         for step, batch in zip(range(steps), train_dist):
             calls.on_train_batch_begin(step)
             total += [float(t) for t in train_step(batch)]
@@ -218,7 +219,7 @@ def _fit(model, strategy, train_ds, val_ds, class_weight, num_classes, epochs, i
             class_n += out[4].numpy()
         val_logs = {"loss": loss_sum / max(n_val, 1.0), "accuracy": hits / max(n_val, 1.0)}
         calls.on_test_end(dict(val_logs))
-        logs = {"loss": total[0] / max(total[2], 1e-12), "accuracy": total[1] / max(total[2], 1e-12),
+        logs = {"loss": total[0] / max(total[2], 1.0), "accuracy": total[1] / max(total[2], 1.0),
                 **{f"val_{k}": v for k, v in val_logs.items()}}
         if on_val_recall is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
