@@ -49,7 +49,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "explain": (("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),
     "bundle": (("format",),),
-    "training": (("checkpoint", "pipeline", "distribute"), ("callbacks",), ("train",)),
+    "training": (("checkpoint", "pipeline", "distribute"), ("callbacks", "multiworker"), ("train",)),
     "runs": (("reevaluate", "compare"),),
 }
 FACADES = ("__init__", "__main__")
