@@ -154,9 +154,9 @@ def test_bad_runs_are_refused_before_any_work(tmp_path):
     data = write_quadrants(tmp_path / "q.h5", n=40)
     with pytest.raises(BundleError, match="must be non-empty and not start with"):
         train_run(CFG, data, tmp_path / "runs" / ".hidden")
+    assert not (tmp_path / "runs").exists()  # no work folder, no cache, nothing trained
     with pytest.raises(TrainingError, match="Nothing to resume"):  # multiworker resumes like the others
         train_run(CFG.replace(strategy="multiworker"), data, tmp_path / "runs" / "mw", resume=True)
-    assert not (tmp_path / "runs").exists()  # no work folder, no cache, nothing trained
 
 
 @pytest.mark.slow
