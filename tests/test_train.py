@@ -293,6 +293,9 @@ def test_mirrored_strategy_two_logical_cpus(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = json.loads(proc.stdout.split("RUN ", 1)[1])
     assert run["replicas"] == 2 and run["strategy"] == "mirrored" and run["epochs_run"] == 1
+    assert run["workers"] == 1  # one machine, whatever TF_CONFIG says
+    board = tmp_path / "runs" / "mirrored" / "tensorboard"  # recall measured by predict under the strategy
+    assert any((board / "validation").iterdir()) and any((board / "train").iterdir())
 
 
 # --------------------------------------------------------------------------------------------

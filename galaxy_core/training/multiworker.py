@@ -103,7 +103,7 @@ def train_steps(n_train: int, batch_size: int, replicas: int, cap: int = 0) -> i
     return max(1, min(steps, cap) if cap else steps)
 
 
-def _steps(model: keras.Model, strategy: tf.distribute.Strategy, class_weight: np.ndarray):
+def make_steps(model: keras.Model, strategy: tf.distribute.Strategy, class_weight: np.ndarray):
     """The distributed train and validation steps; each returns global sums (float32 tensors)."""
     weights = tf.constant(class_weight, tf.float32)
 
@@ -195,7 +195,7 @@ def _fit(model, strategy, train_ds, val_ds, class_weight, num_classes, epochs, i
     table = np.ones(num_classes, np.float32)
     for c, w in (class_weight or {}).items():
         table[int(c)] = w
-    train_step, val_step = _steps(model, strategy, table)
+    train_step, val_step = make_steps(model, strategy, table)
     train_dist = strategy.experimental_distribute_dataset(train_ds)
     val_dist = strategy.experimental_distribute_dataset(val_ds)
     calls = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs, steps=steps, verbose=0)

@@ -2,15 +2,18 @@
 
 `train_run` is everything `train.py` does:
 
-1. `check_request`: refuse bad requests before any work (bundle name, multiworker resume, a
-   folder at `out_dir` that is not a run bundle, unknown backbone or weights).
+1. `check_request`: refuse bad requests before any work (bundle name, a folder at `out_dir`
+   that is not a run bundle, unknown backbone or weights).
 2. under the run lock (`checkpoint.RunLock`), `prepare_work`: clean leftovers of dead runs, then a
    fresh work folder or the resume guard (`galaxy_core.training.checkpoint` owns all persistence).
 3. `data_phase`: dataset, split (`cfg.split_by`: "sky" keeps twins together, `galaxy_core.data.sky`),
    class weights, preprocessed cache, the test images' catalogue columns (ra, dec, redshift, pxscale).
 4. `build_or_resume`: distribution strategy, dtype policy, a new compiled model or the checkpoint.
-5. `fit_phase`: `fit` with early stopping, a checkpoint after every epoch and tqdm epoch bars;
-   with `cfg.average_from_epoch`, `apply_average` then puts in the weight average.
+5. `fit_phase`: `fit` with early stopping, a checkpoint after every epoch, tqdm epoch bars and
+   TensorBoard logs; with `cfg.average_from_epoch`, `apply_average` then puts in the weight
+   average. `--strategy multiworker` trains with `galaxy_core.training.multiworker`'s loop
+   (Keras's `fit` fails under MultiWorkerMirroredStrategy) and the same callbacks; only the chief
+   (`distribute.is_chief`) holds the lock, checkpoints, logs to TensorBoard and writes the bundle.
 6. `evaluate_phase`: test (plain + TTA) and validation metrics, and the temperature scaling fitted
    on the validation split (`galaxy_core.evaluation.calibration`, metrics.json `calibration`).
    `embedding_phase`: penultimate-layer features of the test images and their 2-D map
@@ -257,7 +260,8 @@ def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Str
 
 def fit_phase(model: keras.Model, data: RunData, work: Work,
               callbacks: Sequence[keras.callbacks.Callback], progress: bool, log: Log) -> FitResult:
-    """`fit` from the last finished epoch, checkpointing every epoch; best weights restored."""
+    """`fit` (multiworker: `multiworker.fit_distributed`) from the last finished epoch,
+    checkpointing every epoch (the chief); best weights restored."""
     cfg, state = work.cfg, work.state
     train_ds = make_dataset(data.cache.images, data.cache.labels, data.split.train, cfg, training=True)
     val_ds = make_dataset(data.cache.images, data.cache.labels, data.split.val, cfg, training=False)
