@@ -307,7 +307,7 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
     log(f"training done: {result.epochs_run} epoch(s), best {MONITOR} "
         f"{history[MONITOR][best - 1] if best else float('nan'):.4f} at epoch {best}"
         f" (weights restored), {result.fit_time_s:.0f} s this session")
-    if average is not None:
+    if average is not None and work.chief:  # (a worker writes no bundle)
         apply_average(model, average, train_ds, log)
     return result
 
