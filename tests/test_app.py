@@ -889,6 +889,16 @@ def test_classify_blends_the_morphology_classifier_of_a_run_that_has_one(tmp_pat
     assert table["CNN alone"].iloc[0] == cnn["predicted"]
 
 
+def test_overview_names_the_tensorboard_command_when_the_run_has_logs(tmp_path, monkeypatch, tiny_runs):
+    runs = copy_runs(tmp_path, tiny_runs / "tiny-synthetic")
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "overview")
+    assert any("no TensorBoard logs" in t for t in texts(at.caption)) and not at.code
+    (runs / "tiny-synthetic" / "tensorboard" / "train").mkdir(parents=True)
+    at = run_view(new_app().run(), "overview")
+    assert [c.value for c in at.code] == [f"tensorboard --logdir {runs}"]
+
+
 def test_overview_of_a_blended_run_shows_the_blend_next_to_the_cnn(tmp_path, monkeypatch, morphology_bundle):
     import json
 

@@ -75,6 +75,16 @@ def test_overwrite_replaces_bundle_and_leaves_no_hidden_folders(tmp_path, parts)
     assert [p.name for p in runs.iterdir()] == ["run"]
 
 
+def test_tensorboard_logs_arrive_inside_the_bundle(tmp_path, parts):
+    logs = tmp_path / "work" / "tensorboard"
+    (logs / "train").mkdir(parents=True)
+    (logs / "train" / "events.out.tfevents.1").write_bytes(b"event")
+    out = write(tmp_path / "runs" / "run", parts, tensorboard=logs)
+    assert (out / "tensorboard" / "train" / "events.out.tfevents.1").read_bytes() == b"event"
+    assert load_bundle(out).name == "run" and [p.name for p in out.parent.iterdir()] == ["run"]
+    assert not (write(tmp_path / "runs" / "plain", parts) / "tensorboard").exists()
+
+
 def test_failure_mid_write_leaves_nothing(tmp_path, parts, monkeypatch):
     runs = tmp_path / "runs"
 

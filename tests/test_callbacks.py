@@ -5,6 +5,7 @@ import re
 
 import keras
 import numpy as np
+import pytest
 
 from galaxy_core.training.callbacks import BestWeightsEarlyStopping, EpochProgressBar, epoch_summary
 
@@ -131,6 +132,69 @@ def test_checkpoint_every_n_epochs_and_at_the_end(tmp_path):
     # every=1 (the default): after every epoch.
     named, _ = run([0.1, 0.2, 0.3], patience=10, every=1, folder=tmp_path / "c")
     assert named == [1, 2, 3]
+
+
+def test_checkpoint_without_save_keeps_the_history_and_writes_nothing(tmp_path):
+    from galaxy_core.training.callbacks import WorkCheckpoint
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    stopper, history, lines = BestWeightsEarlyStopping(5), {"epoch": []}, []
+    saver = WorkCheckpoint(tmp_path, stopper, history, n_train=16, total_epochs=2, log=lines.append, save=False)
+    model.fit(x, x.sum(1, keepdims=True), epochs=2, batch_size=4, verbose=0,
+              callbacks=[ScriptedAccuracy([0.1, 0.2]), stopper, saver])
+    assert history["epoch"] == [1, 2] and len(lines) == 2  # a multi-worker run's other worker
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# TensorBoard logs
+# --------------------------------------------------------------------------------------------
+def _scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {tag: [(e.step, float(np.asarray(keras.ops.convert_to_numpy(_value(e))))) for e in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]}
+
+
+def _value(event):
+    import tensorflow as tf
+
+    return tf.make_ndarray(event.tensor_proto)
+
+
+def test_tensorboard_log_writes_epoch_scalars_learning_rate_and_val_recall_per_class(tmp_path):
+    import tensorflow as tf
+
+    from galaxy_core.training.callbacks import TensorBoardLog
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 4)).astype(np.float32)
+    labels = np.arange(24) % 3
+    y = np.eye(3, dtype=np.float32)[labels]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    board = TensorBoardLog(tmp_path / "tb", ("a", "b c", "d"), (val, labels))
+    model.fit(x, y, validation_data=val, epochs=2, batch_size=8, verbose=0, callbacks=[board])
+    train, validation = _scalars(tmp_path / "tb" / "train"), _scalars(tmp_path / "tb" / "validation")
+    assert [s for s, _ in train["epoch_loss"]] == [0, 1] and "epoch_accuracy" in train
+    assert train["epoch_learning_rate"] == [(0, pytest.approx(0.01)), (1, pytest.approx(0.01))]
+    assert [s for s, _ in validation["epoch_accuracy"]] == [0, 1]
+    predicted = model.predict(x, verbose=0).argmax(1)  # the final epoch's recall, measured here
+    for k, tag in enumerate(["recall/0_a", "recall/1_b_c", "recall/2_d"]):
+        assert validation[tag][-1] == (1, pytest.approx(np.mean(predicted[labels == k] == k)))
+    board2 = TensorBoardLog(tmp_path / "tb2", ("a", "b", "d"))  # a recall given (the multi-worker loop)
+    board2.set_model(model)
+    board2.on_train_begin()
+    board2.set_recall(np.array([0.25, np.nan, 1.0]))
+    board2.on_epoch_end(0, {"loss": 1.0, "val_loss": 2.0})
+    board2.on_train_end()
+    recall = _scalars(tmp_path / "tb2" / "validation")
+    assert recall["recall/0_a"] == [(0, 0.25)] and recall["recall/2_d"] == [(0, 1.0)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -132,6 +132,8 @@ def test_not_a_bundle(tmp_path):
     assert "chapter1.tex" in reason and "figures/" in reason and "no config.json" in reason
     (tmp_path / "afile").write_text("x")
     assert "is a file" in not_a_bundle(tmp_path / "afile")
+    (tmp_path / "runs" / "r1" / "tensorboard" / "train").mkdir(parents=True)  # a bundle's TensorBoard logs
+    assert not_a_bundle(tmp_path / "runs" / "r1") is None
 
 
 def test_cli_overwrite_refuses_a_folder_that_is_not_a_bundle(tmp_path):

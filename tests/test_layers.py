@@ -50,7 +50,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "explain": (("registry",), ("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),
     "bundle": (("schema",), ("write", "read")),
-    "training": (("checkpoint", "pipeline"), ("callbacks",), ("phases",), ("train",)),
+    "training": (("checkpoint", "pipeline", "distribute"), ("callbacks", "multiworker"), ("phases",), ("train",)),
     "runs": (("reevaluate", "compare"),),
 }
 FACADES = ("__init__", "__main__")

@@ -28,6 +28,8 @@ A run bundle is the folder `runs/<name>/` with:
 - `run.json` may hold `split` (how the data was split: `split_by` "sky"/"random", `groups_merged`, ...).
 - `curves.png`: `galaxy_core.evaluation.curves.plot_curves` of the history.
 - `explanations.h5` (optional): `galaxy_core.explain.save_explanations`.
+- `tensorboard/` (optional, the one subfolder): TensorBoard event files of the training run
+  (`galaxy_core.training.callbacks.TensorBoardLog`); `tensorboard --logdir runs` shows every run.
 - `morphology.skops` (present exactly when `config.blended`, e.g. the offline demo): the classifier
   on morphology statistics whose probabilities are blended with the CNN's
   (`galaxy_core.morphology.classifier`).
@@ -54,6 +56,7 @@ CONFIG_FILE, RUN_FILE, MODEL_FILE = "config.json", "run.json", "model.keras"
 HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, CURVES_FILE = ("history.csv", "metrics.json", "predictions.h5",
                                                              "curves.png")
 EXPLANATIONS_FILE, MORPHOLOGY_FILE = "explanations.h5", "morphology.skops"
+TENSORBOARD_DIR = "tensorboard"  # optional subfolder: the TensorBoard logs written while training
 REQUIRED_MEMBERS = (CONFIG_FILE, RUN_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, CURVES_FILE)
 OPTIONAL_MEMBERS = (EXPLANATIONS_FILE, MORPHOLOGY_FILE)
 # What a folder holds at least to be taken for a bundle (a run only ever replaces such a folder).

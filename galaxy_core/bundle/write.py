@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from galaxy_core.bundle.schema import (CONFIG_FILE, CURVES_FILE, DEFAULT_EMBEDDING_METHOD, EMBEDDING_2D,
+from galaxy_core.bundle.schema import (TENSORBOARD_DIR, CONFIG_FILE, CURVES_FILE, DEFAULT_EMBEDDING_METHOD, EMBEDDING_2D,
                                        EXPLANATIONS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE,
                                        MORPHOLOGY_FILE, OPTIONAL_PREDICTIONS, PREDICTIONS_FILE, RUN_FACTS,
                                        RUN_FILE, RUN_FORMAT_VERSION, check_bundle_name, check_metrics,
@@ -37,7 +37,8 @@ _WRITE_BLOCK = 256
 
 def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping[str, Sequence[float]],
                  metrics: Mapping[str, Any], run_info: Mapping[str, Any], predictions: Mapping[str, Any],
-                 explanations: Mapping[str, Any] | None = None, morphology=None) -> Path:
+                 explanations: Mapping[str, Any] | None = None, morphology=None,
+                 tensorboard: str | Path | None = None) -> Path:
     """Write a complete run bundle atomically.
 
     Args:
@@ -93,6 +94,8 @@ def write_bundle(out_dir: str | Path, *, config: Config, model, history: Mapping
             save_explanations(tmp / EXPLANATIONS_FILE, explanations)
         if morphology is not None:
             morphology.save(tmp / MORPHOLOGY_FILE)
+        if tensorboard is not None:
+            shutil.copytree(tensorboard, tmp / TENSORBOARD_DIR)
     return out_dir
 
 

@@ -7,6 +7,9 @@
 - `WeightAverage`: stochastic weight averaging (Izmailov et al. 2018): the running mean of the
   weights after each epoch from `start_epoch` on, put into the model at the end with its
   BatchNorm statistics recomputed on training batches.
+- `TensorBoardLog`: Keras's TensorBoard callback (per-epoch loss and accuracy of training and
+  validation, the learning rate) writing into the work folder's `tensorboard/` (the bundle keeps
+  it), plus the validation recall of each class (`recall/<k>_<class>`, in `validation/`).
 - `EpochProgressBar`: Keras's own progress bar replaced by a tqdm bar per epoch on stderr in
   `io.BAR_FORMAT` with desc `Epoch k/N` (`Epoch 3/8:  42%|####      | 5/12 [...]`), the two
   patterns the app reads.
@@ -20,12 +23,15 @@ from typing import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from galaxy_core.bundle.schema import TENSORBOARD_DIR
 from galaxy_core.training.checkpoint import save_checkpoint
 from galaxy_core.io import progress_bar
 from galaxy_core.models.network import walk_layers
 
 MONITOR = "val_accuracy"
+TENSORBOARD = TENSORBOARD_DIR  # the TensorBoard logs' folder, in the work folder and in the bundle
 
 
 class BestWeightsEarlyStopping(keras.callbacks.EarlyStopping):
@@ -143,9 +149,10 @@ class WorkCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, work: Path, stopper: BestWeightsEarlyStopping, history: dict[str, list],
                  n_train: int, total_epochs: int, log: Callable[[str], None] | None = print,
-                 every: int = 1, average: WeightAverage | None = None):
+                 every: int = 1, average: WeightAverage | None = None, save: bool = True):
         super().__init__()
         self.work, self.stopper, self.history, self.average = work, stopper, history, average
+        self.save = save  # False: the history and the log line only (a multi-worker run's other workers)
         self.n_train, self.total_epochs, self.log, self.every = n_train, total_epochs, log, max(1, int(every))
         self._epoch_start = self._val_start = None
 
@@ -169,7 +176,8 @@ class WorkCheckpoint(keras.callbacks.Callback):
         for key, values in self.history.items():
             values.append(epoch + 1 if key == "epoch" else row.get(key, float("nan")))
         epochs_done = epoch + 1
-        if epochs_done % self.every == 0 or epochs_done >= self.total_epochs or self.model.stop_training:
+        if self.save and (epochs_done % self.every == 0 or epochs_done >= self.total_epochs
+                          or self.model.stop_training):
             save_checkpoint(self.work, self.model, self.stopper, self.history, epochs_done,
                             policy=keras.mixed_precision.global_policy().name, average=self.average)
         if self.log is not None:
@@ -184,6 +192,53 @@ def epoch_summary(epoch: int, total: int, row: dict[str, float], stopper: BestWe
             f" - val_loss {row.get('val_loss', nan):.4f} - val_acc {row.get(MONITOR, nan):.4f}"
             f" - {row['epoch_time_s']:.1f} s ({row['images_per_s']:,.0f} train images/s);"
             f" best val_acc {best:.4f} at epoch {stopper.best_epoch + 1}")
+
+
+class TensorBoardLog(keras.callbacks.TensorBoard):
+    """TensorBoard logs of a run: Keras's per-epoch scalars plus the validation recall per class.
+
+    Keras's callback writes `train/` and `validation/` event files with `epoch_loss`,
+    `epoch_accuracy` (both) and `epoch_learning_rate` (train). This one adds, in `validation/`,
+    `recall/<k>_<class name>` for each class k: the fraction of the validation images of class k
+    predicted as k (argmax; NaN without such images). The recall comes from `set_recall` (the
+    multi-worker loop measures it in its validation step) or, when none was set for the epoch,
+    from `model.predict` on `val_data` (`(dataset, labels int (n,))`, the dataset in label order).
+    No graph, histograms or profile: the logs stay small. `tensorboard --logdir runs` shows them.
+    """
+
+    def __init__(self, log_dir: Path, class_names, val_data=None):
+        super().__init__(log_dir=str(log_dir), histogram_freq=0, write_graph=False, write_images=False,
+                         update_freq="epoch", profile_batch=0)
+        self.class_names, self.val_data = tuple(class_names), val_data
+        self._recall: np.ndarray | None = None
+
+    def set_recall(self, recall: np.ndarray) -> None:
+        """The validation recall of each class for the epoch that ends next, float (num_classes,)."""
+        self._recall = np.asarray(recall, np.float64)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        recall, self._recall = self._recall, None
+        if recall is None and self.val_data is not None:
+            recall = class_recall(self.model, *self.val_data, len(self.class_names))
+        if recall is None:
+            return
+        with self._val_writer.as_default():
+            for k, (name, value) in enumerate(zip(self.class_names, recall)):
+                tf.summary.scalar(f"recall/{k}_{name.replace(' ', '_')}", float(value), step=epoch)
+        self._val_writer.flush()
+
+
+def class_recall(model: keras.Model, dataset, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of each class on `dataset` (float64 (num_classes,), NaN for an absent class).
+
+    `labels` int (n,) are the dataset's labels in its order (a validation dataset keeps its order).
+    """
+    from sklearn.metrics import recall_score
+
+    predicted = np.argmax(model.predict(dataset, verbose=0), axis=1)
+    return recall_score(np.asarray(labels), predicted, labels=np.arange(num_classes), average=None,
+                        zero_division=np.nan)
 
 
 class EpochProgressBar(keras.callbacks.Callback):

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from galaxy_core.bundle.schema import MARKER_MEMBERS
+from galaxy_core.bundle.schema import MARKER_MEMBERS, TENSORBOARD_DIR
 from galaxy_core.config import Config
 from galaxy_core.data.galaxy10 import open_dataset
 from galaxy_core.errors import TrainingError
@@ -192,7 +192,8 @@ def not_a_bundle(path: str | Path) -> str | None:
     """Why `path` must not be replaced by a new bundle (it holds something else), or None.
 
     None for a missing or empty folder and for a run bundle (it has the bundle format's
-    `MARKER_MEMBERS`: `config.json`, `run.json` and `model.keras`, and no subfolder). Otherwise the
+    `MARKER_MEMBERS`: `config.json`, `run.json` and `model.keras`, and no subfolder but its TensorBoard
+    logs' `tensorboard/`). Otherwise the
     reason says what is in it.
     """
     path = Path(path)
@@ -204,7 +205,7 @@ def not_a_bundle(path: str | Path) -> str | None:
     if not entries:
         return None
     names = {e.name for e in entries}
-    folders = [e for e in entries if e.is_dir()]
+    folders = [e for e in entries if e.is_dir() and e.name != TENSORBOARD_DIR]
     if set(MARKER_MEMBERS) <= names and not folders:
         return None
     missing = [m for m in MARKER_MEMBERS if m not in names]

@@ -10,6 +10,7 @@ and log one line each. Persistence (work folder, checkpoints) is `galaxy_core.tr
 
 from __future__ import annotations
 
+import atexit
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from galaxy_core.config import Config
 from galaxy_core.errors import ModelError, TrainingError
 from galaxy_core.models.network import build_model
 from galaxy_core.training import checkpoint
-from galaxy_core.training.callbacks import WeightAverage
+from galaxy_core.training.callbacks import TENSORBOARD, WeightAverage
 from galaxy_core.training.checkpoint import Log, work_dir_for
+from galaxy_core.training.distribute import cluster_for
 
 @dataclass
 class Work:
@@ -80,10 +82,6 @@ class FitResult:
 
 def check_request(cfg: Config, out_dir: Path, resume: bool) -> Config:
     """Refuse a run that cannot work, before any file is touched; returns the checked config."""
-    if resume and cfg.strategy == "multiworker":
-        raise TrainingError("--resume is not supported with --strategy multiworker: the workers "
-                            "keep no shared checkpoint. Start the run again, or resume it with "
-                            "--strategy mirrored on one machine.")
     if (problem := checkpoint.not_a_bundle(out_dir)) is not None:
         raise TrainingError(problem)
     return check_model_names(cfg)
@@ -108,8 +106,10 @@ def check_model_names(cfg: Config) -> Config:
 def prepare_work(cfg: Config, data_path: Path, out_dir: Path, resume: bool, chief: bool,
                  log: Log) -> Work:
     """The work folder of this run: cleaned of dead runs' leftovers, new or resumed."""
-    if not chief:  # other workers checkpoint into a private folder and write no bundle
-        return Work(Path(tempfile.mkdtemp(prefix="galaxy-worker-")), cfg, None, chief)
+    if not chief:  # other workers keep the split in a private scratch folder and write no bundle
+        scratch = Path(tempfile.mkdtemp(prefix="galaxy-worker-"))
+        atexit.register(checkpoint.remove_work, scratch)  # also when the run fails
+        return Work(scratch, cfg, None, chief)
     checkpoint.clean_leftovers(out_dir.parent, log, keep=out_dir.name)
     folder = work_dir_for(out_dir)
     if resume:
@@ -320,9 +320,10 @@ def write_phase(out_dir: Path, model: keras.Model, work: Work, data: RunData, fi
     """Write the run bundle (atomically), then remove the work folder."""
     from galaxy_core.bundle.write import write_bundle
 
+    board = work.folder / TENSORBOARD
     path = write_bundle(out_dir, config=work.cfg, model=model, history=fit.history, metrics=metrics,
                         run_info=run_info, predictions=predictions, explanations=explanations,
-                        morphology=morphology)
+                        morphology=morphology, tensorboard=board if board.is_dir() else None)
     checkpoint.remove_work(work.folder)  # only now: the bundle is in place
     log(f"bundle written: {path}")
     return path
@@ -347,6 +348,7 @@ def run_info_for(cfg: Config, data_path: Path, data: RunData, fit: FitResult, wa
         "weights": cfg.weights,
         "strategy": cfg.strategy,
         "replicas": strategy.num_replicas_in_sync,
+        "workers": cluster_for(cfg.strategy).workers,
         "gpus": n_gpus,
         "resumed": bool(resume),
         **dict(extra or {}),

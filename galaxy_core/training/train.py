@@ -32,12 +32,9 @@ the mean of the weights after that epoch and every later one, its BatchNorm stat
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -47,58 +44,16 @@ from galaxy_core.bundle.schema import check_bundle_name
 from galaxy_core.config import Config
 from galaxy_core.errors import TrainingError
 from galaxy_core.models.network import build_model, load_model
-from galaxy_core.training import checkpoint
-from galaxy_core.training.callbacks import (MONITOR, BestWeightsEarlyStopping, EpochProgressBar, WeightAverage,
+from galaxy_core.training import checkpoint, multiworker
+from galaxy_core.training.callbacks import (MONITOR, TENSORBOARD, BestWeightsEarlyStopping, EpochProgressBar,
+                                            TensorBoardLog, WeightAverage,
                                    WorkCheckpoint)
-from galaxy_core.training.checkpoint import Log, RunLock
+from galaxy_core.training.checkpoint import Log, RunLock, work_dir_for
+from galaxy_core.training.distribute import cluster_for, dtype_policy, is_chief, make_strategy
 from galaxy_core.training.phases import (FitResult, RunData, Work, apply_average, check_request, data_phase,
                                          embedding_phase, evaluate_phase, explain_test_set, morphology_phase,
                                          plain_copy, prepare_work, run_info_for, write_phase)
 from galaxy_core.training.pipeline import make_dataset
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The distribution strategy named by `cfg.strategy`.
-
-    "default": one device (the first GPU if any, else CPU). "mirrored": all local GPUs (or the
-    logical CPU devices). "multiworker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`.
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            print("note: strategy 'multiworker' without TF_CONFIG runs as a single worker",
-                  file=sys.stderr)
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise TrainingError(f"Unknown strategy {name!r}; use default, mirrored or multiworker.")
-
-
-def is_chief() -> bool:
-    """True unless TF_CONFIG names this process a non-chief worker (only the chief writes files)."""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    except json.JSONDecodeError:
-        return True
-    kind, index = task.get("type"), int(task.get("index", 0))
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if kind is None or kind == "chief":
-        return True
-    return kind == "worker" and index == 0 and "chief" not in cluster
-
-
-@contextlib.contextmanager
-def dtype_policy(cfg: Config) -> Iterator[list]:
-    """Mixed float16 while inside when `cfg.mixed_precision` and a GPU is there; yields the GPUs."""
-    gpus = tf.config.list_physical_devices("GPU")
-    old = keras.mixed_precision.global_policy()
-    if cfg.mixed_precision and gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield gpus
-    finally:
-        keras.mixed_precision.set_global_policy(old)
 
 
 def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Strategy, keras.Model]:
@@ -107,18 +62,25 @@ def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Str
     strategy = make_strategy(cfg.strategy)
     policy = keras.mixed_precision.global_policy().name
     log(f"devices: {len(gpus)} GPU(s), strategy {cfg.strategy} ({strategy.num_replicas_in_sync} "
-        f"replica(s)), policy {policy}")
+        f"replica(s)), policy {policy}" + (f"; {cluster_for(cfg.strategy).describe()}"
+                                          if cfg.strategy == "multiworker" else ""))
     if work.state is not None:
         checkpoint.check_same_policy(work.state, policy, len(gpus))
-    with strategy.scope():
-        if work.state is not None:
-            path = checkpoint.checkpoint_path(work.folder, work.state)
-            model = load_model(path, compile=True)
+    if cfg.strategy == "multiworker":  # every worker builds the same; the chief loads the checkpoint
+        path = checkpoint.checkpoint_path(work.folder, work.state) if work.state is not None else None
+        model = multiworker.build_synced(cfg, strategy, path)
+        if path is not None:
             log(f"resuming after epoch {work.state['epochs_done']} from {path}")
-        else:
-            model = build_model(cfg, weights=cfg.weights)
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
-                          loss="categorical_crossentropy", metrics=["accuracy"])
+    else:
+        with strategy.scope():
+            if work.state is not None:
+                path = checkpoint.checkpoint_path(work.folder, work.state)
+                model = load_model(path, compile=True)
+                log(f"resuming after epoch {work.state['epochs_done']} from {path}")
+            else:
+                model = build_model(cfg, weights=cfg.weights)
+                model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
+                              loss="categorical_crossentropy", metrics=["accuracy"])
     log(f"model: {cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'trainable'} backbone, "
         f"{cfg.head} head), {model.count_params():,} parameters, "
         f"{int(sum(np.prod(w.shape) for w in model.trainable_weights)):,} trainable")
@@ -127,7 +89,8 @@ def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Str
 
 def fit_phase(model: keras.Model, data: RunData, work: Work,
               callbacks: Sequence[keras.callbacks.Callback], progress: bool, log: Log) -> FitResult:
-    """`fit` from the last finished epoch, checkpointing every epoch; best weights restored."""
+    """`fit` (multiworker: `multiworker.fit_distributed`) from the last finished epoch,
+    checkpointing every epoch (the chief); best weights restored."""
     cfg, state = work.cfg, work.state
     train_ds = make_dataset(data.cache.images, data.cache.labels, data.split.train, cfg, training=True)
     val_ds = make_dataset(data.cache.images, data.cache.labels, data.split.val, cfg, training=False)
@@ -144,23 +107,36 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
         average.restore_state(*checkpoint.load_average(work.folder))
     n_train = min(data.sizes["train"], cfg.steps_per_epoch * cfg.batch_size or data.sizes["train"])
     saver = WorkCheckpoint(work.folder, stopper, history, n_train, cfg.epochs, log=log,
-                           every=cfg.checkpoint_every, average=average)
+                           every=cfg.checkpoint_every, average=average, save=work.chief)
+    board = (TensorBoardLog(work.folder / TENSORBOARD, cfg.class_names, (val_ds, data.labels[data.split.val]))
+             if work.chief else None)
+    own = [stopper, EpochProgressBar(cfg.epochs, disable=not progress), *([average] if average else []),
+           saver, *([board] if board else []), *callbacks]
     started = time.perf_counter()
-    if state is not None and (state["stopped"] or initial_epoch >= cfg.epochs):
-        if best_weights is not None:
-            model.set_weights(best_weights)
-    else:
-        bar = EpochProgressBar(cfg.epochs, disable=not progress)
+    finished = state is not None and (state["stopped"] or initial_epoch >= cfg.epochs)
+    if cfg.strategy == "multiworker":  # Keras's fit fails under MultiWorkerMirroredStrategy
+        strategy = make_strategy(cfg.strategy)
+        steps = multiworker.train_steps(n_train, cfg.batch_size, strategy.num_replicas_in_sync,
+                                        cfg.steps_per_epoch)
+        first, done = multiworker.fit_distributed(
+            model, strategy, train_ds, val_ds, class_weight=data.class_weight, num_classes=cfg.num_classes,
+            epochs=cfg.epochs, initial_epoch=initial_epoch, finished=finished, steps=steps, callbacks=own,
+            on_val_recall=board.set_recall if board else None)
+        log(multiworker.describe(strategy, cluster_for(cfg.strategy).workers, first, done,
+                                 time.perf_counter() - started))
+        finished = done == first
+    elif not finished:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
                   class_weight=data.class_weight, shuffle=False, verbose=0,
-                  steps_per_epoch=cfg.steps_per_epoch or None,
-                  callbacks=[stopper, bar, *([average] if average else []), saver, *callbacks])
+                  steps_per_epoch=cfg.steps_per_epoch or None, callbacks=own)
+    if finished and best_weights is not None:
+        model.set_weights(best_weights)
     result = FitResult(history, time.perf_counter() - started)
     best = result.best_epoch
     log(f"training done: {result.epochs_run} epoch(s), best {MONITOR} "
         f"{history[MONITOR][best - 1] if best else float('nan'):.4f} at epoch {best}"
         f" (weights restored), {result.fit_time_s:.0f} s this session")
-    if average is not None:
+    if average is not None and work.chief:  # (a worker writes no bundle)
         apply_average(model, average, train_ds, log)
     return result
 
@@ -196,25 +172,29 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
     started = time.perf_counter()
     out_dir, data_path = check_bundle_name(out_dir), Path(data_path)
     cfg = check_request(cfg, out_dir, resume)
-    chief = is_chief()
+    chief = is_chief(cfg.strategy)
     with RunLock(out_dir) if chief else contextlib.nullcontext() as lock:
         if lock is not None and lock.took_over:
             log(f"note: took over the lock of {out_dir} from PID {lock.took_over}, which is no "
                 f"longer running")
+        if chief and cfg.strategy == "multiworker" and not resume and checkpoint.read_state(work_dir_for(out_dir)):
+            resume = True  # as Keras's BackupAndRestore: the same commands continue a run that lost a worker
+            log(f"multiworker: {work_dir_for(out_dir)} holds the interrupted run; continuing it")
         work = prepare_work(cfg, data_path, out_dir, resume, chief, log)
         data = data_phase(work.cfg, data_path, work.folder, cache_dir, log, progress)
         with dtype_policy(work.cfg) as gpus:
             strategy, model = build_or_resume(work, gpus, log)
             fit = fit_phase(model, data, work, callbacks, progress, log)
+        if not chief:  # the chief evaluates and writes the bundle; a worker leaves nothing behind
+            checkpoint.remove_work(work.folder)
+            log(f"worker done ({cluster_for(cfg.strategy).describe()}): the chief writes {out_dir}")
+            return out_dir
         # Evaluate and save a plain float32 copy without optimizer state: Keras's predict_on_batch
         # under a multi-replica strategy returns per-replica rows, the app runs on CPUs where
         # float16 is slow, and Adam's slots would triple the size of the bundle's model.keras.
         model = plain_copy(model, work.cfg)
         metrics, predictions, val_probs = evaluate_phase(model, work.cfg, data, log)
         wall_time_s = time.perf_counter() - started  # training and evaluation (the run's model)
-        if not chief:
-            checkpoint.remove_work(work.folder)
-            return out_dir
         morphology = morphology_phase(work.cfg, data_path, data, metrics, predictions, val_probs, log, progress)
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_test_set(model, work.cfg, predictions, log, progress)

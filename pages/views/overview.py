@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from galaxy_core.bundle.schema import TENSORBOARD_DIR
 from pages.lib import widgets
 from pages.lib.captions import format_percent, run_summary
 from pages.lib.figures import class_distribution_figure, curves_figure
@@ -51,6 +52,12 @@ with left:
                         config={"displayModeBar": False})
     else:
         st.info("This run's history is empty.")
+    if (run.path / TENSORBOARD_DIR).is_dir():
+        st.caption("TensorBoard logs of this run (loss and accuracy of training and validation, learning "
+                   "rate, validation recall per class) are in its bundle; to see every run's:")
+        st.code(f"tensorboard --logdir {run.path.parent}", language="bash")
+    else:
+        st.caption("This run has no TensorBoard logs (its bundle was written before runs kept them).")
 with right:
     st.subheader("Splits")
     st.dataframe(split_table(run.split_sizes, run.num_test), width="stretch")
