@@ -44,7 +44,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "synthetic": (("settings",), ("palette", "canvas"), ("components",), ("field", "classes"), ("dataset",), ("cli",)),
     "morphology": (("statistics",), ("classifier",)),
     "inference": (("classify",),),
-    "models": (("augment", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
+    "models": (("augment", "fingerprint", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
     "evaluation": (("metrics", "calibration", "embedding"), ("curves", "scoring")),
     "explain": (("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),
