@@ -194,9 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = classify_files(bundle, expand_inputs(args.images), model=model, batch_size=args.batch_size,
                           tta=args.tta, progress=True, morphology=morphology)
     if labels is not None:
-        score = score_rows(rows, labels, bundle.config.class_names)
+        score = score_rows(rows, labels, bundle.config.class_names, labels_dir=os.path.dirname(args.labels) or ".")
         sys.stdout.write(format_score(score, bundle.config.class_names, args.format))
-        left_out = len(score["unreadable"]) + len(score["unlabelled"])
+        left_out = len(score["unreadable"]) + len(score["unlabelled"]) + len(score["ambiguous"])
         if left_out or score["n_scored"] == 0:
             print(f"{left_out} of {len(rows)} file(s) left out of the score", file=sys.stderr)
             return 1
