@@ -175,12 +175,12 @@ def test_a_large_jpeg_is_decoded_at_reduced_size(no_decoding):
     from galaxy_core.config import Config
     from galaxy_core.inference.classify import decode_side, prepare_item
 
-    big = cv2.resize(np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8), (3000, 2000))
+    big = cv2.resize(np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8), (6000, 4096))
     ok, data = cv2.imencode(".jpg", big)
     cfg = Config(image_size=64, weights="none")
     full = read_image(data.tobytes())
     small = read_image(data.tobytes(), min_side=decode_side(cfg))
-    assert full.shape == (2000, 3000, 3) and small.shape == (250, 375, 3)  # 1/8: 250 >= 2 x 64
+    assert decode_side(cfg) == 512 and full.shape == (4096, 6000, 3) and small.shape == (512, 750, 3)  # 1/8
     no_decoding.clear()
     model_input, _ = prepare_item(data.tobytes(), cfg)
     assert model_input.shape == (64, 64, 3) and len(no_decoding) == 1

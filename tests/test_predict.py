@@ -153,3 +153,48 @@ def test_a_blended_run_classifies_with_both_models_unless_cnn_only(morphology_bu
     out, err = capsys.readouterr()
     assert "morphology" not in err
     np.testing.assert_allclose([r["probs"] for r in json.loads(out)], cnn, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_first_onnx_export_exits_130_without_a_traceback(good_bundle, image_files, tmp_path):
+    """Issue 25 item 10: SIGINT (to the process group, as a terminal sends it) while model.onnx is exported."""
+    import os
+    import shutil
+    import signal
+    import time
+    from pathlib import Path
+
+    run = shutil.copytree(good_bundle, tmp_path / "run")
+    for leftover in run.glob("model.onnx*"):
+        leftover.unlink()
+    path, _ = image_files["rgb"]
+    env = {**os.environ, "GALAXY10_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "galaxy_core.predict", "--run", str(run), str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=Path(__file__).resolve().parents[1], env=env)
+    try:
+        lines = []
+        for line in proc.stderr:  # the export is announced before its child process starts
+            lines.append(line)
+            if "exporting" in line:
+                break
+        assert any("exporting" in line for line in lines), "".join(lines)
+        time.sleep(1.0)  # the child is converting
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = "".join(lines) + err
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "interrupted" in err
+    assert not list(run.glob("model.onnx*")) and not list(run.glob("*.tmp"))  # nothing half-written, no marker
+
+
+def test_a_folder_that_is_not_a_bundle_is_named_so(tmp_path, image_files, capsys):
+    """Issue 25 item 14: `predict --run /etc` advised deleting the folder."""
+    (tmp_path / "passwd").write_text("root:x:0:0\n")
+    assert main(["--run", str(tmp_path), str(image_files["rgb"][0])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is not a run bundle" in err and "delete" not in err

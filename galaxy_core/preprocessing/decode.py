@@ -14,7 +14,7 @@ Used by `galaxy_core.predict` (the CLI) and the app's uploads. Safe on hostile i
    A file whose header parses but whose data does not decode is reported as truncated or damaged.
    A TIFF whose pixel layout Pillow does not know (e.g. float32 RGB) has its size read from its
    tags and is decoded by OpenCV too (float values must lie in [0, 1]).
-4. With `min_side` (predict and the app: `inference.classify.decode_side`), a large image comes
+4. With `min_side` (predict and the app: `inference.classify.decode_side`: twice the larger of the model input and 256 px), a large image comes
    back smaller: a JPEG decoded at 1/2, 1/4 or 1/8 size by libjpeg; any other format decoded
    whole and shrunk strip by strip (`shrink`) before the colour and bit-depth conversions, which
    used to take several times the decoded size (bench/bench_decode.py, BENCHMARKS.md).
