@@ -32,6 +32,7 @@ _LAZY = {
     "faithfulness_curves": "faithfulness", "faithfulness_scores": "faithfulness",
     "insertion_score": "faithfulness",
     "gradcam_map": "gradcam", "gradcam_plus_plus_map": "gradcam_plus_plus",
+    "flat_feature_map_note": "gradcam",
     "saliency_map": "saliency", "smoothgrad_map": "saliency",
     "explain_image": "one_image", "score_maps": "one_image",
 }
@@ -50,7 +51,7 @@ def __getattr__(name):
 __all__ = [
     "ALL_METHODS", "DEFAULT_BASELINE", "ENGINES", "METHODS", "TARGETS", "Explanations", "check_model",
     "clear_cache", "colorize", "compute_explanations", "deletion_score", "errors_by_pair", "explain_image",
-    "faithfulness_curves", "faithfulness_scores", "find_feature_layer", "gradcam_map",
+    "faithfulness_curves", "faithfulness_scores", "find_feature_layer", "flat_feature_map_note", "gradcam_map",
     "gradcam_plus_plus_map", "insertion_score", "load_explanations", "margins",
     "misclassified", "most_ambiguous", "normalize_maps", "overlay", "saliency_map", "save_explanations",
     "score_maps",
