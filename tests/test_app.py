@@ -1018,3 +1018,28 @@ def test_hostile_class_and_file_names_are_shown_as_text_in_classify(tmp_path, mo
     assert line.startswith(f"**{md('[u](javascript:x) **up**.png')}** — predicted **")
     predicted = line.split(" — predicted **", 1)[1].split("** with", 1)[0]
     assert predicted in [md(c) for c in hostile]
+
+
+def test_classify_refuses_another_runs_onnx_with_its_reason(tmp_path, monkeypatch, tiny_runs):
+    """Issue 25 items 1, 2: a model.onnx of another input size copied into a bundle that cannot be
+    written: not used (an exception before), Keras classifies and the caption says why."""
+    import keras
+
+    from galaxy_core import synthetic
+    from galaxy_core.models import predictor as predictor_module
+    from galaxy_core.models.onnx_export import export_model
+
+    runs = tmp_path / "runs"
+    run = _copy_of_tiny_run(tiny_runs, runs, "copied-onnx")
+    other = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    export_model(other, run / "model.onnx", source_sha256="0" * 64)
+    monkeypatch.setattr(predictor_module, "_writable", lambda folder: False)  # a read-only runs folder, no cache
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "classify")
+    galaxy = synthetic.render_galaxy(2, 120, np.random.default_rng(0))
+    at.file_uploader(key="cls_upload").set_value([("galaxy.png", png_bytes(galaxy), "image/png")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (caption,) = [c for c in texts(at.caption) if c.startswith("Classified with")]
+    assert caption.startswith("Classified with Keras") and "made from another model" in caption
+    assert any("predicted **" in m for m in texts(at.markdown))

@@ -198,3 +198,27 @@ def test_a_folder_that_is_not_a_bundle_is_named_so(tmp_path, image_files, capsys
     assert main(["--run", str(tmp_path), str(image_files["rgb"][0])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "is not a run bundle" in err and "delete" not in err
+
+
+@pytest.mark.slow
+def test_an_onnx_of_another_input_size_in_the_bundle_is_not_used(run_dir, image_files, tmp_path, capsys):
+    """Issue 25 items 1, 2: another run's model.onnx (48 px, other weights) copied in gave an ONNX Runtime
+    InvalidArgument traceback; now it is named, exported again from this model.keras, and the answer is right."""
+    import shutil
+
+    import keras
+
+    from galaxy_core.models.fingerprint import file_sha256
+    from galaxy_core.models.onnx_export import export_model
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    other = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10, activation="softmax")])
+    export_model(other, run / "model.onnx", source_sha256="0" * 64)  # newer than model.keras
+    path = str(image_files["rgb"][0])
+    assert main(["--run", str(run), "--format", "json", path]) == 0
+    out, err = capsys.readouterr()
+    assert "not using" in err and "made from another model" in err and "Traceback" not in err
+    want = classify_files(load_bundle(run), [path], model=load_bundle(run).load_model())[0]["probs"]
+    np.testing.assert_allclose(json.loads(out)[0]["probs"], want, atol=1e-4)
+    assert file_sha256(run / "model.keras") in (run / "model.onnx.sha256.json").read_text()
