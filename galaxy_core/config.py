@@ -198,12 +198,6 @@ class Config:
         return self.morphology_weight > 0
 
     @property
-    def blended(self) -> bool:
-        """Whether the run blends a morphology classifier into the CNN's probabilities
-        (`morphology_weight > 0`; `galaxy_core.morphology.classifier`). The one test of it."""
-        return self.morphology_weight > 0
-
-    @property
     def preprocess_key(self) -> dict[str, Any]:
         """The fields that change preprocessed pixels (the preprocessed cache is keyed by these).
 

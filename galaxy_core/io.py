@@ -74,18 +74,6 @@ def default_cache_dir() -> Path:
 _UMASK_LOCK = threading.Lock()
 
 
-def newer_or_same(path: str | os.PathLike, than: str | os.PathLike) -> bool:
-    """Whether `path` was modified no earlier than `than` (False when either is missing).
-
-    The freshness rule of derived files (an ONNX export of model.keras, its int8 copy, a failure
-    marker): a derived file older than its source is stale.
-    """
-    try:
-        return os.stat(path).st_mtime_ns >= os.stat(than).st_mtime_ns
-    except OSError:
-        return False
-
-
 def current_umask() -> int:
     """The process umask (read without changing it for longer than one call)."""
     with _UMASK_LOCK:

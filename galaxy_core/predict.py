@@ -15,7 +15,7 @@ is decoded by `galaxy_core.preprocessing.decode.read_image` to RGB uint8, prepro
 with its error and the others are still classified.
 
 Exit status: 0 if every file was classified (and, with --labels, scored), 1 if some failed or
-were left out, 2 on a usage, bundle or labels-CSV error.
+were left out, 2 on a usage, bundle or labels-CSV error, 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -158,7 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_is_a_bundle(run: str) -> None:
+    """A folder with none of a run bundle's members is not a broken run: say what --run takes.
+
+    (`load_bundle`'s own message for an incomplete bundle advises re-training or deleting it,
+    right for a damaged run, wrong for e.g. `--run /etc`.)
+    """
+    from galaxy_core.bundle.format import REQUIRED_MEMBERS
+
+    folder = Path(run)
+    if folder.is_dir() and not any((folder / name).exists() for name in REQUIRED_MEMBERS):
+        raise GalaxyError(f"{run!r} is not a run bundle (it has none of {', '.join(REQUIRED_MEMBERS)}); "
+                          f"--run takes a folder that train.py wrote, e.g. runs/NAME")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; exit status 0, 1 or 2 (module docstring), 130 on Ctrl-C (no traceback)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the ONNX export's child process too; it writes atomically, so nothing half
+        # made is left, and no failure marker is written: the next predict exports again.
+        print("interrupted (nothing was written; run it again to continue)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     quiet_tf_logs()  # keep TensorFlow's start-up log off stderr
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -172,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from galaxy_core.evaluation.scoring import expand_inputs, format_score, read_labels, score_rows
 
     try:
+        _check_is_a_bundle(args.run)
         bundle = load_bundle(args.run)
         labels = None if args.labels is None else read_labels(args.labels, bundle.config.class_names)
         model = make_predictor(bundle, backend=args.backend,  # ONNX Runtime, else Keras
@@ -190,9 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = classify_files(bundle, expand_inputs(args.images), model=model, batch_size=args.batch_size,
                           tta=args.tta, progress=True, morphology=morphology)
     if labels is not None:
-        score = score_rows(rows, labels, bundle.config.class_names)
+        score = score_rows(rows, labels, bundle.config.class_names, labels_dir=os.path.dirname(args.labels) or ".")
         sys.stdout.write(format_score(score, bundle.config.class_names, args.format))
-        left_out = len(score["unreadable"]) + len(score["unlabelled"])
+        left_out = len(score["unreadable"]) + len(score["unlabelled"]) + len(score["ambiguous"])
         if left_out or score["n_scored"] == 0:
             print(f"{left_out} of {len(rows)} file(s) left out of the score", file=sys.stderr)
             return 1

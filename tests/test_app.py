@@ -35,7 +35,8 @@ def tiny_model(image_size: int, num_classes: int):
 
 
 def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER_CLASS, seed: int = 0,
-                      name: str = "tiny-synthetic", members: bool = False) -> Path:
+                      name: str = "tiny-synthetic", members: bool = False,
+                      class_names: tuple[str, ...] | None = None) -> Path:
     """Write a small, valid run bundle (labelled synthetic) under `out_dir/name`.
 
     Test images are synthetic galaxies (`per_class` per class, preprocessed like training); the
@@ -43,6 +44,7 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     has both correct and misclassified images. With `members`, the bundle also holds issue 13's
     optional members: the test images' sky columns (from the dataset file), their penultimate-layer
     features and 2-D map (t-SNE), and a temperature fitted on random "validation" probabilities.
+    `class_names`: other class names (the hostile-input tests plant Markdown and HTML in them).
     """
     import keras
 
@@ -53,7 +55,8 @@ def build_tiny_bundle(out_dir, image_size: int = TINY_SIZE, per_class: int = PER
     from galaxy_core.config import Config
 
     keras.utils.set_random_seed(seed)
-    cfg = Config(image_size=image_size, backbone="tiny-test-cnn", weights="none", epochs=3)
+    cfg = Config(image_size=image_size, backbone="tiny-test-cnn", weights="none", epochs=3,
+                 **({"class_names": tuple(class_names)} if class_names else {}))
     c = cfg.num_classes
     labels = np.repeat(np.arange(c), per_class).astype(np.int64)
     raw = synthetic.generate_images(labels, image_size, seed)
@@ -557,7 +560,7 @@ def test_a_model_that_cannot_load_gives_the_runs_reason_not_a_traceback(tmp_path
     at.file_uploader(key="cls_upload").set_value([("galaxy.png", png_bytes(galaxy), "image/png")]).run()
     assert not at.exception, [e.message for e in at.exception]
     (error,) = texts(at.error)
-    assert "model of run `bad-weights` cannot be loaded" in error
+    assert "model of run **bad-weights** cannot be loaded" in error
     assert "Traceback" not in error
 
     at = run_view(at, "explain_errors")  # the first errors have stored maps: no model needed
@@ -565,7 +568,7 @@ def test_a_model_that_cannot_load_gives_the_runs_reason_not_a_traceback(tmp_path
     at.selectbox(key="err_sort").set_value("least confident first").run()  # maps to compute
     assert not at.exception, [e.message for e in at.exception]
     (error,) = texts(at.error)
-    assert "model of run `bad-weights` cannot be loaded" in error
+    assert "model of run **bad-weights** cannot be loaded" in error
 
 
 def test_a_bundle_with_only_the_required_run_keys_still_loads(tmp_path, monkeypatch, tiny_runs):
@@ -582,7 +585,7 @@ def test_a_bundle_with_only_the_required_run_keys_still_loads(tmp_path, monkeypa
     tiles = {m.label: m.value for m in at.metric}
     assert tiles["Weights"] == "n/a" and tiles["Training time"] == "n/a" and tiles["TTA accuracy"] == "n/a"
     assert list(at.dataframe[0].value["images"].fillna(-1)) == [-1, -1, 30]  # test size from predictions
-    assert any("data: n/a (synthetic)" in c for c in texts(at.caption))
+    assert any("data: n/a \\(synthetic\\)" in c for c in texts(at.caption))  # Markdown-escaped (issue 25)
     for view in ("preprocessing_lab", "confusion_matrix", "explain_errors"):
         run_view(at, view)
 
@@ -964,3 +967,88 @@ def test_classify_reports_an_unreadable_morphology_classifier_without_a_tracebac
     assert not at.exception, [e.message for e in at.exception]
     (error,) = texts(at.error)
     assert "morphology classifier of run" in error and "cannot be loaded" in error and "re-run training" in error
+
+
+# --- issue 25: names, errors and class names from a bundle or an upload are shown as text -------------
+HOSTILE_NAME = "[click](javascript:alert(1)) **bold**"
+HOSTILE_KEY = "![b](http://127.0.0.1:9/beacon.png)"
+
+
+def plant_invalid_bundle(src: Path, runs: Path, name: str, key: str) -> Path:
+    """A copy of a valid bundle named `name` whose config.json has the unknown key `key` (quoted in its error)."""
+    import json
+    import shutil
+
+    bad = Path(shutil.copytree(src, runs / name))
+    config = json.loads((bad / "config.json").read_text())
+    config[key] = 1
+    (bad / "config.json").write_text(json.dumps(config))
+    return bad
+
+
+def test_an_invalid_bundles_name_and_error_are_shown_as_text(tmp_path, monkeypatch, tiny_runs):
+    from pages.lib.captions import md
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    plant_invalid_bundle(tiny_runs / "tiny-synthetic", runs, HOSTILE_NAME, HOSTILE_KEY)
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app().run()
+    assert not at.exception
+    (reason,) = texts(at.sidebar.expander[0].markdown)
+    assert reason.startswith(f"**{md(HOSTILE_NAME)}**") and md(HOSTILE_KEY) in reason
+    assert HOSTILE_NAME not in reason and HOSTILE_KEY not in reason  # never as Markdown
+
+
+def test_hostile_class_and_file_names_are_shown_as_text_in_classify(tmp_path, monkeypatch):
+    from galaxy_core import synthetic
+    from galaxy_core.config import CLASS_NAMES
+    from pages.lib.captions import md
+
+    hostile = ("![c](http://127.0.0.1:9/class.png)", "<img src=x onerror=alert(1)> **b**") + CLASS_NAMES[2:]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    build_tiny_bundle(runs, name=HOSTILE_NAME, class_names=hostile, per_class=1)
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app().run()
+    assert not at.exception
+    assert texts(at.title) == [f"Overview: {md(HOSTILE_NAME)}"]
+    caption = texts(at.sidebar.caption)[0]
+    assert caption.startswith(md(HOSTILE_NAME)) and HOSTILE_NAME not in caption
+    run_view(at, "classify")
+    image = png_bytes(synthetic.render_galaxy(2, TINY_SIZE, np.random.default_rng(1)))
+    at.file_uploader(key="cls_upload").set_value([("[u](javascript:x) **up**.png", image, "image/png"),
+                                                  ("![g](http://127.0.0.1:9/g.png).png", b"junk", "image/png")])
+    at.run()
+    assert not at.exception
+    (error,) = [e for e in texts(at.error) if "g.png" in e]
+    assert error.startswith(f"**{md('![g](http://127.0.0.1:9/g.png).png')}**")
+    (line,) = [m for m in texts(at.markdown) if "predicted" in m]
+    assert line.startswith(f"**{md('[u](javascript:x) **up**.png')}** — predicted **")
+    predicted = line.split(" — predicted **", 1)[1].split("** with", 1)[0]
+    assert predicted in [md(c) for c in hostile]
+
+
+def test_classify_refuses_another_runs_onnx_with_its_reason(tmp_path, monkeypatch, tiny_runs):
+    """Issue 25 items 1, 2: a model.onnx of another input size copied into a bundle that cannot be
+    written: not used (an exception before), Keras classifies and the caption says why."""
+    import keras
+
+    from galaxy_core import synthetic
+    from galaxy_core.models import predictor as predictor_module
+    from galaxy_core.models.onnx_export import export_model
+
+    runs = tmp_path / "runs"
+    run = _copy_of_tiny_run(tiny_runs, runs, "copied-onnx")
+    other = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    export_model(other, run / "model.onnx", source_sha256="0" * 64)
+    monkeypatch.setattr(predictor_module, "_writable", lambda folder: False)  # a read-only runs folder, no cache
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = run_view(new_app().run(), "classify")
+    galaxy = synthetic.render_galaxy(2, 120, np.random.default_rng(0))
+    at.file_uploader(key="cls_upload").set_value([("galaxy.png", png_bytes(galaxy), "image/png")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (caption,) = [c for c in texts(at.caption) if c.startswith("Classified with")]
+    assert caption.startswith("Classified with Keras") and "made from another model" in caption
+    assert any("predicted **" in m for m in texts(at.markdown))

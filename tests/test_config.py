@@ -29,11 +29,6 @@ def test_blended_says_whether_a_morphology_classifier_is_mixed_in():
     assert not Config(morphology_weight=0.5).replace(morphology_weight=0.0).blended
 
 
-def test_blended_says_whether_a_morphology_classifier_is_mixed_in():
-    assert not Config().blended and Config(morphology_weight=0.5).blended
-    assert not Config(morphology_weight=0.5).replace(morphology_weight=0.0).blended
-
-
 def test_json_round_trip_preserves_every_field(tmp_path):
     cfg = Config(image_size=64, clahe_clip_limit=3.5, opening_kernel_shape="cross", flips=True)
     path = tmp_path / "config.json"

@@ -130,3 +130,10 @@ def test_bad_images_are_refused_with_the_fix(image, match):
 def test_bad_parameters_are_refused(scale, min_fraction, match):
     with pytest.raises(PreprocessError, match=match):
         crop.galaxy_box(sky(64), scale, min_fraction)
+
+
+def test_the_tiny_image_error_does_not_suggest_a_setting_predict_cannot_change():
+    """Issue 25 item 14: predict and the app cannot set crop_scale; the message says what they can do."""
+    with pytest.raises(PreprocessError, match="Give a larger image") as info:
+        crop.crop_to_galaxy(np.zeros((6, 64, 3), np.uint8), 2.0, 0.3)
+    assert "crop_scale=0" not in str(info.value)

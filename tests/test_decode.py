@@ -153,3 +153,54 @@ def test_truncated_png_is_reported_as_truncated():
     ok, data = cv2.imencode(".png", np.random.default_rng(7).integers(0, 256, (64, 80, 3), dtype=np.uint8))
     with pytest.raises(PreprocessError, match="PNG file is truncated or damaged"):
         read_image(data.tobytes()[:len(data) // 2])
+
+
+# --- issue 25 ---------------------------------------------------------------------------------------
+def test_a_float32_rgb_tiff_is_read():
+    """Item 8: a valid float32 RGB TIFF (Pillow cannot parse its mode) was called "truncated or damaged"."""
+    rgb = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
+    ok, data = cv2.imencode(".tiff", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    assert read_header(data.tobytes()) == ("TIFF", 30, 20)
+    got = read_image(data.tobytes())
+    assert got.dtype == np.uint8 and got.shape == (20, 30, 3)
+    np.testing.assert_array_equal(got, np.rint(rgb * 255).astype(np.uint8))
+    ok, loud = cv2.imencode(".tiff", (rgb * 300).astype(np.float32))
+    with pytest.raises(PreprocessError, match="floating-point TIFF whose values are not all in"):
+        read_image(loud.tobytes())
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_size(no_decoding):
+    """Item 12: libjpeg scales while decoding; the full-size pixels are never made."""
+    from galaxy_core.config import Config
+    from galaxy_core.inference.classify import decode_side, prepare_item
+
+    big = cv2.resize(np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8), (6000, 4096))
+    ok, data = cv2.imencode(".jpg", big)
+    cfg = Config(image_size=64, weights="none")
+    full = read_image(data.tobytes())
+    small = read_image(data.tobytes(), min_side=decode_side(cfg))
+    assert decode_side(cfg) == 512 and full.shape == (4096, 6000, 3) and small.shape == (512, 750, 3)  # 1/8
+    no_decoding.clear()
+    model_input, _ = prepare_item(data.tobytes(), cfg)
+    assert model_input.shape == (64, 64, 3) and len(no_decoding) == 1
+    assert no_decoding[0][1] & cv2.IMREAD_REDUCED_COLOR_8 == cv2.IMREAD_REDUCED_COLOR_8
+    from galaxy_core.preprocessing.preprocess import preprocess_image
+
+    same = preprocess_image(full, cfg).astype(int) - model_input.astype(int)
+    assert np.abs(same).mean() < 4.0  # the same picture at the model's size (of 0..255; libjpeg DCT scaling vs area averaging)
+
+
+def test_a_large_16_bit_rgba_png_is_shrunk_before_its_conversions(monkeypatch):
+    """Item 12: the uint16 RGBA pixels are shrunk first; to_rgb_uint8 only sees the small image."""
+    import galaxy_core.preprocessing.decode as decode
+
+    seen = []
+    real = decode.to_rgb_uint8
+    monkeypatch.setattr(decode, "to_rgb_uint8", lambda image: seen.append(image.shape) or real(image))
+    rgba = np.full((1200, 1600, 4), 40000, np.uint16)
+    rgba[..., 3] = 65535  # opaque
+    ok, data = cv2.imencode(".png", rgba)
+    got = read_image(data.tobytes(), min_side=300)
+    assert seen == [(300, 400, 4)] and got.shape == (300, 400, 3)
+    assert int(got[0, 0, 0]) == round(40000 / 257)

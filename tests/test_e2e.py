@@ -215,3 +215,93 @@ def test_the_views_of_several_runs_and_optional_members_in_a_real_browser(rich_s
             links = page.locator('a[href^="https://www.legacysurvey.org/viewer?ra="]')
             assert links.count() == 0  # synthetic positions: no sky-viewer links (AppTest covers real runs)
     page.close()
+
+
+# --- issue 25: nothing a bundle or an upload supplies is rendered as Markdown or HTML ------------------
+@pytest.fixture(scope="module")
+def beacon():
+    """A tiny HTTP server on 127.0.0.1 counting the requests it gets (a planted image's URL points here)."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server name
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory, beacon):
+    """The app over a valid bundle with a Markdown folder name and Markdown/HTML class names, and an
+    invalid one whose config.json key is a Markdown image of the beacon (quoted in its error)."""
+    from test_app import HOSTILE_NAME, build_tiny_bundle, plant_invalid_bundle
+
+    from galaxy_core.config import CLASS_NAMES
+
+    url, _ = beacon
+    runs = tmp_path_factory.mktemp("hostile-runs")
+    classes = (f"![c]({url}/class-markdown.png)", f"<img src={url}/class-html.png> **b**") + CLASS_NAMES[2:]
+    good = build_tiny_bundle(runs, name=HOSTILE_NAME, class_names=classes, per_class=1)
+    plant_invalid_bundle(good, runs, "[x](javascript:alert(2)) **broken**", f"![b]({url}/config-key.png)")
+    yield from serve(runs, tmp_path_factory)
+
+
+def assert_inert(page, beacon_url: str, where: str) -> None:
+    """No planted link or image in the DOM, no bold text made from a planted name."""
+    links = page.locator('a[href^="javascript:"]')
+    assert links.count() == 0, (where, links.first.get_attribute("href"))
+    images = page.locator(f'img[src^="{beacon_url}"]')
+    assert images.count() == 0, (where, images.first.get_attribute("src"))
+    for bold in ("bold", "broken", "up", "b"):
+        assert page.locator("strong", has_text=re.compile(rf"^{bold}$")).count() == 0, (where, bold)
+
+
+def test_bundle_and_upload_names_are_shown_as_text_in_a_real_browser(hostile_server, browser, beacon, tmp_path):
+    from galaxy_core import synthetic
+
+    from test_app import HOSTILE_NAME
+
+    url, hits = beacon
+    page = browser.new_page(viewport={"width": 1440, "height": 1500})
+    page.goto(hostile_server, wait_until="domcontentloaded")
+    page.locator("h1", has_text="Overview:").wait_for(timeout=90_000)
+    settle(page, "Class distribution")
+    assert HOSTILE_NAME in page.locator("h1").first.inner_text()  # the name, as its characters
+    page.get_by_text("1 invalid run(s)").first.click()  # the sidebar's list of invalid runs
+    page.get_by_text("Unknown config field").first.wait_for(timeout=30_000)
+    assert f"![b]({url}/config-key.png)" in page.locator('[data-testid="stSidebar"]').inner_text()
+    assert_inert(page, url, "Overview and sidebar")
+
+    upload = tmp_path / "[u](javascript:alert(3)) **up**.png"
+    upload.write_bytes(png_bytes(synthetic.render_galaxy(2, 200, np.random.default_rng(5))))
+    for label, text in (("Classify", "Upload one or more images"), ("Preprocessing lab", "Train with these"),
+                        ("Confusion matrix", "Classification report"), ("Explain errors", "Faithfulness (Petsiuk")):
+        open_view(page, label, text)
+        assert_no_exception(page, label)
+        if label == "Classify":
+            images = page.get_by_role("region", name="Galaxy images")
+            images.locator('input[type="file"]').set_input_files(str(upload))
+            page.get_by_text(re.compile(r"predicted .+ with [\d.]+% confidence")).first.wait_for(timeout=120_000)
+            settle(page, "All results")
+            assert_no_exception(page, "Classify after upload")
+            assert "[u](javascript:alert(3)) **up**.png" in page.get_by_text(re.compile("predicted")).first.inner_text()
+        assert_inert(page, url, label)
+    page.screenshot(path=str(ARTIFACTS / "16_hostile_names.png"), full_page=True)
+    page.close()
+    assert hits == [], hits  # no request reached the beacon

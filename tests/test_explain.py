@@ -360,3 +360,23 @@ def test_explain_image_and_score_maps_match_the_batch_functions(blob_task):
         explain.explain_image(model, images[:2], 0)
     with pytest.raises(ExplainError, match="Unknown explanation method"):
         explain.explain_image(model, images[0], 0, methods=("occlusion",))
+
+
+def test_a_1x1_feature_map_gives_a_note_instead_of_blank_maps(blob_task, tmp_path):
+    """Issue 25 item 13: every Grad-CAM map of a 1 x 1 feature map is blank; that is said, not hidden."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 16, activation="relu", name="whole")(inputs)  # 1 x 1 x 8
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    note = explain.flat_feature_map_note(model)
+    assert "'whole'" in note and "1 x 1 at 16 x 16 px" in note and "Saliency" in note
+    assert explain.flat_feature_map_note(blob_task[0]) is None
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    probs = model.predict_on_batch(images.astype(np.float32) / 255)
+    labels = (probs.argmax(1) + 1) % 3  # all misclassified
+    data = explain.compute_explanations(model, images, labels, probs, np.arange(6), ["a", "b", "c"],
+                                        methods=("saliency", "gradcam"), faithfulness=False, progress=False)
+    assert not data["maps"]["gradcam"]["predicted"].any()  # blank, as the note says
+    explain.save_explanations(tmp_path / "e.h5", data)
+    with explain.load_explanations(tmp_path / "e.h5") as stored:
+        assert stored.note("gradcam") == note and stored.note("saliency") is None

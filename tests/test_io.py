@@ -115,13 +115,3 @@ def test_partial_owner_reads_host_and_pid():
     assert io.partial_owner("run") is None
 
 
-def test_newer_or_same_compares_modification_times(tmp_path):
-    source, derived = tmp_path / "model.keras", tmp_path / "model.onnx"
-    source.write_bytes(b"s")
-    derived.write_bytes(b"d")
-    os.utime(source, ns=(10**18, 10**18))
-    os.utime(derived, ns=(10**18, 10**18))
-    assert io.newer_or_same(derived, source)  # same time: fresh
-    os.utime(source, ns=(10**18 + 1, 10**18 + 1))
-    assert not io.newer_or_same(derived, source)  # the source changed after: stale
-    assert not io.newer_or_same(tmp_path / "missing", source) and not io.newer_or_same(derived, tmp_path / "missing")

@@ -45,7 +45,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "synthetic": (("settings",), ("palette", "canvas"), ("components",), ("field", "classes"), ("dataset",), ("cli",)),
     "morphology": (("statistics",), ("classifier",), ("fit",)),
     "inference": (("predictor", "tta"), ("probabilities",), ("classify",)),
-    "models": (("archive", "augment", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
+    "models": (("archive", "augment", "fingerprint", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
     "evaluation": (("metrics", "calibration", "embedding"), ("curves", "scoring", "blend")),
     "explain": (("registry",), ("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),

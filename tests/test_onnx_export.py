@@ -47,3 +47,18 @@ def test_export_model_file_fails_cleanly(tmp_path):
     with pytest.raises(OnnxExportError, match="failed"):
         export_model_file(bad, tmp_path / "model.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]  # nothing half-written
+
+
+def test_the_child_export_records_the_source_fingerprint_and_input_shape(tmp_path):
+    """Issue 25 item 1: model.onnx names the model.keras it came from (SHA-256) and its input shape."""
+    import onnx
+
+    from galaxy_core.models.fingerprint import SHAPE_KEY, SOURCE_KEY, check, file_sha256
+
+    source = tmp_path / "model.keras"
+    build_model(Config(backbone="SmallCNN", image_size=32, dense_units=8)).save(source)
+    path = export_model_file(source, tmp_path / "model.onnx")
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert metadata[SOURCE_KEY] == file_sha256(source) and metadata[SHAPE_KEY] == "32,32,3"
+    assert check(path, file_sha256(source), (32, 32, 3)) is None
+    assert "another model" in check(path, "0" * 64, (32, 32, 3))

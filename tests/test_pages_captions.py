@@ -1,5 +1,9 @@
 """pages/lib/captions.py: the views' texts (no streamlit)."""
 
+import re
+
+import pytest
+
 from galaxy_core.errors import ModelError
 from pages.lib import captions
 
@@ -10,8 +14,10 @@ def test_durations_and_shares():
 
 
 def test_describe_error_keeps_the_projects_messages_and_names_other_types():
-    assert captions.describe_error(ModelError("Cannot load model 'm.keras': bad")) == "Cannot load model 'm.keras': bad"
-    assert captions.describe_error(KeyError("config.json")) == "KeyError: 'config.json'"
+    # Markdown-safe (issue 25): shown inside st.error, so ':' and the like are escaped.
+    assert captions.describe_error(ModelError("Cannot load model 'm.keras': bad")) == "Cannot load model 'm.keras'\\: bad"
+    assert captions.describe_error(KeyError("config.json")) == "KeyError\\: 'config.json'"
+    assert captions.describe_error(ValueError("key ![b](u)")) == "key \\!\\[b\\]\\(u\\)"
 
 
 def test_classify_caption_names_the_formats_and_the_pixel_limit():
@@ -40,3 +46,20 @@ def test_sky_links_point_at_the_legacy_viewer_and_skip_unknown_positions():
 def test_run_names_reads_as_a_sentence():
     assert captions.run_names(["a"]) == "**a**"
     assert captions.run_names(["a", "b", "c"]) == "**a**, **b** and **c**"
+
+
+def test_nan_and_non_numbers_are_not_shown_as_nan_percent():
+    """Issue 25 item 14: NaN metrics showed as "nan%"."""
+    assert captions.format_percent(float("nan")) == "n/a" and captions.format_percent(float("inf")) == "n/a"
+    assert captions.format_percent("0.9") == "90.0%" and captions.format_percent("x") == "n/a"
+
+
+@pytest.mark.parametrize("hostile", ["[click](javascript:alert(1)) **bold**", "![b](http://127.0.0.1:9/b.png)",
+                                     "<img src=x onerror=alert(1)>", "`code` $x$ :red[red] _i_ \\[", "a\nb"])
+def test_md_escapes_everything_that_would_render(hostile):
+    """Issue 25 item 3: every Markdown/HTML opener is escaped, nothing else changes."""
+    out = captions.md(hostile)
+    unescaped = re.sub(r"\\.", "", out)
+    assert not set(unescaped) & captions.MARKDOWN_ACTIVE and "\n" not in out
+    assert re.sub(r"\\(.)", r"\1", out) == " ".join(hostile.split())
+    assert captions.md("galaxy_01.png") == "galaxy\\_01.png" and captions.md("tiny-synthetic.v2") == "tiny-synthetic.v2"

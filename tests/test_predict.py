@@ -171,3 +171,72 @@ def test_cli_backend_choices_and_help_are_the_registry(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["--run", "x", "--backend", "tensorrt", "a.png"])
     assert exit_info.value.code == 2 and "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_first_onnx_export_exits_130_without_a_traceback(good_bundle, image_files, tmp_path):
+    """Issue 25 item 10: SIGINT (to the process group, as a terminal sends it) while model.onnx is exported."""
+    import os
+    import shutil
+    import signal
+    import time
+    from pathlib import Path
+
+    run = shutil.copytree(good_bundle, tmp_path / "run")
+    for leftover in run.glob("model.onnx*"):
+        leftover.unlink()
+    path, _ = image_files["rgb"]
+    env = {**os.environ, "GALAXY10_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "galaxy_core.predict", "--run", str(run), str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=Path(__file__).resolve().parents[1], env=env)
+    try:
+        lines = []
+        for line in proc.stderr:  # the export is announced before its child process starts
+            lines.append(line)
+            if "exporting" in line:
+                break
+        assert any("exporting" in line for line in lines), "".join(lines)
+        time.sleep(1.0)  # the child is converting
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = "".join(lines) + err
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "interrupted" in err
+    assert not list(run.glob("model.onnx*")) and not list(run.glob("*.tmp"))  # nothing half-written, no marker
+
+
+def test_a_folder_that_is_not_a_bundle_is_named_so(tmp_path, image_files, capsys):
+    """Issue 25 item 14: `predict --run /etc` advised deleting the folder."""
+    (tmp_path / "passwd").write_text("root:x:0:0\n")
+    assert main(["--run", str(tmp_path), str(image_files["rgb"][0])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is not a run bundle" in err and "delete" not in err
+
+
+@pytest.mark.slow
+def test_an_onnx_of_another_input_size_in_the_bundle_is_not_used(run_dir, image_files, tmp_path, capsys):
+    """Issue 25 items 1, 2: another run's model.onnx (48 px, other weights) copied in gave an ONNX Runtime
+    InvalidArgument traceback; now it is named, exported again from this model.keras, and the answer is right."""
+    import shutil
+
+    import keras
+
+    from galaxy_core.models.fingerprint import file_sha256
+    from galaxy_core.models.onnx_export import export_model
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    other = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10, activation="softmax")])
+    export_model(other, run / "model.onnx", source_sha256="0" * 64)  # newer than model.keras
+    path = str(image_files["rgb"][0])
+    assert main(["--run", str(run), "--format", "json", path]) == 0
+    out, err = capsys.readouterr()
+    assert "not using" in err and "made from another model" in err and "Traceback" not in err
+    want = classify_files(load_bundle(run), [path], model=load_bundle(run).load_model())[0]["probs"]
+    np.testing.assert_allclose(json.loads(out)[0]["probs"], want, atol=1e-4)
+    assert file_sha256(run / "model.keras") in (run / "model.onnx.sha256.json").read_text()

@@ -12,6 +12,7 @@ from galaxy_core.errors import ModelError
 from galaxy_core.inference.probabilities import predict_probs
 from galaxy_core.evaluation.metrics import assemble_metrics, evaluate_split
 from galaxy_core.models.network import build_model
+from galaxy_core.models.fingerprint import file_sha256, seal, sidecar_path
 from galaxy_core.models.onnx_export import export_model
 import galaxy_core.models.predictor as predictor_module
 from galaxy_core.models.predictor import KerasPredictor, OnnxPredictor, make_predictor
@@ -49,7 +50,25 @@ class CountingExport:
         if self.fail:
             raise RuntimeError("forced export failure")
         from galaxy_core.models.network import load_model
-        return export_model(load_model(model_path, compile=False), onnx_path)
+        return export_model(load_model(model_path, compile=False), onnx_path,
+                            source_sha256=file_sha256(model_path))
+
+
+def make_older_export(path):
+    """Turn a fingerprinted export into one from before the graph passes (version key dropped, resealed)."""
+    import json
+
+    import onnx
+
+    from galaxy_core.models.onnx_passes import METADATA_KEY
+
+    recorded = json.loads(sidecar_path(path).read_text())
+    proto = onnx.load(str(path))
+    for prop in list(proto.metadata_props):
+        if prop.key == METADATA_KEY:
+            proto.metadata_props.remove(prop)
+    onnx.save(proto, str(path))
+    seal(path, recorded["source_sha256"], recorded["input_shape"])
 
 
 def test_exported_once_beside_the_bundle_and_matches_keras(bundle, tmp_path):
@@ -66,12 +85,12 @@ def test_exported_once_beside_the_bundle_and_matches_keras(bundle, tmp_path):
     np.testing.assert_allclose(predict_probs(second, images), keras_probs, atol=1e-4, rtol=0)
     np.testing.assert_allclose(predict_probs(second, images, tta=True),
                                predict_probs(bundle.load_model(), images, tta=True), atol=1e-4, rtol=0)
-    # A newer model.keras makes the cached export stale: exported again.
+    # Only the contents count, not the time: a touched model.keras keeps its export.
     model_file = bundle.path / "model.keras"
     later = (bundle.path / "model.onnx").stat().st_mtime_ns + 10**9
     os.utime(model_file, ns=(later, later))
     make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
-    assert len(export.calls) == 2
+    assert len(export.calls) == 1
 
 
 def test_read_only_bundle_folder_uses_the_cache_dir(bundle, tmp_path, monkeypatch):
@@ -121,9 +140,7 @@ def test_an_older_export_is_upgraded_once_in_place(bundle, tmp_path):
     first = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
     assert first.export_version == EXPORT_VERSION
     path = bundle.path / "model.onnx"
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]  # what a file from before the graph passes carries
-    onnx.save(proto, str(path))
+    make_older_export(path)
     assert OnnxPredictor(path).export_version == 1
     lines.clear()
     upgraded = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
@@ -183,3 +200,127 @@ def test_a_new_backend_is_one_row(bundle, monkeypatch):
     np.testing.assert_allclose(predict_probs(made, bundle.read_test_images([0, 1])), 0.1)
     args = build_parser().parse_args(["--run", "x", "--backend", "uniform", "a.png"])
     assert args.backend == "uniform"
+
+
+# --- issue 25: a bundle's model.onnx is used only for the model.keras it was exported from ---------
+def other_model_keras(tmp_path, size=SIZE, seed=11):
+    """A model.keras of another (untrained) SmallCNN: other weights, same classes."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(Config(backbone="SmallCNN", image_size=size, dense_units=16, weights="none"))
+    path = tmp_path / f"other-{size}-{seed}" / "model.keras"
+    path.parent.mkdir(parents=True)
+    model.save(path)
+    return path
+
+
+def keras_probs(bundle):
+    return predict_probs(bundle.load_model(), bundle.read_test_images(list(range(10))))
+
+
+def assert_is_this_runs_model(predictor, bundle):
+    assert isinstance(predictor, OnnxPredictor)
+    np.testing.assert_allclose(predict_probs(predictor, bundle.read_test_images(list(range(10)))),
+                               keras_probs(bundle), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("with_sidecar", [True, False])
+def test_another_runs_onnx_copied_into_the_bundle_is_exported_again(bundle, tmp_path, with_sidecar):
+    other = other_model_keras(tmp_path)
+    export_model(load_model_file(other), other.parent / "model.onnx", source_sha256=file_sha256(other))
+    import shutil
+
+    shutil.copy(other.parent / "model.onnx", bundle.path / "model.onnx")  # newer than model.keras
+    if with_sidecar:
+        shutil.copy(sidecar_path(other.parent / "model.onnx"), sidecar_path(bundle.path / "model.onnx"))
+    export, lines = CountingExport(), []
+    predictor = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert export.calls == [bundle.path.resolve() / "model.onnx"]  # replaced by this run's export
+    assert any("not using" in line and "model.onnx" in line for line in lines)
+    assert_is_this_runs_model(predictor, bundle)
+
+
+def test_an_onnx_file_with_edited_weights_is_exported_again(bundle, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    export = CountingExport()
+    make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    path = bundle.path / "model.onnx"
+    proto = onnx.load(str(path))
+    biggest = max(proto.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+    biggest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(biggest) * -3.0, biggest.name))
+    onnx.save(proto, str(path))  # its metadata still names this model.keras
+    lines = []
+    predictor = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert len(export.calls) == 2 and any("contents changed" in line for line in lines)
+    assert_is_this_runs_model(predictor, bundle)
+
+
+def test_a_model_keras_replaced_by_an_older_file_is_exported_again(bundle, tmp_path):
+    import shutil
+
+    export = CountingExport()
+    make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    other = other_model_keras(tmp_path)
+    shutil.copy(other, bundle.path / "model.keras")
+    old = (bundle.path / "model.onnx").stat().st_mtime_ns - 10**10
+    os.utime(bundle.path / "model.keras", ns=(old, old))  # the replacement is OLDER than model.onnx
+    bundle = load_bundle(bundle.path)
+    lines = []
+    predictor = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert len(export.calls) == 2 and any("another model" in line for line in lines)
+    assert_is_this_runs_model(predictor, bundle)
+
+
+def test_a_mismatched_onnx_is_refused_with_its_reason_when_nothing_is_writable(bundle, tmp_path, monkeypatch):
+    import shutil
+
+    other = other_model_keras(tmp_path)
+    export_model(load_model_file(other), other.parent / "model.onnx", source_sha256=file_sha256(other))
+    shutil.copy(other.parent / "model.onnx", bundle.path / "model.onnx")
+    shutil.copy(sidecar_path(other.parent / "model.onnx"), sidecar_path(bundle.path / "model.onnx"))
+    monkeypatch.setattr(predictor_module, "_writable", lambda folder: False)
+    export = CountingExport()
+    with pytest.raises(ModelError, match="not used: it was made from another model"):
+        make_predictor(bundle, backend="onnxruntime", cache_dir=tmp_path / "cache", export=export)
+    fallback = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
+    assert isinstance(fallback, KerasPredictor) and "made from another model" in fallback.note
+    assert export.calls == []
+    np.testing.assert_allclose(predict_probs(fallback, bundle.read_test_images(list(range(10)))),
+                               keras_probs(bundle), atol=1e-5)
+
+
+def test_an_onnx_of_another_input_size_is_refused_before_onnx_runtime_runs(bundle, tmp_path):
+    import shutil
+
+    other = other_model_keras(tmp_path, size=48)
+    wrong = export_model(load_model_file(other), other.parent / "model.onnx", source_sha256=file_sha256(other))
+    with pytest.raises(ModelError, match="takes images of 48 x 48 x 3, not 32 x 32 x 3.*another input size"):
+        OnnxPredictor(wrong).predict(np.zeros((2, SIZE, SIZE, 3), np.float32))
+    # Sealed for THIS model.keras but at 48 px (the shape is part of the fingerprint): exported again.
+    shutil.copy(wrong, bundle.path / "model.onnx")
+    seal(bundle.path / "model.onnx", file_sha256(bundle.path / "model.keras"), (48, 48, 3))
+    export, lines = CountingExport(), []
+    predictor = make_predictor(bundle, cache_dir=tmp_path / "cache", export=export, log=lines.append)
+    assert len(export.calls) == 1 and any("takes 48 x 48 x 3 images, the run 32 x 32 x 3" in l for l in lines)
+    assert_is_this_runs_model(predictor, bundle)
+
+
+def test_a_failure_marker_applies_to_its_own_model_only(bundle, tmp_path):
+    import shutil
+
+    failing = CountingExport(fail=True)
+    assert isinstance(make_predictor(bundle, cache_dir=tmp_path / "cache", export=failing), KerasPredictor)
+    shutil.copy(other_model_keras(tmp_path), bundle.path / "model.keras")  # another model: try again
+    export = CountingExport()
+    assert isinstance(make_predictor(load_bundle(bundle.path), cache_dir=tmp_path / "cache", export=export),
+                      OnnxPredictor)
+    assert len(export.calls) == 1
+
+
+def load_model_file(path):
+    from galaxy_core.models.network import load_model
+
+    return load_model(path, compile=False)

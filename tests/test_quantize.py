@@ -12,7 +12,7 @@ from galaxy_core.models.quantize import (CALIBRATION_IMAGES, agreement, describe
                                   quantize_onnx)
 
 pytest.importorskip("onnxruntime")
-from test_predictor import CountingExport, bundle  # noqa: E402,F401 - the bundle fixture
+from test_predictor import CountingExport, bundle, make_older_export  # noqa: E402,F401 - the bundle fixture
 
 
 def test_agreement_counts_top1_and_differences():
@@ -46,7 +46,10 @@ def test_int8_copy_is_made_once_and_reported(bundle, tmp_path):
     assert ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor, log=lines.append)[1] == report
     assert lines == []
     later = path.stat().st_mtime_ns + 10**9
-    os.utime(fp32.path, ns=(later, later))
+    os.utime(fp32.path, ns=(later, later))  # a newer time alone changes nothing
+    ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor, log=lines.append)
+    assert lines == []
+    make_older_export(fp32.path)  # other float32 bytes: the int8 copy is made again
     ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor, log=lines.append)
     assert len(lines) == 1
     assert not [p for p in bundle.path.iterdir() if p.name.endswith(".tmp") or "augmented" in p.name]
@@ -81,9 +84,7 @@ def test_int8_request_upgrades_an_older_float32_export_before_quantizing(bundle,
     export, lines = CountingExport(), []
     make_predictor(bundle, cache_dir=tmp_path / "cache", export=export)
     path = bundle.path / "model.onnx"
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]  # a float32 file from before the graph passes
-    onnx.save(proto, str(path))
+    make_older_export(path)  # a float32 file from before the graph passes
     for stale in int8_paths(path):  # no int8 copy yet
         if stale.exists():
             os.remove(stale)
@@ -92,3 +93,46 @@ def test_int8_request_upgrades_an_older_float32_export_before_quantizing(bundle,
     assert predictor.backend == "onnxruntime-int8"
     assert OnnxPredictor(path).export_version == EXPORT_VERSION  # the float32 source was upgraded
     assert any("updating" in line for line in lines) and len(export.calls) == 1  # not re-exported
+
+
+def test_an_int8_copy_of_another_float32_file_is_made_again(bundle, tmp_path):
+    """Issue 25: an int8 file whose mtime is newer but which came from another float32 model."""
+    import shutil
+
+    fp32 = make_predictor(bundle, cache_dir=tmp_path / "cache", export=CountingExport())
+    path, _ = ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor)
+    kept = tmp_path / "kept.int8.onnx"
+    shutil.copy(path, kept)
+    make_older_export(fp32.path)
+    ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor)
+    shutil.copy(kept, path)  # the old int8 file put back, newer than everything, its sidecar not
+    lines = []
+    ensure_int8(fp32.path, bundle.read_test_images, bundle.num_test, OnnxPredictor, log=lines.append)
+    assert len(lines) == 1  # not trusted: made again
+
+
+def test_quantization_works_on_a_private_copy(bundle, tmp_path):
+    """Issue 25 item 9: the quantizer's temporary `<input>-inferred.onnx` is never beside the input
+    (two `predict --backend int8` at once shared it). A folder in its way stands for the other process's file."""
+    fp32 = make_predictor(bundle, cache_dir=tmp_path / "cache", export=CountingExport())
+    (fp32.path.parent / "model-inferred.onnx").mkdir()
+    x = to_model_input(bundle.read_test_images(list(range(4))))
+    out = quantize_onnx(fp32.path, tmp_path / "q.onnx", x)
+    assert OnnxPredictor(out).predict(x).shape == (4, 10)
+    assert sorted(p.name for p in fp32.path.parent.iterdir() if "inferred" in p.name) == ["model-inferred.onnx"]
+
+
+def _quantize_in_child(args):
+    onnx_path, out, seed = args
+    x = np.random.default_rng(seed).random((4, 32, 32, 3), dtype=np.float32)
+    return str(quantize_onnx(onnx_path, out, x))
+
+
+def test_two_quantizations_of_one_file_at_once(bundle, tmp_path):
+    import multiprocessing
+
+    fp32 = make_predictor(bundle, cache_dir=tmp_path / "cache", export=CountingExport())
+    jobs = [(str(fp32.path), str(tmp_path / f"q{i}.onnx"), i) for i in range(2)]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        done = pool.map(_quantize_in_child, jobs)
+    assert [OnnxPredictor(p).predict(np.zeros((1, 32, 32, 3), np.float32)).shape for p in done] == [(1, 10)] * 2

@@ -99,10 +99,10 @@ def test_parse_label_index_or_name_any_case():
 def test_read_labels_with_and_without_header(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("a.png,3\nsub/b.png,cigar shaped smooth\n\nc.jpg,0\n")
-    assert read_labels(plain, CLASS_NAMES) == {"a.png": 3, "b.png": 4, "c.jpg": 0}
+    assert read_labels(plain, CLASS_NAMES) == {"a.png": 3, "sub/b.png": 4, "c.jpg": 0}
     # Header in another order, BOM, class-name column, Windows folder separators.
-    named = "\ufeffclass,File\r\nMerging,C:\\x\\m.png\r\nround smooth,r.png\r\n".encode()
-    assert read_labels(named, CLASS_NAMES) == {"m.png": 1, "r.png": 2}
+    named = "\ufeffclass,File\r\nMerging,C:\\x\\m.png\r\nround smooth,.\\r.png\r\n".encode()
+    assert read_labels(named, CLASS_NAMES) == {"C:/x/m.png": 1, "r.png": 2}
 
 
 def test_read_labels_real_dev_layout(labelled_folder):
@@ -235,3 +235,59 @@ def test_cli_bad_labels_exit_2(run_dir, labelled_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["--run", str(run_dir), "--labels", str(bad), "--format", "csv", str(labelled_folder)])
     assert info.value.code == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 25: hostile labels CSVs, files matched by the path the CSV gives
+# --------------------------------------------------------------------------------------------
+def test_a_labels_field_over_128_kib_is_a_clear_error(run_dir, labelled_folder, tmp_path, capsys):
+    big = ("a.png,1\n" + "b.png," + "x" * (200 * 1024) + "\n").encode()
+    with pytest.raises(LabelsError, match="line 2: a field is longer than 128 KiB"):
+        read_labels(big, CLASS_NAMES)
+    path = tmp_path / "big.csv"
+    path.write_bytes(b'a.png,"1\n' + b"y" * (200 * 1024))  # an unclosed quote
+    assert main(["--run", str(run_dir), "--labels", str(path), str(labelled_folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "longer than 128 KiB" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def two_folders(tmp_path):
+    """dA/x.png (red: predicted 0) and dB/x.png (green: predicted 1): one name, two galaxies."""
+    for folder, channel in (("dA", 0), ("dB", 1)):
+        (tmp_path / folder).mkdir()
+        assert cv2.imwrite(str(tmp_path / folder / "x.png"), cv2.cvtColor(colour_image(channel, 7), cv2.COLOR_RGB2BGR))
+    return tmp_path
+
+
+def test_labels_match_by_the_path_the_csv_gives(run_dir, two_folders, capsys):
+    csv_path = two_folders / "labels.csv"
+    csv_path.write_text("dA/x.png,2\n")
+    inputs = [str(two_folders / "dA" / "x.png"), str(two_folders / "dB" / "x.png")]
+    assert main(["--run", str(run_dir), "--labels", str(csv_path), "--format", "json", *inputs]) == 1
+    score = json.loads(capsys.readouterr().out)
+    assert score["n_scored"] == 1 and [row["file"] for row in score["rows"]] == [inputs[0]]
+    assert score["unlabelled"] == [inputs[1]]  # not scored with dA/x.png's label
+    # Relative to the CSV's own folder, wherever the CSV lives.
+    elsewhere = two_folders / "csvs"
+    elsewhere.mkdir()
+    (elsewhere / "labels.csv").write_text("../dB/x.png,1\n")
+    assert main(["--run", str(run_dir), "--labels", str(elsewhere / "labels.csv"), "--format", "json",
+                 *inputs]) == 1
+    score = json.loads(capsys.readouterr().out)
+    assert [row["file"] for row in score["rows"]] == [inputs[1]] and score["metrics"]["accuracy"] == 1.0
+
+
+def test_an_ambiguous_base_name_is_left_out_and_reported(run_dir, two_folders, capsys):
+    csv_path = two_folders / "labels.csv"
+    csv_path.write_text("x.png,0\n")
+    inputs = [str(two_folders / "dA" / "x.png"), str(two_folders / "dB" / "x.png")]
+    assert main(["--run", str(run_dir), "--labels", str(csv_path), *inputs]) == 1
+    out, err = capsys.readouterr()
+    assert "scored 0 of 2" in out and out.count("left out (ambiguous: the CSV's 'x.png'") == 2
+    assert "2 of 2 file(s) left out" in err
+    # Uploads have bare names: one that fits two CSV paths is ambiguous too.
+    rows = [{"file": "x.png", "probs": [1.0] + [0.0] * 9, "error": None}]
+    score = score_rows(rows, {"dA/x.png": 0, "dB/x.png": 1}, CLASS_NAMES)
+    assert score["n_scored"] == 0 and [a["file"] for a in score["ambiguous"]] == ["x.png"]
+    assert score_rows(rows, {"dA/x.png": 0}, CLASS_NAMES)["n_scored"] == 1

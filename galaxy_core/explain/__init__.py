@@ -35,6 +35,7 @@ _LAZY = {
     "faithfulness_curves": "faithfulness", "faithfulness_scores": "faithfulness",
     "insertion_score": "faithfulness",
     "gradcam_map": "gradcam", "gradcam_plus_plus_map": "gradcam_plus_plus",
+    "flat_feature_map_note": "gradcam",
     "saliency_map": "saliency", "smoothgrad_map": "saliency",
     "explain_image": "one_image", "score_maps": "one_image",
 }
@@ -54,7 +55,7 @@ __all__ = [
     "ALL_METHODS", "DEFAULT_BASELINE", "ENGINES", "METHODS", "TARGETS", "Explanations", "check_model",
     "clear_cache", "colorize", "compute_explanations", "deletion_score", "describe_methods", "errors_by_pair",
     "explain_image", "get_method", "method_label", "method_names",
-    "faithfulness_curves", "faithfulness_scores", "find_feature_layer", "gradcam_map",
+    "faithfulness_curves", "faithfulness_scores", "find_feature_layer", "flat_feature_map_note", "gradcam_map",
     "gradcam_plus_plus_map", "insertion_score", "load_explanations", "margins",
     "misclassified", "most_ambiguous", "normalize_maps", "overlay", "saliency_map", "save_explanations",
     "score_maps",

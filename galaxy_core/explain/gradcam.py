@@ -40,6 +40,30 @@ def gradcam_map(model, images, class_indices, layer: str | None = None, *, batch
     return _cam(model, images, class_indices, layer, batch_size, engine, gradcam_weights, "gradcam")
 
 
+CAM_METHODS = ("gradcam", "gradcam_plus_plus")
+
+
+def flat_feature_map_note(model, layer: str | None = None) -> str | None:
+    """Why Grad-CAM and Grad-CAM++ show nothing for this model, or None when they can.
+
+    Both weight the feature maps of `layer` (default the last conv feature map) and upsample the
+    result: a 1 x 1 feature map (a small input through a deep backbone) gives one number per image,
+    which no upsampling turns into a place, so every map is blank (zeros after normalisation).
+    Callers show this note instead of such maps.
+
+    Returns:
+        One line naming the layer, its size and the input size, or None.
+    """
+    feature_layer = resolve_feature_layer(model, layer)
+    height, width = (int(d) if d is not None else 2 for d in feature_layer.output.shape[1:3])
+    if height > 1 or width > 1:
+        return None
+    size = " x ".join(str(d) for d in model.inputs[0].shape[1:3])
+    return (f"Grad-CAM cannot show where this model looked: its feature map ({feature_layer.name!r}) is "
+            f"1 x 1 at {size} px input, so a Grad-CAM map is one number, shown blank. Saliency and "
+            f"SmoothGrad still work (or train at a larger image size).")
+
+
 def gradcam_weights(features: np.ndarray, grads: np.ndarray) -> np.ndarray:
     """Grad-CAM at feature resolution: relu(sum_k mean_ij(dS/dA_k) * A_k). (N,h,w,K) x2 -> (N,h,w)."""
     weights = grads.mean(axis=(1, 2), keepdims=True)  # (N, 1, 1, K)

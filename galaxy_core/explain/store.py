@@ -85,10 +85,13 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
     Returns:
         dict with `rows` (dict of arrays as in the file's /rows), `maps[method][target]` uint8
         (R, S, S), `scores[method][target]` dict of `deletion`, `insertion` float32 (R,), and
-        `attrs` (the file's attributes). Pass it to `save_explanations`.
+        `attrs` (the file's attributes; "notes" is JSON `{method: why its maps are blank}`, e.g.
+        Grad-CAM on a 1 x 1 feature map, `gradcam.flat_feature_map_note`). Pass it to
+        `save_explanations`.
     """
     from galaxy_core.explain._engine import find_feature_layer, model_functions
     from galaxy_core.explain.faithfulness import DEFAULT_BASELINE, faithfulness_scores
+    from galaxy_core.explain.gradcam import CAM_METHODS, flat_feature_map_note
 
     methods = check_methods(method_names() if methods is None else methods)
     labels, probs = _check(labels, probs)
@@ -99,6 +102,7 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
     if len(class_names) != probs.shape[1]:
         raise ExplainError(f"{len(class_names)} class names for {probs.shape[1]} probability columns.")
     model_functions(model)  # model checks first: ExplainError before any work
+    note = flat_feature_map_note(model)
 
     rows = select_rows(labels, probs, cap, n_correct, seed)
     pred = probs.argmax(axis=1)[rows]
@@ -143,7 +147,9 @@ def compute_explanations(model, images_uint8, labels, probs, indices, class_name
              "targets": json.dumps(list(TARGETS)), "class_names": json.dumps(list(class_names)),
              "image_size": int(size[0]), "steps": int(steps), "baseline": float(DEFAULT_BASELINE),
              "smooth_samples": int(smooth_samples), "seed": int(seed),
-             "feature_layer": find_feature_layer(model).name}
+             "feature_layer": find_feature_layer(model).name,
+             # Why the Grad-CAM maps are blank (a 1 x 1 feature map), for the app to show instead.
+             "notes": json.dumps({m: note for m in methods if m in CAM_METHODS and note})}
     row_data = {"row": rows, "index": indices[rows], "label": labels[rows], "pred": pred.astype(np.int64),
                 "probs": probs[rows].astype(np.float32), "correct": correct}
     return {"rows": row_data, "maps": maps, "scores": scores, "attrs": attrs}
@@ -218,6 +224,13 @@ class Explanations:
 
     def __len__(self) -> int:
         return len(self.rows["row"])
+
+    def note(self, method: str) -> str | None:
+        """Why `method`'s stored maps are blank (e.g. Grad-CAM on a 1 x 1 feature map), or None."""
+        try:
+            return json.loads(self.attrs.get("notes", "{}")).get(method)
+        except (TypeError, ValueError, AttributeError):
+            return None
 
     def map(self, method: str, target: str, row: int) -> np.ndarray:
         """Map of row `row` (0..len-1) as float32 (S, S) in [0, 1]."""

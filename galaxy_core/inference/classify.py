@@ -16,6 +16,7 @@ then `classify_each` per batch of items).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -48,6 +49,21 @@ class ItemResult:
     probs_morphology: np.ndarray | None = None
 
 
+def decode_side(cfg: Config) -> int:
+    """The shorter side a decoded image must keep for this run (`decode.read_image(min_side=...)`).
+
+    Twice what preprocessing shrinks it to: the model's `image_size`, or 256 px (the morphology
+    statistics' working size) if larger, so that the CNN sees the same pixels with or without the
+    statistics; divided by `crop_min_fraction` when the run crops (the crop may be that small a
+    part of the image). A large JPEG is then decoded at 1/2, 1/4 or 1/8 size, any other large
+    image shrunk right after decoding: bounded memory per image.
+    """
+    need = max(int(cfg.image_size), 256)
+    if cfg.crop_scale > 0:
+        need = need / cfg.crop_min_fraction
+    return int(math.ceil(2 * need))
+
+
 def prepare_item(item: Any, cfg: Config, statistics: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Decode one item and make what the run's models take from it.
 
@@ -67,7 +83,7 @@ def prepare_item(item: Any, cfg: Config, statistics: bool = False) -> tuple[np.n
     from galaxy_core.preprocessing.decode import read_image
 
     encoded = isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview))
-    image = read_image(item) if encoded else np.asarray(item)
+    image = read_image(item, min_side=decode_side(cfg)) if encoded else np.asarray(item)
     model_input = preprocess_image(image, cfg)
     return model_input, (morphology_features(image) if statistics else None)
 

@@ -19,7 +19,9 @@ Before the file is written, `galaxy_core.models.onnx_passes.optimize` rewrites t
 ONNX Runtime runs faster, with the same results (each batch norm left as `Mul` + `Add` becomes one
 depthwise `Conv`), and records `onnx_passes.EXPORT_VERSION` in the model's metadata.
 
-Files are written atomically (`galaxy_core.io.atomic_path`). Where the ONNX file of a bundle lives
+Each file records the SHA-256 of the `model.keras` it came from and the input shape (in its metadata
+and a sidecar with its own SHA-256, `galaxy_core.models.fingerprint`): the predictor uses it for that
+model only. Files are written atomically (`galaxy_core.io.atomic_path`). Where the ONNX file of a bundle lives
 (beside it, or in a cache folder when the runs folder is read-only) is decided by
 `galaxy_core.models.predictor`.
 
@@ -42,6 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from galaxy_core.errors import ModelError
+from galaxy_core.models.fingerprint import file_sha256, seal, stamp
 from galaxy_core.models.onnx_passes import optimize
 from galaxy_core.tf_quiet import quiet_env, quiet_tf_logs
 
@@ -92,7 +95,7 @@ def _activation_name(layer) -> str:
     return getattr(activation, "__name__", str(activation))
 
 
-def export_model(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
+def export_model(model, path: str | os.PathLike, opset: int = OPSET, source_sha256: str | None = None) -> Path:
     """Export a Keras model (float32 `(N, S, S, 3)` in [0, 1] -> softmax) to an ONNX file, in process.
 
     Uses a lot of memory for a big backbone (2.7 GB for DenseNet201 at 256 px); prefer
@@ -102,6 +105,10 @@ def export_model(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
         model: a float32 Keras model with one image input and one output.
         path: the `.onnx` file to write (atomically).
         opset: ONNX opset.
+        source_sha256: SHA-256 of the `.keras` file the model was loaded from
+            (`fingerprint.file_sha256`): recorded with the input shape in the file's metadata and
+            its sidecar (`galaxy_core.models.fingerprint`), so the file is used for that model only.
+            None: no fingerprint (the predictor will not trust the file).
 
     Returns:
         `path`.
@@ -135,10 +142,14 @@ def export_model(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
     if head:
         _append_head(proto, head, "features", OUTPUT_NAME)
     optimize(proto)
+    if source_sha256 is not None:
+        stamp(proto, source_sha256, shape)
     onnx.checker.check_model(proto)
     path = Path(path)
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp))
+    if source_sha256 is not None:
+        seal(path, source_sha256, shape)
     return path
 
 
@@ -278,9 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     try:
+        source_sha256 = file_sha256(args.model)  # before loading: the fingerprint of what is loaded
         model = load_model(args.model, compile=False)
-        export_model(model, args.out)
-    except ModelError as err:
+        export_model(model, args.out, source_sha256=source_sha256)
+    except (ModelError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.0f} MB) in "

@@ -20,11 +20,13 @@ Backends (`BACKENDS`, one row each; a new one = one make function + one row):
 Where `model.onnx` comes from: exported on first use and cached (`galaxy_core.models.onnx_export`, in a
 child process), so bundles written before ONNX existed work too:
 
-1. `<bundle>/model.onnx` if present and newer than `model.keras` (written there on first use
-   when the bundle folder is writable; `python -m galaxy_core.models.onnx_export` can pre-export it);
+1. `<bundle>/model.onnx` if its fingerprint (`galaxy_core.models.fingerprint`) says it was exported
+   from this very `model.keras` (SHA-256) for the run's input size and is unchanged since (written
+   there on first use when the bundle folder is writable; `python -m galaxy_core.models.onnx_export`
+   can pre-export it); a file that does not match is never used: it is exported again, or, when
+   nothing can be written, refused with the reason;
 2. otherwise `<cache dir>/onnx/<bundle name>-<key>.onnx` (`galaxy_core.io.default_cache_dir`), the
-   key made of model.keras's path, size and modification time: a read-only runs folder still gets
-   ONNX Runtime;
+   key made of model.keras's SHA-256: a read-only runs folder still gets ONNX Runtime;
 3. otherwise (no onnxruntime, export failed, ...) Keras, with `.note` saying why.
 
 A file written by an older export (its metadata's `onnx_passes.EXPORT_VERSION` is lower) is
@@ -59,7 +61,7 @@ import numpy as np
 
 from galaxy_core.errors import ModelError
 from galaxy_core.inference.predictor import Predictor
-from galaxy_core.io import newer_or_same
+from galaxy_core.models.fingerprint import check, file_sha256, read_seal, seal
 from galaxy_core.models.onnx_passes import EXPORT_VERSION, upgrade_file, version_from_metadata
 
 ONNX_NAME = "model.onnx"
@@ -99,13 +101,26 @@ class OnnxPredictor:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self._input = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self._input = first.name
+        # (S, S, 3) when the file says so (None for a dimension it leaves open).
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in first.shape[1:])
         self.num_classes = int(self.session.get_outputs()[0].shape[-1])
         self.export_version = version_from_metadata(self.session.get_modelmeta().custom_metadata_map)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, num_classes)` probabilities."""
+        """float32 `(N, S, S, 3)` in [0, 1] -> float32 `(N, num_classes)` probabilities.
+
+        Raises:
+            ModelError: `x`'s image size is not the file's (checked before ONNX Runtime runs).
+        """
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 1 + len(self.input_shape) or any(
+                want is not None and want != got for want, got in zip(self.input_shape, x.shape[1:])):
+            want = " x ".join("?" if d is None else str(d) for d in self.input_shape)
+            raise ModelError(f"{self.path} takes images of {want}, not {' x '.join(map(str, x.shape[1:]))}: "
+                             f"it was exported for another input size; delete it (it is exported again "
+                             f"from the run's model.keras)")
         return self.session.run(None, {self._input: x})[0].astype(np.float32, copy=False)
 
     predict_on_batch = predict
@@ -143,62 +158,103 @@ class KerasPredictor:
 
 
 def onnx_candidates(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Where a bundle's ONNX file may live, in order: beside `model.keras`, then in the cache folder."""
+    """Where a bundle's ONNX file may live, in order: beside `model.keras`, then in the cache folder.
+
+    The cache file is named for the bundle and the SHA-256 of its model.keras (its contents, not its
+    path or time), so a replaced model never meets another model's export there.
+    """
     from galaxy_core.io import default_cache_dir
 
     bundle_path = Path(bundle_path).resolve()
     model = bundle_path / "model.keras"
     try:
-        stat = model.stat()
-        key_text = f"{model}|{stat.st_size}|{stat.st_mtime_ns}"
+        key = file_sha256(model)[:16]
     except OSError:
-        key_text = str(model)
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+        key = hashlib.sha256(str(model).encode()).hexdigest()[:16]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return [bundle_path / ONNX_NAME, cache / "onnx" / f"{bundle_path.name}-{key}.onnx"]
 
 
 def ensure_onnx(bundle_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                 export: Callable[[Path, Path], Path] | None = None,
-                log: Callable[[str], None] | None = None) -> Path:
-    """The path of an up-to-date ONNX file of the bundle's model, exporting it if needed.
+                log: Callable[[str], None] | None = None,
+                input_shape: tuple[int, ...] | None = None) -> Path:
+    """The path of an ONNX file made from the bundle's model.keras, exporting it if needed.
 
-    Tries the places of `onnx_candidates` in order: an existing fresh file is reused; otherwise the
-    model is exported (default `galaxy_core.models.onnx_export.export_model_file`, a child process) to the
-    first place that can be written.
+    Tries the places of `onnx_candidates` in order. An existing file is used only when its
+    fingerprint (`galaxy_core.models.fingerprint.check`) says it was exported from THIS model.keras
+    (SHA-256), for `input_shape`, and its own bytes are unchanged since; any other file (another
+    run's copied in, edited weights, a model.keras replaced since, no fingerprint) is never used:
+    `log` is told why and the model is exported again (default
+    `galaxy_core.models.onnx_export.export_model_file`, a child process) to the first place that can
+    be written, replacing it.
 
-    A failed export leaves `<onnx path>.failed` (its reason): later calls fail at once, until
-    model.keras changes or the marker is deleted.
+    A failed export leaves `<onnx path>.failed` (its reason and the model's SHA-256): later calls
+    for the same model.keras fail at once, until it changes or the marker is deleted.
+
+    Args:
+        input_shape: `(S, S, 3)` the run's images have (None: not checked).
 
     Raises:
-        ModelError: no candidate could be written, or the export failed (message says why).
+        ModelError: model.keras unreadable, no candidate could be written (the message gives why each
+            existing file was refused), or the export failed (message says why).
     """
     from galaxy_core.models.onnx_export import export_model_file
 
     export = export or export_model_file
     model_path = Path(bundle_path) / "model.keras"
+    try:
+        source = file_sha256(model_path)
+    except OSError as err:
+        raise ModelError(f"cannot read {model_path}: {err.strerror or err}") from err
     candidates = onnx_candidates(bundle_path, cache_dir)
+    refused = []
     for path in candidates:
-        if path.is_file() and newer_or_same(path, model_path):
+        if not path.is_file():
+            continue
+        why = check(path, source, input_shape)
+        if why is None:
             return path
+        refused.append(f"{path} not used: {why}")
+        if log is not None:
+            log(f"note: not using {path}: {why}")
     errors = []
     for path in candidates:
         failed = path.with_name(path.name + ".failed")
-        if failed.is_file() and newer_or_same(failed, model_path):  # this model failed before: don't retry
-            raise ModelError(failed.read_text(encoding="utf-8").strip() + f" (delete {failed} to retry)")
+        reason = _failed_before(failed, source)
+        if reason is not None:  # this model failed before: don't retry
+            raise ModelError(f"{reason} (delete {failed} to retry)")
         if not _writable(path.parent):
             errors.append(f"{path.parent} is not writable")
             continue
         if log is not None:
             log(f"exporting {model_path} to ONNX (once; minutes for a big model): {path}")
         try:
-            return export(model_path, path)  # a failed export is not retried elsewhere
+            done = Path(export(model_path, path))  # a failed export is not retried elsewhere
+            why = check(done, source, input_shape)
+            if why is not None:
+                raise ModelError(f"the new export {done} does not match the run: {why}")
+            return done
         except Exception as err:
             from galaxy_core.io import write_text
 
-            write_text(failed, f"{type(err).__name__}: {' '.join(str(err).split())}\n")
+            write_text(failed, f"{type(err).__name__}: {' '.join(str(err).split())}\n{_SOURCE_LINE}{source}\n")
             raise
-    raise ModelError("no place to write the ONNX model: " + "; ".join(errors))
+    raise ModelError("no place to write the ONNX model: " + "; ".join(errors + refused))
+
+
+_SOURCE_LINE = "model.keras sha256 "
+
+
+def _failed_before(marker: Path, source: str) -> str | None:
+    """The reason recorded in a `.failed` marker of this model.keras (SHA-256 `source`), else None."""
+    try:
+        lines = marker.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    if f"{_SOURCE_LINE}{source}" not in lines:
+        return None  # another model's failure (or an older marker): try again
+    return lines[0].strip()
 
 
 def _writable(folder: Path) -> bool:
@@ -321,12 +377,15 @@ def _current_onnx(bundle, cache_dir, export, threads: int | None,
     A file exported by an older version gets the newer graph passes once, in place, before it is
     used or quantized. Returns its path and a session on it.
     """
-    path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log)
+    size = int(bundle.config.image_size)
+    path = ensure_onnx(bundle.path, cache_dir=cache_dir, export=export, log=log, input_shape=(size, size, 3))
     predictor = OnnxPredictor(path, threads=threads)
     if predictor.export_version < EXPORT_VERSION and _writable(path.parent):
         if log is not None:
             log(f"updating {path} to ONNX export version {EXPORT_VERSION} (once)")
         del predictor
+        recorded = read_seal(path)  # checked by ensure_onnx: the fingerprint moves to the new bytes
         upgrade_file(path)
+        seal(path, recorded["source_sha256"], recorded["input_shape"])
         predictor = OnnxPredictor(path, threads=threads)
     return path, predictor

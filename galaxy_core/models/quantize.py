@@ -9,8 +9,11 @@ used when asked for (`predictor.make_predictor(bundle, backend="int8")`, `predic
 and every int8 file comes with a report of how far it is from the float32 model on images it was
 not calibrated on.
 
-Files, beside the float32 export `X.onnx`: `X.int8.onnx` and `X.int8.json` (the report). They are
-rebuilt when older than `X.onnx`. Written atomically (`galaxy_core.io`).
+Files, beside the float32 export `X.onnx`: `X.int8.onnx` (with its fingerprint sidecar, recording the
+SHA-256 of the `X.onnx` it was made from, `galaxy_core.models.fingerprint`) and `X.int8.json` (the
+report, with the int8 file's SHA-256). They are rebuilt whenever `X.onnx` is not the file they were
+made from. The quantizer runs on a private temporary copy of `X.onnx`. Written atomically
+(`galaxy_core.io`).
 
 Example:
     >>> path, report = ensure_int8(Path("runs/NAME/model.onnx"), bundle.read_test_images,
@@ -24,13 +27,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from galaxy_core.errors import ModelError
-from galaxy_core.io import newer_or_same
+from galaxy_core.models.fingerprint import check, file_sha256, seal, stamp
 
 CALIBRATION_IMAGES = 32  # the first test images: activation ranges
 CHECK_IMAGES = 256  # the next ones: the agreement report (never the calibration images, if there are more)
@@ -51,6 +56,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, out: str | os.PathLike, calibrat
     Raises:
         ModelError: no calibration images, or ONNX Runtime's quantizer failed.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from galaxy_core.io import atomic_path
@@ -71,14 +77,24 @@ def quantize_onnx(onnx_path: str | os.PathLike, out: str | os.PathLike, calibrat
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" warnings on the root logger
-    try:
-        with atomic_path(out) as tmp:
-            quantize_static(str(onnx_path), str(tmp), Images(), quant_format=QuantFormat.QDQ,
+    # The quantizer writes `<input>-inferred.onnx` beside its input: it works on a private copy, so two
+    # quantizations of one file at once (two `predict --backend int8`) never share that file.
+    with tempfile.TemporaryDirectory(prefix="galaxy-int8-") as private:
+        source, result = Path(private) / "float32.onnx", Path(private) / "int8.onnx"
+        try:
+            shutil.copyfile(onnx_path, source)
+            source_sha256 = file_sha256(source)  # the fingerprint of exactly what is quantized
+            quantize_static(str(source), str(result), Images(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    except Exception as err:  # noqa: BLE001 - the quantizer raises anything; the caller needs one type
-        raise ModelError(f"int8 quantization of {onnx_path} failed: {type(err).__name__}: {err}") from err
-    finally:
-        root.setLevel(level)
+            proto = onnx.load(str(result))
+            stamp(proto, source_sha256, calibration.shape[1:])
+            with atomic_path(out) as tmp:
+                onnx.save_model(proto, str(tmp))
+        except Exception as err:  # noqa: BLE001 - the quantizer raises anything; the caller needs one type
+            raise ModelError(f"int8 quantization of {onnx_path} failed: {type(err).__name__}: {err}") from err
+        finally:
+            root.setLevel(level)
+    seal(out, source_sha256, calibration.shape[1:])
     return out
 
 
@@ -135,8 +151,14 @@ def ensure_int8(onnx_path: str | os.PathLike, read_images: Callable[[list[int]],
 
     onnx_path = Path(onnx_path)
     out, report_path = int8_paths(onnx_path)
-    if newer_or_same(out, onnx_path) and newer_or_same(report_path, onnx_path):
-        return out, json.loads(report_path.read_text(encoding="utf-8"))
+    source = file_sha256(onnx_path)
+    if check(out, source) is None:  # made from exactly this float32 file, unchanged since
+        try:
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            report = None
+        if isinstance(report, dict) and report.get("int8_sha256") == file_sha256(out):
+            return out, report
     if num_images < 1:
         raise ModelError(f"int8 needs the run's test images to calibrate on; {onnx_path.parent} has none")
     n_cal = min(CALIBRATION_IMAGES, num_images)
@@ -144,9 +166,10 @@ def ensure_int8(onnx_path: str | os.PathLike, read_images: Callable[[list[int]],
     if log is not None:
         log(f"making an int8 copy of {onnx_path} (once; calibrated on {n_cal} test images)")
     quantize_onnx(onnx_path, out, to_model_input(read_images(list(range(n_cal)))))
-    check = to_model_input(read_images(check_rows))
-    report = agreement(load(onnx_path).predict(check), load(out).predict(check))
-    report.update(calibration_images=n_cal, check_overlaps_calibration=check_rows[0] < n_cal)
+    held_out = to_model_input(read_images(check_rows))
+    report = agreement(load(onnx_path).predict(held_out), load(out).predict(held_out))
+    report.update(calibration_images=n_cal, check_overlaps_calibration=check_rows[0] < n_cal,
+                  int8_sha256=file_sha256(out))
     write_json(report_path, report)
     return out, report
 

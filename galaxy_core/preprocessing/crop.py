@@ -152,7 +152,8 @@ def _check_image(image: Any) -> np.ndarray:
                               "Convert it with preprocess.to_rgb_uint8 first.")
     if min(image.shape[:2]) < 8:
         raise PreprocessError(f"The galaxy crop needs an image of at least 8x8 px; got {image.shape[:2]}. "
-                              "Turn the crop off (crop_scale=0) for tiny images.")
+                              "Give a larger image (this run crops to the galaxy; only training can turn "
+                              "the crop off, with --crop-scale 0).")
     return image
 
 

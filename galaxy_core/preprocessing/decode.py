@@ -12,6 +12,12 @@ Used by `galaxy_core.predict` (the CLI) and the app's uploads. Safe on hostile i
 3. The pixels are decoded with OpenCV (`IMREAD_UNCHANGED`: 8/16-bit, gray, RGB, RGBA, no EXIF
    rotation) and converted with `galaxy_core.preprocessing.preprocess.to_rgb_uint8` (16-bit /257, RGBA on black).
    A file whose header parses but whose data does not decode is reported as truncated or damaged.
+   A TIFF whose pixel layout Pillow does not know (e.g. float32 RGB) has its size read from its
+   tags and is decoded by OpenCV too (float values must lie in [0, 1]).
+4. With `min_side` (predict and the app: `inference.classify.decode_side`: twice the larger of the model input and 256 px), a large image comes
+   back smaller: a JPEG decoded at 1/2, 1/4 or 1/8 size by libjpeg; any other format decoded
+   whole and shrunk strip by strip (`shrink`) before the colour and bit-depth conversions, which
+   used to take several times the decoded size (bench/bench_decode.py, BENCHMARKS.md).
 
 Example:
     >>> import cv2, numpy as np
@@ -126,9 +132,41 @@ def read_header(data: bytes, what: str = "image") -> ImageHeader:
         finally:
             header.close()
     except Exception as err:  # noqa: BLE001 - Pillow raises SyntaxError, OSError, struct.error, ...
+        size = _tiff_size(data) if fmt == "TIFF" else None
+        if size is not None:  # a valid TIFF of a pixel layout Pillow does not know (e.g. float32 RGB)
+            return ImageHeader(fmt, *size)
         raise PreprocessError(f"Cannot decode {what}: the {FORMAT_LABELS[fmt]} file is truncated or damaged "
                               f"(its header does not parse: {err}).") from err
     return ImageHeader(fmt, width, height)
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a TIFF's first directory (its tags only), or None if it does not parse."""
+    from PIL import TiffImagePlugin
+
+    try:
+        handle = io.BytesIO(bytes(data))
+        directory = TiffImagePlugin.ImageFileDirectory_v2(handle.read(8))
+        handle.seek(directory.next)
+        directory.load(handle)
+        width, height = int(directory[256]), int(directory[257])
+    except Exception:  # noqa: BLE001 - any failure: a damaged file after all
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def reduction(header: ImageHeader, min_side: int | None) -> int:
+    """The integer factor an image may be shrunk by while decoding, its shorter side staying >= `min_side`.
+
+    JPEG: 1, 2, 4 or 8 (libjpeg scales while decoding); other formats: any integer (decoded whole,
+    then averaged over factor x factor blocks before any conversion). 1 when `min_side` is None.
+    """
+    if not min_side:
+        return 1
+    factor = max(1, min(header.width, header.height) // int(min_side))
+    if header.format == "JPEG":
+        factor = max(f for f in (1, 2, 4, 8) if f <= factor)
+    return factor
 
 
 def check_pixel_count(header: ImageHeader, what: str = "image") -> None:
@@ -143,15 +181,49 @@ def check_pixel_count(header: ImageHeader, what: str = "image") -> None:
                               f"(the model sees it at a few hundred pixels anyway).")
 
 
-def read_image(source: str | os.PathLike | bytes | bytearray | memoryview) -> np.ndarray:
+def shrink(image: np.ndarray, factor: int, rows_per_strip: int = 64) -> np.ndarray:
+    """Average `factor x factor` pixel blocks, a strip of rows at a time (bounded extra memory).
+
+    OpenCV's area resize works in float32 over the whole image (twice a uint16 RGBA image's own
+    size); strip by strip it needs a few megabytes. Edge rows/columns that do not fill a block are
+    dropped (fewer than `factor`).
+
+    Args:
+        image: `(H, W)` or `(H, W, C)` of any OpenCV dtype.
+        factor: integer >= 1.
+
+    Returns:
+        `(H // factor, W // factor[, C])`, same dtype.
+    """
+    import cv2
+
+    if factor <= 1:
+        return image
+    height, width = image.shape[0] // factor, image.shape[1] // factor
+    out = np.empty((height, width) + image.shape[2:], image.dtype)
+    for top in range(0, height, rows_per_strip):
+        bottom = min(height, top + rows_per_strip)
+        strip = image[top * factor:bottom * factor, :width * factor]
+        out[top:bottom] = cv2.resize(strip, (width, bottom - top), interpolation=cv2.INTER_AREA).reshape(
+            out[top:bottom].shape)
+    return out
+
+
+def read_image(source: str | os.PathLike | bytes | bytearray | memoryview,
+               min_side: int | None = None) -> np.ndarray:
     """Decode an image file to RGB uint8 (see the module docstring for the checks).
 
     Args:
         source: a file path, or the file's bytes (e.g. an upload).
+        min_side: None (default) for the file's own size; else the image may come back smaller, by
+            the integer factor of `reduction`, its shorter side still >= `min_side`: a JPEG is
+            decoded at 1/2, 1/4 or 1/8 size by libjpeg (memory of the small image only); any other
+            format is decoded whole and shrunk (pixel-area averaging) before the colour and bit-depth
+            conversions, which then work on the small image.
 
     Returns:
-        uint8 `(H, W, 3)` RGB at the file's own size (grayscale repeated, RGBA composited on black,
-        16-bit scaled to 8-bit by `galaxy_core.preprocessing.preprocess.to_rgb_uint8`).
+        uint8 `(H, W, 3)` RGB (grayscale repeated, RGBA composited on black, 16-bit scaled to 8-bit
+        and float in [0, 1] to 0..255 by `galaxy_core.preprocessing.preprocess.to_rgb_uint8`).
 
     Raises:
         PreprocessError: the file is missing, empty, not an accepted format, larger than
@@ -172,18 +244,32 @@ def read_image(source: str | os.PathLike | bytes | bytearray | memoryview) -> np
         raise PreprocessError(f"Cannot decode {what}: it is empty")
     header = read_header(data.tobytes(), what)
     check_pixel_count(header, what)
+    factor = reduction(header, min_side)
     damaged = f"Cannot decode {what}: the {FORMAT_LABELS[header.format]} file is truncated or damaged"
+    jpeg_scaled = header.format == "JPEG" and factor > 1
+    reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+    flags = (reduced[factor] | cv2.IMREAD_IGNORE_ORIENTATION) if jpeg_scaled else cv2.IMREAD_UNCHANGED
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(data, flags)
     except cv2.error as err:
         raise PreprocessError(f"{damaged} ({err}).") from err
     if image is None:
         raise PreprocessError(f"{damaged} (its pixel data does not decode).")
-    if image.shape[:2] != (header.height, header.width):
+    expected = (-(-header.height // factor), -(-header.width // factor)) if jpeg_scaled else (header.height,
+                                                                                              header.width)
+    if image.shape[:2] != expected:
         raise PreprocessError(f"{damaged}: the header says {header.width} x {header.height} pixels but "
                               f"{image.shape[1]} x {image.shape[0]} were decoded.")
+    if factor > 1 and not jpeg_scaled:
+        image = shrink(image, factor)
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    if np.issubdtype(image.dtype, np.floating) and image.size and not (
+            0.0 <= float(np.nanmin(image)) and float(np.nanmax(image)) <= 1.0 and np.isfinite(image).all()):
+        raise PreprocessError(f"Cannot use {what}: it is a floating-point {FORMAT_LABELS[header.format]} whose "
+                              f"values are not all in [0, 1] (min {float(np.nanmin(image)):g}, max "
+                              f"{float(np.nanmax(image)):g}); save it as 8- or 16-bit, or scaled to [0, 1].")
     return to_rgb_uint8(image)
+

@@ -42,7 +42,6 @@ import tensorflow as tf
 
 from galaxy_core.bundle.schema import check_bundle_name
 from galaxy_core.config import Config
-from galaxy_core.errors import TrainingError
 from galaxy_core.models.network import build_model, load_model
 from galaxy_core.training import checkpoint, multiworker
 from galaxy_core.training.callbacks import (MONITOR, TENSORBOARD, BestWeightsEarlyStopping, EpochProgressBar,

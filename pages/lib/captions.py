@@ -26,8 +26,32 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def format_percent(value: float | None) -> str:
-    """`0.4131` -> `'41.3%'`; None -> `'n/a'`."""
-    return "n/a" if value is None else f"{100.0 * float(value):.1f}%"
+    """`0.4131` -> `'41.3%'`; None, NaN or not a number -> `'n/a'` (never "nan%")."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{100.0 * value:.1f}%" if np.isfinite(value) else "n/a"
+
+
+def md(text: Any) -> str:
+    """Text from a bundle or an upload (a run or file name, an error, a class name), safe to put in
+    Markdown: shown as the characters it is, never as a link, image, HTML, emphasis or math.
+
+    The characters that open Markdown, HTML, math or Streamlit directives (`MARKDOWN_ACTIVE`:
+    brackets, `!`, `*`, `_`, `<`, `` ` ``, `$`, `:`, ...) are backslash-escaped (CommonMark lets any
+    ASCII punctuation be escaped) and line breaks become spaces, so the text can sit inside
+    `**...**` or a sentence. `.`, `-`, `/` and the like stay as they are (`galaxy.png` is `galaxy.png`).
+
+    Example:
+        >>> print(md("[click](javascript:alert(1)) **bold**"))
+        \\[click\\]\\(javascript\\:alert\\(1\\)\\) \\*\\*bold\\*\\*
+    """
+    return "".join("\\" + c if c in _PUNCTUATION else c for c in " ".join(str(text).split()))
+
+
+MARKDOWN_ACTIVE = frozenset("\\`*_{}[]<>()#+!|~$:&^")
+_PUNCTUATION = MARKDOWN_ACTIVE
 
 
 def format_pixels(pixels: int) -> str:
@@ -36,13 +60,17 @@ def format_pixels(pixels: int) -> str:
 
 
 def describe_error(err: BaseException) -> str:
-    """A one-line message for the user: the project's own errors as they are, others with their type."""
+    """A one-line message for the user: the project's own errors as they are, others with their type.
+
+    Markdown-safe (`md`): an error quotes names and keys from a bundle or an upload, and every
+    view shows it inside `st.error` / `st.warning` (which render Markdown).
+    """
     from galaxy_core.errors import GalaxyError
 
     text = str(err).strip() or type(err).__name__
     if isinstance(err, (GalaxyError, ValueError)):
-        return text
-    return f"{type(err).__name__}: {text}"
+        return md(text)
+    return md(f"{type(err).__name__}: {text}")
 
 
 def run_label(entry: Any) -> str:
@@ -144,6 +172,6 @@ def sky_links(sky: Any, rows, synthetic: bool) -> list[str | None] | None:
 
 
 def run_names(names: Sequence[str]) -> str:
-    """`["a", "b", "c"]` -> `'**a**, **b** and **c**'` (a sentence's list of run names)."""
-    bold = [f"**{n}**" for n in names]
+    """`["a", "b", "c"]` -> `'**a**, **b** and **c**'` (a sentence's list of run names, `md`-escaped)."""
+    bold = [f"**{md(n)}**" for n in names]
     return bold[0] if len(bold) == 1 else ", ".join(bold[:-1]) + " and " + bold[-1]

@@ -77,3 +77,21 @@ def _compute_scores(path: str, path_stamp: str, row: int, class_index: int) -> d
     maps = _compute_maps(path, path_stamp, row, class_index)
     image = test_images(path, path_stamp, (row,))[0]
     return explain.score_maps(model, image, maps, class_index, steps=FAITHFULNESS_STEPS)
+
+
+def cam_note(stored: bool) -> str | None:
+    """Why the Grad-CAM maps of this run are blank (a 1 x 1 feature map), or None.
+
+    `stored`: the maps came from explanations.h5 (its note is read; no model is loaded), else from
+    the model (`explain.flat_feature_map_note`).
+    """
+    if stored:
+        found = current_explanations()
+        return found["file"].note("gradcam") if found is not None else None
+    path = current_run_path()
+    return _cam_note(path, stamp(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _cam_note(path: str, path_stamp: str) -> str | None:
+    return explain.flat_feature_map_note(load_model(path, path_stamp))

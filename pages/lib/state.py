@@ -21,7 +21,7 @@ from galaxy_core.models import predictor
 from galaxy_core.config import Config
 from galaxy_core.data.galaxy10 import open_dataset
 from galaxy_core.io import default_runs_dir
-from pages.lib.captions import describe_error
+from pages.lib.captions import describe_error, md
 
 RUN_KEY = "run_path"  # session-state key of the sidebar's run selector
 PENDING_KEY = "select_run_named"  # a run folder name the selector picks on its next draw
@@ -158,7 +158,7 @@ def current_run():
         return load_run(path, stamp(path))
     except Exception as err:  # noqa: BLE001 - e.g. deleted or rewritten since it was listed
         list_runs.clear()
-        st.error(f"Cannot load the run `{path}`: {describe_error(err)}")
+        st.error(f"Cannot load the run {md(path)}: {describe_error(err)}")
         st.stop()
 
 

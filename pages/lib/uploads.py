@@ -62,6 +62,17 @@ def score_uploads(results: list[dict], labels_csv: bytes, class_names) -> dict:
     return scoring.score_rows(rows, labels, class_names)
 
 
+def gradcam_note() -> str | None:
+    """Why Grad-CAM shows nothing for the chosen run's model (a 1 x 1 feature map), or None."""
+    path = current_run_path()
+    return _gradcam_note(path, stamp(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _gradcam_note(path: str, path_stamp: str) -> str | None:
+    return explain.flat_feature_map_note(load_model(path, path_stamp))
+
+
 def gradcam_overlay(image: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM of `class_index` over a preprocessed `uint8 (S, S, 3)` image, blended on it."""
     path = current_run_path()

@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from pages.lib import jobs, state
-from pages.lib.captions import describe_error, run_label
+from pages.lib.captions import describe_error, md, run_label
 
 
 def sidebar_run_selector():
@@ -37,14 +37,15 @@ def sidebar_run_selector():
                          help=f"Valid bundles in `{root}`, newest first (set $GALAXY_RUNS_DIR to "
                               "read another folder).")
             chosen = valid[paths.index(st.session_state[state.RUN_KEY])]
-            st.caption(run_label(chosen).replace(" · ", "  \n", 1))
+            name, _, rest = run_label(chosen).partition(" · ")
+            st.caption(f"{md(name)}  \n{md(rest)}")
         else:
             st.session_state.pop(state.RUN_KEY, None)
             st.caption(f"No valid run in `{root}`.")
         if invalid:
             with st.expander(f"{len(invalid)} invalid run(s)", icon=":material/error:"):
                 for entry in invalid:
-                    st.markdown(f"**{entry.name}**: {entry.error}")
+                    st.markdown(f"**{md(entry.name)}**: {md(entry.error)}")  # a bundle's words: text
     return chosen
 
 
@@ -64,7 +65,7 @@ def require_model():
         return state.current_model()
     except Exception as err:  # noqa: BLE001 - any loader failure is the run's problem, not the app's
         run = state.current_run()
-        st.error(f"The model of run `{run.name}` cannot be loaded, so this view cannot compute "
+        st.error(f"The model of run **{md(run.name)}** cannot be loaded, so this view cannot compute "
                  f"anything with it: {describe_error(err)}", icon=":material/error:")
         st.stop()
 
@@ -76,7 +77,7 @@ def require_morphology():
         return state.current_morphology()
     except Exception as err:  # noqa: BLE001 - a damaged or incompatible file is the run's problem
         run = state.current_run()
-        st.error(f"The morphology classifier of run `{run.name}` cannot be loaded, so its blended "
+        st.error(f"The morphology classifier of run **{md(run.name)}** cannot be loaded, so its blended "
                  f"probabilities cannot be computed: {describe_error(err)}", icon=":material/error:")
         st.stop()
 
@@ -86,7 +87,7 @@ def cnn_only_note(runs, what: str) -> None:
     when any of `runs` blends a morphology classifier into the probabilities it classifies with."""
     blended = [r.name for r in runs if r is not None and r.config.blended]
     if blended:
-        st.caption(f"{what} the CNN's alone: run(s) {', '.join(f'`{n}`' for n in blended)} classify with "
+        st.caption(f"{what} the CNN's alone: run(s) {', '.join(f'**{md(n)}**' for n in blended)} classify with "
                    "the CNN blended with a morphology classifier (its test scores: Overview).")
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from galaxy_core.evaluation import calibration
 from pages.lib import state, widgets
-from pages.lib.captions import run_label
+from pages.lib.captions import md, run_label
 from pages.lib.figures import reliability_figure, temperature_figure
 
 run = widgets.require_run()
@@ -37,12 +37,12 @@ for r in runs:
     errors[r.name] = calibration.expected_calibration_error(labels_r, probs_r, n_bins)
 cols = st.columns(min(4, len(errors)))
 for col, (name, ece) in zip(cols, errors.items()):
-    col.metric(f"ECE · {name}", f"{ece:.3f}", help=f"test images, {n_bins} equal-width bins")
+    col.metric(f"ECE · {md(name)}", f"{ece:.3f}", help=f"test images, {n_bins} equal-width bins")
 st.plotly_chart(reliability_figure(curves), width="stretch", config={"displayModeBar": False})
 st.caption("Below the diagonal: over-confident (the model is right less often than it claims). "
            "Marker size: images in the bin.")
 
-st.subheader(f"Temperature scaling · {run.name}")
+st.subheader(f"Temperature scaling · {md(run.name)}")
 if calib is None:
     st.info("This run predates temperature scaling: its metrics.json has no `calibration`, and the "
             "bundle keeps no validation probabilities to fit a temperature on now. Runs trained "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluation import calibration
 from pages.lib import state, uploads, widgets
-from pages.lib.captions import classify_caption, describe_error
+from pages.lib.captions import classify_caption, describe_error, md
 from pages.lib.figures import confusion_figure, topk_figure
 from pages.lib.tables import per_class_table, results_table
 
@@ -27,7 +28,8 @@ uploaded = st.file_uploader("Galaxy images", type=list(uploads.UPLOAD_TYPES), ac
 labels_file = st.file_uploader(
     "Labels CSV (optional): score the run on your labelled images", type=["csv"], key="cls_labels",
     help="Rows of filename,label_index (a header is optional; class names are accepted instead of "
-         "indices). Files are matched by name; unreadable or unlabelled files are left out of the score.")
+         "indices). Files are matched by name (a CSV path's last part); a name that fits several "
+         "uploads or CSV rows, unreadable and unlabelled files are left out of the score.")
 opt1, opt2, opt3, _ = st.columns([2, 2, 2, 1])
 k = opt1.slider("Classes shown per image (top-k)", 1, len(class_names), min(5, len(class_names)),
                 key="cls_topk")
@@ -54,9 +56,13 @@ widgets.require_morphology()  # likewise its morphology classifier, for a blende
 files = tuple((u.name, u.getvalue()) for u in uploaded)
 engine = state.current_predictor()
 with st.spinner(f"Classifying {len(files)} image(s)..."):
-    results = uploads.classify_uploads(files, tta)
+    try:
+        results = uploads.classify_uploads(files, tta)
+    except GalaxyError as err:  # e.g. an ONNX file exported for another input size: the reason, no traceback
+        st.error(f"The run's model cannot classify: {describe_error(err)}", icon=":material/error:")
+        st.stop()
 st.caption(f"Classified with {'ONNX Runtime' if engine.backend == 'onnxruntime' else 'Keras'}"
-           + (f" ({engine.note.removeprefix('note: ')})" if engine.note else "") + ".")
+           + (f" ({md(engine.note.removeprefix('note: '))})" if engine.note else "") + ".")
 if run.has_morphology:
     st.caption(f"This run's probabilities blend two models trained on the same images: the CNN (weight "
                f"{1 - cfg.morphology_weight:g}) and a boosting classifier on morphology statistics of the "
@@ -71,24 +77,27 @@ table = results_table(results, class_names, k=min(3, len(class_names)))
 bad = [r for r in results if r["error"]]
 good = [r for r in results if not r["error"]]
 for r in bad:
-    st.error(f"**{r['name']}**: {r['error']}", icon=":material/broken_image:")
+    st.error(f"**{md(r['name'])}**: {md(r['error'])}", icon=":material/broken_image:")
 if good:
     st.success(f"Classified {len(good)} image(s)" + (f"; {len(bad)} could not be read." if bad else "."),
                icon=":material/check_circle:")
 
+cam_note = uploads.gradcam_note() if good else None
 for i, r in enumerate(good[:MAX_SHOWN]):
     pred = int(np.argmax(r["probs"]))
     with st.container(border=True):
-        st.markdown(f"**{r['name']}** — predicted **{class_names[pred]}** with "
+        st.markdown(f"**{md(r['name'])}** — predicted **{md(class_names[pred])}** with "
                     f"{r['probs'][pred]:.1%} confidence" + (" (calibrated)" if calibrate else ""))
         c1, c2, c3 = st.columns([1, 1, 2], gap="medium")
         c1.image(r["input"], caption="model input (preprocessed)", width="stretch")
         with c2:
-            if st.toggle("Grad-CAM overlay", key=f"cls_cam_{i}_{r['name']}",
+            if cam_note is not None:  # a 1 x 1 feature map: the note, not a blank map
+                st.caption(cam_note)
+            elif st.toggle("Grad-CAM overlay", key=f"cls_cam_{i}_{r['name']}",
                          help="Where the last convolutional layer looked for the predicted class."):
                 with st.spinner("Grad-CAM..."):
                     cam = uploads.gradcam_overlay(r["input"], pred)
-                st.image(cam, caption=f"Grad-CAM: {class_names[pred]}", width="stretch")
+                st.image(cam, caption=f"Grad-CAM: {md(class_names[pred])}", width="stretch")
             else:
                 st.caption("Switch on to see where the model looked.")
         c3.plotly_chart(topk_figure(r["probs"], class_names, k), width="stretch",
@@ -119,13 +128,16 @@ if labels_file is not None:
         left.plotly_chart(confusion_figure(np.asarray(m["confusion_matrix"]), class_names), width="stretch",
                           key="cls_score_cm")
         right.dataframe(per_class_table(m["per_class"], class_names), width="stretch")  # index: the class
-        left_out = ([f"{u['file']} (unreadable)" for u in score["unreadable"]]
-                    + [f"{name} (no label)" for name in score["unlabelled"]])
+        left_out = ([f"{md(u['file'])} (unreadable)" for u in score["unreadable"]]
+                    + [f"{md(a['file'])} (ambiguous: its name fits several CSV rows or uploads)"
+                       for a in score["ambiguous"]]
+                    + [f"{md(name)} (no label)" for name in score["unlabelled"]])
         if left_out:
             st.caption("Left out of the score: " + ", ".join(left_out))
         if score["missing"]:
             st.caption(f"{len(score['missing'])} labelled file(s) were not uploaded: "
-                       + ", ".join(score["missing"][:10]) + (" ..." if len(score["missing"]) > 10 else ""))
+                       + ", ".join(md(name) for name in score["missing"][:10])
+                       + (" ..." if len(score["missing"]) > 10 else ""))
 
 st.subheader("All results")
 percent = st.column_config.NumberColumn(format="percent")

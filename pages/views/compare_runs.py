@@ -6,7 +6,7 @@ import streamlit as st
 
 from galaxy_core.runs.compare import MAX_RUNS, MIN_RUNS
 from pages.lib import compare, state, widgets
-from pages.lib.captions import describe_error, run_label, run_names, sky_links
+from pages.lib.captions import describe_error, md, run_label, run_names, sky_links
 from pages.lib.figures import confusion_difference_figure, overlaid_curves_figure, per_class_f1_figure
 from pages.lib.tables import compare_table
 
@@ -79,7 +79,7 @@ tta = bool(tta and both_tta)
 path_a, path_b = by_name[name_a], by_name[name_b]
 
 diff = compare.confusion_difference(path_a, path_b, tta=tta)
-st.markdown(f"**Confusion difference**: row shares of **{name_a}** minus those of **{name_b}**. "
+st.markdown(f"**Confusion difference**: row shares of **{md(name_a)}** minus those of **{md(name_b)}**. "
             "Blue: A has the larger share (on the diagonal: A recalls the class better; off it: A "
             "makes that mistake more often); red: B has. Each row sums to 0.")
 st.plotly_chart(confusion_difference_figure(diff, class_names, name_a, name_b), width="stretch",
@@ -90,8 +90,8 @@ run_a, run_b = state.load_runs([path_a, path_b])
 key = "probs_tta" if tta else "probs"
 pred_a, pred_b = run_a.predictions[key].argmax(axis=1), run_b.predictions[key].argmax(axis=1)
 labels_test = run_a.predictions["labels"]
-tab_a, tab_b = st.tabs([f"{name_a} right, {name_b} wrong ({a_only.size})",
-                        f"{name_b} right, {name_a} wrong ({b_only.size})"])
+tab_a, tab_b = st.tabs([f"{md(name_a)} right, {md(name_b)} wrong ({a_only.size})",
+                        f"{md(name_b)} right, {md(name_a)} wrong ({b_only.size})"])
 for tab, rows_shown, (wrong_name, wrong_pred) in ((tab_a, a_only, (name_b, pred_b)),
                                                    (tab_b, b_only, (name_a, pred_a))):
     with tab:
@@ -106,6 +106,6 @@ for tab, rows_shown, (wrong_name, wrong_pred) in ((tab_a, a_only, (name_b, pred_
         except Exception as err:  # noqa: BLE001 - an unreadable predictions.h5: say so, keep the view
             st.error(f"Cannot read the test images: {describe_error(err)}")
             continue
-        captions = [f"#{r}: {class_names[labels_test[r]]}; {wrong_name} says "
-                    f"{class_names[wrong_pred[r]]}" for r in shown]
+        captions = [f"#{r}: {md(class_names[labels_test[r]])}; {md(wrong_name)} says "
+                    f"{md(class_names[wrong_pred[r]])}" for r in shown]
         widgets.show_images(images, captions, columns=6, links=sky_links(run_a.sky, shown, synthetic=run_a.is_synthetic))

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages.lib import state, widgets
-from pages.lib.captions import sky_links
+from pages.lib.captions import format_percent, md, sky_links
 from pages.lib.figures import confusion_figure
 from pages.lib.tables import cell_indices, cell_position, cell_table, per_class_table
 
@@ -37,8 +37,8 @@ st.plotly_chart(confusion_figure(matrix, class_names, normalized), width="stretc
 st.caption("Rows: true class; columns: predicted class. Hover a cell for its count and share.")
 if (blend := run.blend_metrics) is not None:
     st.caption(f"This matrix is the CNN's alone. The run classifies with the CNN blended with its "
-               f"morphology classifier, which scores {blend.blended['accuracy']:.1%} on these test images "
-               f"(the CNN alone {run.metrics['test']['accuracy']:.1%}; Overview).")
+               f"morphology classifier, which scores {format_percent(blend.blended['accuracy'])} on these test images "
+               f"(the CNN alone {format_percent(run.metrics['test']['accuracy'])}; Overview).")
 
 st.subheader("Images of one cell")
 cells = cell_table(matrix, class_names)
@@ -70,7 +70,7 @@ st.session_state[CHOSEN_KEY] = {"table": table_id, "cell": (true_label, pred_lab
 rows = cell_indices(labels, preds, true_label, pred_label)
 kind = "correct" if true_label == pred_label else "misclassified"
 with gallery:
-    st.markdown(f"**True {class_names[true_label]} → predicted {class_names[pred_label]}**: "
+    st.markdown(f"**True {md(class_names[true_label])} → predicted {md(class_names[pred_label])}**: "
                 f"{rows.size} {kind} test image(s)" + (f", the {GALLERY_MAX} most confident shown"
                                                        if rows.size > GALLERY_MAX else ""))
     if rows.size:

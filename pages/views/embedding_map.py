@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages.lib import embedding, state, uploads, widgets
-from pages.lib.captions import describe_error, sky_links
+from pages.lib.captions import describe_error, md, sky_links
 from pages.lib.figures import embedding_figure, selected_rows
 
 MAP_KEY = "emb_map"
@@ -68,8 +68,8 @@ else:
         shown = rows[:GALLERY_MAX]
         st.markdown(f"**{len(rows)} selected test image(s)**"
                     + (f", the first {GALLERY_MAX} shown" if len(rows) > GALLERY_MAX else ""))
-        captions = [f"#{r}: {class_names[labels[r]]}" + ("" if preds[r] == labels[r]
-                                                           else f" → {class_names[preds[r]]}")
+        captions = [f"#{r}: {md(class_names[labels[r]])}" + ("" if preds[r] == labels[r]
+                                                               else f" → {md(class_names[preds[r]])}")
                     for r in shown]
         widgets.show_images(state.current_test_images(shown), captions, columns=6,
                             links=sky_links(sky, shown, synthetic=run.is_synthetic))
@@ -92,7 +92,7 @@ if source == "a test image":
                        + ("" if preds[r] == labels[r] else f" (predicted {class_names[preds[r]]})"))
     query, exclude = features[row], row
     query_image = state.current_test_images([row])[0]
-    query_caption = f"#{row}: {class_names[labels[row]]}"
+    query_caption = f"#{row}: {md(class_names[labels[row]])}"
 else:
     upload = q2.file_uploader("Galaxy image", type=list(uploads.UPLOAD_TYPES), key="emb_upload")
     if upload is not None:
@@ -100,9 +100,9 @@ else:
         try:
             with st.spinner("Features of the upload..."):
                 query_image, query = embedding.upload_features(upload.getvalue())
-            query_caption = f"{upload.name} (preprocessed)"
+            query_caption = f"{md(upload.name)} (preprocessed)"
         except Exception as err:  # noqa: BLE001 - an unreadable upload gets a message
-            st.error(f"Cannot read {upload.name}: {describe_error(err)}")
+            st.error(f"Cannot read {md(upload.name)}: {describe_error(err)}")
     else:
         st.info("Upload a JPEG or PNG galaxy image.", icon=":material/upload_file:")
 
@@ -111,7 +111,7 @@ if query is not None:
     left, right = st.columns([1, 5], gap="medium")
     left.image(query_image, caption=query_caption, width="stretch")
     with right:
-        captions = [f"#{r}: {class_names[labels[r]]} · d {d:.2g}" for r, d in zip(near, dist)]
+        captions = [f"#{r}: {md(class_names[labels[r]])} · d {d:.2g}" for r, d in zip(near, dist)]
         widgets.show_images(state.current_test_images(near), captions, columns=min(6, len(near)),
                             links=sky_links(sky, near, synthetic=run.is_synthetic))
     if exclude is not None:

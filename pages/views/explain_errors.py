@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.lib import explanations, state, widgets
-from pages.lib.captions import sky_links
+from pages.lib.captions import md, sky_links
 from galaxy_core.explain import describe_methods, method_names
 from pages.lib.saliency import map_caption, most_faithful, render_map
 from pages.lib.tables import error_pairs, error_table
@@ -77,17 +77,18 @@ target_key = "predicted" if target == "predicted class" else "true"
 class_index = pred_label if target_key == "predicted" else true_label
 
 with st.container(border=True):
-    st.markdown(f"**Test image #{row}**: true **{class_names[true_label]}**, predicted "
-                f"**{class_names[pred_label]}** ({probs[row, pred_label]:.0%}); p(true) "
+    st.markdown(f"**Test image #{row}**: true **{md(class_names[true_label])}**, predicted "
+                f"**{md(class_names[pred_label])}** ({probs[row, pred_label]:.0%}); p(true) "
                 f"{probs[row, true_label]:.0%}"
                 + "".join(f" · {link}" for link in (sky_links(run.sky, [row], synthetic=run.is_synthetic) or []) if link))
     image = state.current_test_images([row])[0]
     result = explanations.stored_explanation(row, target_key)
     st.caption(("Maps from `explanations.h5`." if result else "Maps computed now (not in "
                 f"`explanations.h5`; faithfulness with {explanations.FAITHFULNESS_STEPS} steps).")
-               + f" Explaining **{class_names[class_index]}**.")
+               + f" Explaining **{md(class_names[class_index])}**.")
     mode = st.segmented_control("Show maps", ["overlay", "heatmap"], default="overlay",
                                 key="err_mode") or "overlay"
+    stored = result is not None
     if result is None:
         widgets.require_model()  # an unloadable model: its reason, then stop
         with st.spinner(f"Computing {describe_methods()}..."):
@@ -109,6 +110,9 @@ with st.container(border=True):
         for method in methods:
             captions[method].markdown(map_caption(method, scores[method]))
         result["scores"] = scores
+    note = explanations.cam_note(stored)
+    if note:  # a 1 x 1 feature map: say why the two Grad-CAM maps are blank
+        st.caption(note)
     verdict = most_faithful(result["scores"])
     if verdict:
         st.markdown(verdict)

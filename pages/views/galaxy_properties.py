@@ -8,7 +8,7 @@ import streamlit as st
 
 from galaxy_core.data import properties
 from pages.lib import state, widgets
-from pages.lib.captions import sky_links
+from pages.lib.captions import md, sky_links
 from pages.lib.figures import accuracy_by_bins_figure, selected_rows, sky_map_figure
 
 MAP_KEY = "prop_sky"
@@ -71,7 +71,7 @@ shown = rows[:GALLERY_MAX]
 st.markdown(title + (f", the first {GALLERY_MAX} shown" if len(rows) > GALLERY_MAX else ""))
 if shown:
     z = sky.get("redshift")
-    captions = [f"#{r}: {class_names[labels[r]]}" + ("" if correct[r] else f" → {class_names[preds[r]]}")
+    captions = [f"#{r}: {md(class_names[labels[r]])}" + ("" if correct[r] else f" → {md(class_names[preds[r]])}")
                 + (f", z {z[r]:.3f}" if z is not None and np.isfinite(z[r]) else "") for r in shown]
     widgets.show_images(state.current_test_images(shown), captions, columns=6,
                         links=sky_links(sky, shown, synthetic=run.is_synthetic))

@@ -6,7 +6,7 @@ import streamlit as st
 
 from galaxy_core.bundle.schema import TENSORBOARD_DIR
 from pages.lib import widgets
-from pages.lib.captions import format_percent, run_summary
+from pages.lib.captions import format_percent, md, run_summary
 from pages.lib.figures import class_distribution_figure, curves_figure
 from pages.lib.tables import class_counts, split_table
 
@@ -15,9 +15,9 @@ cfg = run.config
 test = run.metrics["test"]
 summary = run_summary(run)
 
-st.title(f"Overview: {run.name}")
+st.title(f"Overview: {md(run.name)}")
 widgets.synthetic_banner(run)
-st.caption(f"{summary['model']} · data: {summary['dataset']} · created {summary['created']}")
+st.caption(f"{md(summary['model'])} · data: {md(summary['dataset'])} · created {summary['created']}")
 
 cols = st.columns(6)
 cols[0].metric("Test accuracy", format_percent(test["accuracy"]),

@@ -10,6 +10,7 @@ import streamlit as st
 from galaxy_core.config import PREPROCESS_FIELDS
 from galaxy_core.preprocessing.preprocess import preprocess_stages
 from pages.lib import state, uploads, widgets
+from pages.lib.captions import describe_error, md
 from pages.lib.figures import histogram_figure
 from pages.lib.lab import (SAMPLE_SIZE, WIDGET_KEYS, Widget, crop_caption, lab_widgets, preprocess_params,
                            preprocess_thumbnails, train_command)
@@ -63,7 +64,7 @@ with controls:
                              key="lab_class")
         seed = st.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="lab_seed")
         image = state.synthetic_sample(label, max(size, SAMPLE_SIZE), seed)
-        caption = f"synthetic {class_names[label]} (seed {seed})"
+        caption = f"synthetic {md(class_names[label])} (seed {seed})"
     elif source == "Test image of the run":
         labels = run.predictions["labels"]
         label = st.selectbox("Class", range(len(class_names)), format_func=lambda i: class_names[i],
@@ -77,23 +78,23 @@ with controls:
             originals = state.original_test_images([row])
             if originals is not None:
                 image = originals[0]
-                caption = f"{kind} image #{row}, {class_names[label]}"
+                caption = f"{kind} image #{row}, {md(class_names[label])}"
             else:
                 image = state.current_test_images([row])[0]
-                caption = f"{kind} image #{row}, {class_names[label]}, already preprocessed"
+                caption = f"{kind} image #{row}, {md(class_names[label])}, already preprocessed"
                 st.warning("The run's dataset file is not on this machine, and bundles keep test images "
                            "after the run's preprocessing: this image gets the crop, CLAHE and opening "
                            "a second time.", icon=":material/warning:")
         else:
-            st.info(f"The run's test split has no {class_names[label]} image.")
+            st.info(f"The run's test split has no {md(class_names[label])} image.")
     else:
         upload = st.file_uploader("Upload a JPEG or PNG", type=list(uploads.UPLOAD_TYPES), key="lab_upload")
         if upload is not None:
             try:
                 image = uploads.read_upload(upload.getvalue())
-                caption = upload.name
+                caption = md(upload.name)
             except Exception as err:  # noqa: BLE001 - any undecodable upload gets a message
-                st.error(f"Cannot read {upload.name}: {err}")
+                st.error(f"Cannot read {md(upload.name)}: {describe_error(err)}")
 
     heading = None
     for widget in lab_widgets():  # one per preprocessing field, from its Config metadata
@@ -127,7 +128,7 @@ with view:
         present = [c for c, rows in enumerate(per_class) if rows.size]
         originals = state.original_test_images([per_class[c][0] for c in present])
     if originals is not None:
-        st.markdown(f"**One test image per class** (run `{run.name}`"
+        st.markdown(f"**One test image per class** (run **{md(run.name)}**"
                     + (", synthetic)" if run.is_synthetic else ")") + ", preprocessed with these parameters")
         samples = list(originals)
     else:
@@ -135,7 +136,7 @@ with view:
         present = list(range(len(class_names)))
         samples = [state.synthetic_sample(c, max(size, SAMPLE_SIZE), 0) for c in present]
     thumbs = preprocess_thumbnails(samples, cfg, 160)
-    widgets.show_images(thumbs, [class_names[c] for c in present], columns=5)
+    widgets.show_images(thumbs, [md(class_names[c]) for c in present], columns=5)
 
     st.markdown("**Train with these parameters**")
     st.code(train_command(params), language="bash", wrap_lines=True)
