@@ -358,6 +358,8 @@ def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
     proc = _cli("--evaluate", str(path), env={"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SYNTHETIC" in proc.stdout
+    best = json.loads((path / "run.json").read_text())["best_epoch"]
+    assert f"best epoch: {best}\n" in proc.stdout  # read from run.json, printed as before
     for noise in ("failed call to cuInit", "cudart_stub", "absl::InitializeLog", "oneDNN"):
         assert noise not in proc.stderr, proc.stderr  # TensorFlow's native start-up lines (issue 10 #11)
     after = json.loads((path / "metrics.json").read_text())

@@ -5,7 +5,7 @@ Each phase is a short function over named steps of the wings below: the data and
 the morphology classifier (`galaxy_core.morphology.fit`, scored by `galaxy_core.evaluation.blend`),
 the test-set embedding (`galaxy_core.evaluation.embedding.embed_test_set`), the explanations and
 the run bundle (`galaxy_core.bundle.write`). They compute nothing themselves beyond bookkeeping,
-and log one line each. Persistence (work folder, checkpoints) is `galaxy_core.training.checkpoint`'s.
+and log what they did. Persistence (work folder, checkpoints) is `galaxy_core.training.checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from galaxy_core.training import checkpoint
 from galaxy_core.training.callbacks import TENSORBOARD, WeightAverage
 from galaxy_core.training.checkpoint import Log, work_dir_for
 from galaxy_core.training.distribute import cluster_for
+
 
 @dataclass
 class Work:
@@ -59,6 +60,8 @@ class RunData:
 
 @dataclass
 class FitResult:
+    """`fit_phase`'s result: the history (every epoch, resumed ones included) and this session's seconds."""
+
     history: dict[str, list]
     fit_time_s: float
 
