@@ -165,7 +165,7 @@ def _check_is_a_bundle(run: str) -> None:
     (`load_bundle`'s own message for an incomplete bundle advises re-training or deleting it,
     right for a damaged run, wrong for e.g. `--run /etc`.)
     """
-    from galaxy_core.bundle.format import REQUIRED_MEMBERS
+    from galaxy_core.bundle.schema import REQUIRED_MEMBERS
 
     folder = Path(run)
     if folder.is_dir() and not any((folder / name).exists() for name in REQUIRED_MEMBERS):
