@@ -210,6 +210,9 @@ def classify(args: argparse.Namespace, out: Path, source: Source, record: dict[s
 
             failures = engine.run_partitions(client, job, todo, on_done)
     wall = time.monotonic() - started
+    failed = {index for index, _ in failures}
+    lost = sorted(set(p.index for p in parts) - set(committed_parts(out)) - failed)
+    failures += [(index, "it was not committed (no part file); rerun to retry it") for index in lost]
     manifest.record_progress(out, record)
     return report(out, totals, failures, len(parts), wall)
 

@@ -15,6 +15,7 @@ still queued are cancelled.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -91,7 +92,7 @@ def run_partitions(client, job: Job, parts: Sequence[Partition],
         pending[future] = part.index
         return future
 
-    queue = as_completed([submit(p) for p, _ in zip(todo, range(window))])
+    queue = as_completed([submit(p) for p in itertools.islice(todo, window)])
     failures: list[tuple[int, str]] = []
     try:
         for future in queue:

@@ -56,6 +56,15 @@ def load_count() -> int:
     return _LOADS["count"]
 
 
+def loaded_threads() -> list[int | None]:
+    """ONNX Runtime intra-op threads of each run this process has loaded (None: not ONNX Runtime)."""
+    threads = []
+    for _, model, _ in _LOADED.values():
+        session = getattr(model, "session", None)
+        threads.append(None if session is None else int(session.get_session_options().intra_op_num_threads))
+    return threads
+
+
 def worker_threads() -> int:
     """ONNX Runtime threads for a task on this worker: its cores over the worker's task threads."""
     from galaxy_core.models.predictor import default_threads
