@@ -314,9 +314,9 @@ def test_a_rerun_with_another_run_or_options_is_refused(cluster, runs, catalogue
     assert cli("--run", runs[0], "--tta", *base) == 2
     assert "tta False -> True" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
-    # --overwrite starts over with the other run.
-    assert cli("--run", runs[1], "--overwrite", *base) == 0
-    assert read_manifest(out)["run"]["name"] == "other"
+    # --overwrite starts over with the other options.
+    assert cli("--run", runs[0], "--overwrite", "--tta", *base) == 0
+    assert read_manifest(out)["options"]["tta"] is True
 
 
 def test_overwrite_never_deletes_a_folder_that_is_not_a_catalogue(cluster, runs, catalogue, tmp_path, capsys):

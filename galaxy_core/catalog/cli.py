@@ -17,6 +17,7 @@ folder or bundle error, 130 interrupted (rerun the same command to resume).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ import numpy as np
 
 from galaxy_core.catalog import engine, manifest
 from galaxy_core.catalog.inputs import CatalogError, Source, open_input
-from galaxy_core.catalog.partitions import STAGED_NAME, plan, stage_rows, staged_partitions
+from galaxy_core.catalog.partitions import STAGED_NAME, plan, stage_rows
 from galaxy_core.catalog.worker import Job
 from galaxy_core.catalog.writer import committed_parts, output_names, probability_column, read_summary
 from galaxy_core.errors import GalaxyError
@@ -105,9 +106,9 @@ def say(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    bundle, note = open_run(args)
-    if note:
-        say(note)
+    from galaxy_core.bundle.format import load_bundle
+
+    bundle = load_bundle(args.run)
     if bundle.is_synthetic:
         from galaxy_core.predict import SYNTHETIC_WARNING
 
@@ -122,18 +123,24 @@ def run(args: argparse.Namespace) -> int:
         say(f"--overwrite: the catalogue in {out} was deleted")
     manifest.check_output(out)
     with manifest.output_lock(out):
-        source, record = prepare_output(out, bundle.path, source, batches, options, class_names)
+        run_id = manifest.run_identity(bundle.path)
+        old = resumable_manifest(out, run_id, source, options)  # refused before any model is made
+        check_predictor(bundle, args.backend)
+        source, record = (source, old) if old is not None else \
+            new_output(out, run_id, source, batches, options, class_names)
+        if old is not None:
+            source = dataclasses.replace(source, n_rows=int(old["rows"]))
         return classify(args, out, source, record, class_names)
 
 
-def open_run(args: argparse.Namespace):
-    """The bundle, validated, and its predictor made once here (exports model.onnx on first use)."""
-    from galaxy_core.bundle.format import load_bundle
+def check_predictor(bundle, backend: str) -> None:
+    """Make the run's predictor once here: a backend error stops the command before any worker
+    starts, and a first-use ONNX export happens once, not once per worker."""
     from galaxy_core.models.predictor import make_predictor
 
-    bundle = load_bundle(args.run)
-    predictor = make_predictor(bundle, backend=args.backend, threads=1, log=say)
-    return bundle, predictor.note
+    note = make_predictor(bundle, backend=backend, threads=1, log=say).note
+    if note:
+        say(note)
 
 
 def check_columns(source: Source, class_names: Sequence[str]) -> None:
@@ -143,34 +150,35 @@ def check_columns(source: Source, class_names: Sequence[str]) -> None:
                            f"columns ({', '.join(output_names(class_names))}); rename them")
 
 
-def prepare_output(out: Path, run_path, source: Source, batches, options: dict[str, Any],
-                   class_names: Sequence[str]) -> tuple[Source, dict[str, Any]]:
-    """Resume the folder's manifest (refusing a mismatch) or stage the input and write a new one."""
-    import dataclasses
-
-    run = manifest.run_identity(run_path)
+def resumable_manifest(out: Path, run_id: dict[str, str], source: Source,
+                       options: dict[str, Any]) -> dict[str, Any] | None:
+    """The folder's manifest when this command resumes it, None for a new folder; refuses a mismatch."""
     old = manifest.read_manifest(out)
-    if old is not None:
-        reason = manifest.mismatch(old, run, source.identity, options)
-        if reason:
-            raise CatalogError(f"{out} already holds a catalogue, and this command cannot resume it: {reason}. "
-                               f"Use another --out, or --overwrite to start over")
-        if source.kind != "hdf5" and not (out / STAGED_NAME).is_file():
-            raise CatalogError(f"{out / STAGED_NAME} is missing: rerun with --overwrite to start over")
-        return dataclasses.replace(source, n_rows=int(old["rows"])), old
+    if old is None:
+        return None
+    reason = manifest.mismatch(old, run_id, source.identity, options)
+    if reason:
+        raise CatalogError(f"{out} already holds a catalogue, and this command cannot resume it: {reason}. "
+                           f"Use another --out, or --overwrite to start over")
+    if source.kind != "hdf5" and not (out / STAGED_NAME).is_file():
+        raise CatalogError(f"{out / STAGED_NAME} is missing: rerun with --overwrite to start over")
+    return old
+
+
+def new_output(out: Path, run_id: dict[str, str], source: Source, batches, options: dict[str, Any],
+               class_names: Sequence[str]) -> tuple[Source, dict[str, Any]]:
+    """Stage the input (files/table) and write the new folder's manifest."""
     if batches is not None:
         started = time.monotonic()
         n_rows = stage_rows(batches(), out / STAGED_NAME, options["partition_size"])
         if n_rows == 0:
             raise CatalogError("the input has no rows")
-        rows, groups = staged_partitions(out / STAGED_NAME)
-        assert rows == n_rows and len(groups) == len(plan(n_rows, options["partition_size"]))
         if source.kind == "table":
             say(f"staged {n_rows} rows of {source.path} in {time.monotonic() - started:.1f} s")
         source = dataclasses.replace(source, n_rows=n_rows)
     columns = {"carried": list(source.carried),
                "probabilities": {name: probability_column(name) for name in class_names}}
-    record = manifest.new_manifest(run, source.identity, options, source.n_rows,
+    record = manifest.new_manifest(run_id, source.identity, options, source.n_rows,
                                    len(plan(source.n_rows, options["partition_size"])), class_names, columns)
     return source, manifest.record_progress(out, record)
 
