@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"--overwrite: the catalogue in {out} was deleted")
     manifest.check_output(out)
     with manifest.output_lock(out):
-        run_id = manifest.run_identity(bundle.path)
+        run_id = dict(manifest.run_identity(bundle.path), synthetic=bundle.is_synthetic)
         old = resumable_manifest(out, run_id, source, options)  # refused before any model is made
         check_predictor(bundle, args.backend)
         source, record = (source, old) if old is not None else \
@@ -178,8 +178,11 @@ def new_output(out: Path, run_id: dict[str, str], source: Source, batches, optio
         source = dataclasses.replace(source, n_rows=n_rows)
     columns = {"carried": list(source.carried),
                "probabilities": {name: probability_column(name) for name in class_names}}
+    access = {"kind": source.kind, "path": source.path, "path_column": source.path_column,
+              "base_dir": source.base_dir}
     record = manifest.new_manifest(run_id, source.identity, options, source.n_rows,
-                                   len(plan(source.n_rows, options["partition_size"])), class_names, columns)
+                                   len(plan(source.n_rows, options["partition_size"])), class_names, columns,
+                                   access)
     return source, manifest.record_progress(out, record)
 
 

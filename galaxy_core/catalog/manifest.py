@@ -48,11 +48,16 @@ def run_identity(bundle_path: str | os.PathLike) -> dict[str, str]:
     return {"name": path.name, "path": str(path), "sha256": digest.hexdigest()}
 
 
-def new_manifest(run: dict[str, str], source: dict[str, Any], options: dict[str, Any], n_rows: int,
-                 n_partitions: int, class_names: Sequence[str], columns: dict[str, Any]) -> dict[str, Any]:
-    """A manifest for a new catalogue folder (no partition done yet)."""
+def new_manifest(run: dict[str, Any], source: dict[str, Any], options: dict[str, Any], n_rows: int,
+                 n_partitions: int, class_names: Sequence[str], columns: dict[str, Any],
+                 access: dict[str, Any]) -> dict[str, Any]:
+    """A manifest for a new catalogue folder (no partition done yet).
+
+    `access` says where the images are (`kind`, `path`, `path_column`, `base_dir`; for the app's
+    gallery); `columns` the carried columns and the probability column of each class.
+    """
     return {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "run": run, "input": source, "options": {k: options[k] for k in RESULT_OPTIONS},
+            "run": run, "input": source, "access": access, "options": {k: options[k] for k in RESULT_OPTIONS},
             "rows": n_rows, "partitions": n_partitions, "class_names": list(class_names),
             "columns": columns, "partitions_done": [], "complete": False}
 
