@@ -254,7 +254,8 @@ def test_the_command_killed_and_rerun_skips_done_partitions_and_gives_the_same_c
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "galaxy_core.catalog", "--run", str(runs[0]), "--out", str(out),
                              "--partition-size", str(PART), "--workers", "2", str(table)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         n_parts = len(plan(N_GOOD, PART))
         wait_for(lambda: len(list(out.glob("part-*.parquet"))) == n_parts - 1 or proc.poll() is not None,
@@ -264,7 +265,10 @@ def test_the_command_killed_and_rerun_skips_done_partitions_and_gives_the_same_c
         children = command.children(recursive=True)
         listening = [c.laddr for c in command.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
         assert listening and all(a.ip == "127.0.0.1" for a in listening) and 8787 not in {a.port for a in listening}
-        proc.send_signal(sig)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # as Ctrl-C does: the whole process group, workers included
+        else:
+            proc.send_signal(sig)  # the command alone: its workers must go by themselves
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

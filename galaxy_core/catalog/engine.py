@@ -19,7 +19,11 @@ import itertools
 import logging
 import os
 import secrets
+import signal
+import threading
 from typing import Any, Callable, Iterator, Sequence
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from galaxy_core.catalog.inputs import CatalogError
 from galaxy_core.catalog.partitions import Partition
@@ -64,12 +68,38 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
             yield client
         return
     n = local_workers(workers)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+    with cluster, Client(cluster) as client:
+        client.register_plugin(IgnoreCtrlC())  # and a worker its nanny restarts
         if log is not None:
             log(f"dask: local cluster of {n} worker process(es), dashboard {cluster.dashboard_link}")
         yield client
+
+
+class IgnoreCtrlC(WorkerPlugin):
+    """Worker plugin: the local cluster's workers ignore SIGINT (Ctrl-C reaches the whole process
+    group; the command handles it and stops its cluster, so the workers print no traceback)."""
+
+    name = "galaxy-catalog-ignore-ctrl-c"
+
+    def setup(self, worker) -> None:
+        with contextlib.suppress(ValueError):  # not the worker process's main thread
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """SIGINT ignored while the local workers are spawned: they inherit it from their first instant."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_partitions(client, job: Job, parts: Sequence[Partition],
