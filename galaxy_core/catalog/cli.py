@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         check_predictor(bundle, args.backend)
         source, record = (source, old) if old is not None else \
             new_output(out, run_id, source, batches, options, class_names)
+        batches = None  # the input's rows (a file list) are staged: the driver keeps none of them
         if old is not None:
             source = dataclasses.replace(source, n_rows=int(old["rows"]))
         return classify(args, out, source, record, class_names)
