@@ -58,12 +58,13 @@ def make_cutouts(folder: Path, rows: int, distinct: int, size: int = 256) -> Non
         (folder / f"c{i:07d}.png").write_bytes(encoded[i % distinct])
 
 
-def measure(command: list[str], cwd: Path) -> dict:
+def measure(command: list[str], cwd: Path, stdout_path: Path | None = None) -> dict:
     """Run a command; its wall time and the peak RSS of it and of its largest child process."""
     import psutil
 
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    sink = open(stdout_path, "w") if stdout_path else subprocess.DEVNULL
+    proc = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     me = psutil.Process(proc.pid)
     driver = worker = 0
@@ -81,6 +82,8 @@ def measure(command: list[str], cwd: Path) -> dict:
         time.sleep(0.1)
     err = proc.stderr.read()
     wall = time.perf_counter() - started
+    if stdout_path:
+        sink.close()
     return {"rc": proc.returncode, "wall": wall, "driver_mb": driver / 2**20, "worker_mb": worker / 2**20,
             "tail": err.strip().splitlines()[-2:]}
 
@@ -128,22 +131,58 @@ def main() -> None:
                                          str(work / f"out2_{rows}"), "--workers", "2", str(folder)],
             }
             for name, command in commands.items():
-                result = measure(command, work)
+                result = measure(command, work, work / "predict.csv" if name == "predict CLI" else None)
                 results[(rows, name)] = result
                 print(f"{name:22s} rc {result['rc']}  {result['wall']:7.1f} s  {rows / result['wall']:7.1f} img/s  "
                       f"driver {result['driver_mb']:6.0f} MB  worker {result['worker_mb']:6.0f} MB  "
                       f"load {os.getloadavg()[0]:.1f}  | {' / '.join(result['tail'])}")
+            print(f"  max |p_catalogue - p_predict| over the {rows} rows: {max_difference(work, rows):.2e}")
             base = results[(rows, "predict CLI")]["wall"]
             for name in ("catalogue, 1 worker", "catalogue, 2 workers"):
                 print(f"  {name}: {base / results[(rows, name)]['wall']:.2f}x the predict CLI's images/s")
             shutil.rmtree(folder)
-        largest = max(args.sizes)
+        overhead = marginal(results, sorted(args.sizes))
         prep = preprocess_ms_of(work, args.distinct)
-        overhead = results[(largest, "catalogue, 1 worker")]["wall"] / results[(largest, "predict CLI")]["wall"]
         project(prep, overhead, args.model_core_ms)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def marginal(results: dict, sizes: list[int]) -> float:
+    """Per configuration, wall = fixed + per_image x rows fitted on the two sizes; returns the engine's
+    per-image cost at 1 worker over the predict CLI's (1.0 when only one size was run)."""
+    if len(sizes) < 2:
+        return 1.0
+    small, large = sizes[0], sizes[-1]
+    per_image = {}
+    print(f"\nper image (from {small} to {large} rows) and fixed cost (start-up: imports, cluster, staging):")
+    for name in ("predict CLI", "catalogue, 1 worker", "catalogue, 2 workers"):
+        slope = (results[(large, name)]["wall"] - results[(small, name)]["wall"]) / (large - small)
+        fixed = results[(large, name)]["wall"] - slope * large
+        per_image[name] = slope
+        print(f"  {name:22s} {slope * 1000:6.2f} ms/image ({1 / slope:6.1f} img/s)  fixed {fixed:5.1f} s")
+    base = per_image["predict CLI"]
+    for name in ("catalogue, 1 worker", "catalogue, 2 workers"):
+        print(f"  {name}: per-image images/s {base / per_image[name]:.2f}x the predict CLI's")
+    return per_image["catalogue, 1 worker"] / base
+
+
+def max_difference(work: Path, rows: int) -> float:
+    """The largest difference between the catalogue's (2 workers) and the predict CLI's probabilities."""
+    import csv
+
+    import numpy as np
+    import pyarrow.dataset as ds
+
+    with open(work / "predict.csv", newline="") as f:
+        table = [r for r in csv.DictReader(f) if not r["file"].startswith("WARNING")]
+    names = [k for k in table[0] if k.startswith("p(")]
+    expected = np.array([[float(r[k]) for k in names] for r in table])
+    out = ds.dataset(work / f"out2_{rows}", format="parquet").to_table()
+    order = np.argsort(out.column("row").to_numpy())
+    got = np.stack([out.column(c).to_numpy()[order] for c in out.column_names if c.startswith("p_")], axis=1)
+    return float(np.abs(got - expected).max())  # predict's CSV has 6 decimals: ~5e-7 is agreement
 
 
 def preprocess_ms_of(work: Path, distinct: int) -> float:
@@ -161,7 +200,7 @@ def project(prep_ms: float, overhead: float, model_core_ms: float, n: float = 1e
     print(f"\nprojection for {n:.0e} cutouts, DenseNet201 at 256 px:")
     print(f"  figures: model {model_core_ms:.1f} core-ms/image (BENCHMARKS.md, ONNX Runtime batch 32, 2-core VM); "
           f"decode + preprocess {prep_ms:.1f} core-ms/image (measured here, 256 px PNG, default Config); "
-          f"engine overhead x{max(1.0, overhead):.2f} (catalogue 1 worker / predict CLI, measured here)")
+          f"engine overhead x{max(1.0, overhead):.2f} (catalogue 1 worker / predict CLI per image, measured here)")
     print(f"  CPU only: {core_ms:.1f} core-ms/image -> {core_hours:,.0f} core-hours; "
           f"{core_hours / 2:,.0f} h on this 2-core VM, {core_hours / 1000:,.1f} h on 1,000 cores")
     print(f"  GPU (A100, ASSUMED 6.7 ms per batch of 32 at 224 px, x1.31 for 256 px = {A100_MS_PER_IMAGE:.3f} ms/image): "

@@ -4,7 +4,7 @@
 address is given (or set in Dask's configuration, `scheduler-address` / `DASK_SCHEDULER_ADDRESS`),
 else on a `LocalCluster` of worker processes started here (one task thread each, bound to
 127.0.0.1, its dashboard on 127.0.0.1 at a free port: `dashboard_address=None` would still listen
-on 8787) and stopped at the end.
+on 8787; without Dask's MALLOC_TRIM_THRESHOLD_ for its workers) and stopped at the end.
 
 `run_partitions(client, job, parts, on_done)` keeps a window of tasks in flight (a few per worker
 thread), hands each finished partition's summary to `on_done` and returns the failures; the
@@ -68,7 +68,13 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
             yield client
         return
     n = local_workers(workers)
-    with _workers_ignore_ctrl_c():
+    import dask
+
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers; that turns off glibc's dynamic
+    # mmap threshold, so every decoded cutout and batch (> 128 KiB) is mmap'ed and unmapped again:
+    # decoding + classifying measured ~1.5x slower with it (bench notes in BENCHMARKS.md). Unset here.
+    unset_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with _workers_ignore_ctrl_c(), dask.config.set(unset_trim):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client:
