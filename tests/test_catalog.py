@@ -382,5 +382,5 @@ def test_inputs_are_refused_with_their_reason(catalogue, tmp_path):
         open_input([catalogue["h5"], catalogue["paths"][0]])
     with pytest.raises(CatalogError, match="does not exist"):
         open_input([tmp_path / "nothing"])
-    source, _ = open_input([catalogue["folder"] / "cutouts"])
-    assert source.kind == "files" and source.n_rows == N_GOOD + 2  # the folder's PNGs (garbage and dot too)
+    source, _ = open_input([catalogue["folder"] / "cutouts", tmp_path / "typo.png"])
+    assert source.kind == "files" and source.n_rows == N_GOOD + 3  # the folder's PNGs (garbage, dot) + a missing file

@@ -3,8 +3,9 @@
 Three kinds of input:
 
 - `files`: image files and folders of them (`galaxy_core.evaluation.scoring.expand_inputs`: a
-  folder stands for its image files, sorted, not recursive). One column is carried: `path` (the
-  absolute path, so workers on other machines find the same file on a shared filesystem).
+  folder stands for its image files, sorted, not recursive; a missing file is kept and becomes an
+  error row, as in the predict CLI). One column is carried: `path` (the absolute path, so workers
+  on other machines find the same file on a shared filesystem).
 - `table`: one CSV, Parquet, FITS or VOTable file with a column of image paths (`--path-column`,
   default the first of `PATH_COLUMNS`, any case). Every column is carried unchanged. A relative
   path is relative to the table's folder. CSV and Parquet are streamed in record batches; FITS is
@@ -98,10 +99,10 @@ def input_kind(path: str) -> str:
 def open_files(inputs: Sequence[str]) -> tuple[Source, Callable[[], Iterator[Any]]]:
     from galaxy_core.evaluation.scoring import expand_inputs
 
-    for p in inputs:
-        if not os.path.exists(p):
-            raise CatalogError(f"input {p!r} does not exist (give image files, folders of them, a table "
-                               f"({', '.join(sorted(set(TABLE_SUFFIXES)))}) or an HDF5 file)")
+    if not any(os.path.exists(p) for p in inputs):  # one missing file among others is an error row
+        raise CatalogError(f"{'input' if len(inputs) == 1 else 'the inputs'} {', '.join(map(repr, inputs))} "
+                           f"{'does' if len(inputs) == 1 else 'do'} not exist (give image files, folders of them, a "
+                           f"table ({', '.join(sorted(set(TABLE_SUFFIXES)))}) or an HDF5 file)")
     paths = [str(Path(p).resolve()) for p in expand_inputs(inputs)]
     if not paths:
         raise CatalogError(f"no image files in {', '.join(inputs)} (PNG, JPEG, TIFF, BMP or WebP)")
