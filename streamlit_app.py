@@ -29,8 +29,9 @@ run = widgets.sidebar_run_selector()
 start = st.Page("pages/views/start.py", title="Get started", icon=":material/rocket_launch:",
                 default=run is None)
 lab = st.Page("pages/views/preprocessing_lab.py", title="Preprocessing lab", icon=":material/tune:")
+catalog = st.Page("pages/views/catalog.py", title="Catalog", icon=":material/table_view:")
 if run is None:
-    views = [start, lab]
+    views = [start, lab, catalog]
 else:
     views = [
         st.Page("pages/views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -42,6 +43,7 @@ else:
         st.Page("pages/views/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
         st.Page("pages/views/calibration.py", title="Calibration", icon=":material/speed:"),
         st.Page("pages/views/galaxy_properties.py", title="Galaxy properties", icon=":material/public:"),
+        catalog,
         start,
     ]
 

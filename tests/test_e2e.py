@@ -305,3 +305,25 @@ def test_bundle_and_upload_names_are_shown_as_text_in_a_real_browser(hostile_ser
     page.screenshot(path=str(ARTIFACTS / "16_hostile_names.png"), full_page=True)
     page.close()
     assert hits == [], hits  # no request reached the beacon
+
+
+def test_the_catalog_view_in_a_real_browser(server, browser, tmp_path_factory):
+    from test_app_catalog import shared_catalogues
+
+    folder = shared_catalogues(tmp_path_factory)["hdf5"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1500})
+    page.goto(server, wait_until="domcontentloaded")
+    page.locator("h1", has_text="Overview: tiny-synthetic").wait_for(timeout=90_000)
+    open_view(page, "Catalog", "Type the path of a catalogue folder")
+    box = page.get_by_label("Catalogue folder")
+    box.fill(str(folder))
+    box.press("Enter")
+    settle(page, "rows pass the filters")
+    assert_no_exception(page, "Catalog")
+    assert page.get_by_text("Synthetic run.").count() == 1
+    assert page.get_by_text("30 of 30 rows").count() == 1
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 3
+    assert page.locator('[data-testid="stImage"]').count() > 0  # the gallery, read from the HDF5 rows
+    page.screenshot(path=str(ARTIFACTS / "16_catalog.png"), full_page=True)
+    page.close()

@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("explain",),
     ("bundle",),
     ("training", "runs"),
-    ("predict",),
+    ("predict", "catalog"),
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
@@ -52,6 +52,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "bundle": (("schema",), ("write", "read")),
     "training": (("checkpoint", "pipeline", "distribute"), ("callbacks", "multiworker"), ("phases",), ("train",)),
     "runs": (("reevaluate", "compare"),),
+    "catalog": (("inputs", "writer"), ("partitions",), ("manifest", "rows"), ("worker",), ("engine",), ("cli",)),
 }
 FACADES = ("__init__", "__main__")
 MAX_TOP_MODULES = 8

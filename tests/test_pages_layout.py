@@ -28,7 +28,7 @@ def test_galaxy_core_holds_no_display_code():
 # The app's own order, lowest first: pages/lib in layers, then pages/views, then the router. A module
 # may import its own layer or a lower one (galaxy_core is below all of them; test_layers keeps it so).
 APP_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("lib.captions", "lib.tables", "lib.jobs", "lib.lab", "lib.saliency"),
+    ("lib.captions", "lib.tables", "lib.jobs", "lib.lab", "lib.saliency", "lib.catalog"),
     ("lib.state", "lib.figures"),
     ("lib.compare", "lib.explanations", "lib.uploads", "lib.widgets"),
     ("lib.embedding",),
