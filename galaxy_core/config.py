@@ -227,6 +227,8 @@ class Config:
         unknown = set(data) - set(field_names())
         if unknown:
             raise ConfigError(f"Unknown config field(s) {sorted(unknown)}; known: {field_names()}")
+        for name, value in data.items():
+            check_field_type(name, value)
         return cls(**dict(data))
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -257,10 +259,49 @@ class Config:
         return cls.from_dict(data)
 
 
+# Each field's type (`int`, `float`, `bool`, `str` or `tuple[str, ...]`), for `check_field_type`.
+_FIELD_TYPES: dict[str, Any] = {name: (hint if hint in (int, float, bool, str) else tuple)
+                                for name, hint in typing.get_type_hints(Config).items()}
+
 # Inclusive ranges of the numeric fields, from their `range` metadata: `validate_config` enforces
 # them and the preprocessing lab's sliders span them, so the two can never disagree.
 FIELD_RANGES: dict[str, tuple[float, float]] = {
     f.name: f.metadata["range"] for f in dataclasses.fields(Config) if "range" in f.metadata}
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value reads in an error message: `the string '64'`, `a list`, ..."""
+    if isinstance(value, str):
+        return f"the string {value[:60]!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def check_field_type(name: str, value: Any) -> None:
+    """Raise ConfigError when `value` (as read from JSON) is not of field `name`'s type.
+
+    int fields take integers (not booleans, not strings), float fields integers or floats, bool
+    fields true/false, str fields strings, and `class_names` a list of at least 2 non-empty strings
+    (a single string such as "Disturbed,Merging" is refused, not read as one name per character).
+    """
+    hint = _FIELD_TYPES[name]
+    if hint is bool:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif hint is int:
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif hint is float:
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif hint is str:
+        ok, expected = isinstance(value, str), "a string"
+    else:  # tuple[str, ...]
+        ok = (isinstance(value, (list, tuple)) and len(value) >= 2
+              and all(isinstance(v, str) and v.strip() for v in value))
+        expected = "a list of at least 2 non-empty strings"
+    if not ok:
+        raise ConfigError(f"field {name!r} must be {expected}, got {_kind(value)}")
 
 
 def validate_config(cfg: Config) -> None:

@@ -188,18 +188,62 @@ def check_metrics(metrics: Any, cfg: Config, where: str) -> None:
             continue
         if not isinstance(m, Mapping):
             raise BundleError(f"{where}: metrics[{key!r}] must be an object or null")
-        missing = [k for k in METRIC_KEYS if k not in m]
-        if missing:
-            raise BundleError(f"{where}: metrics[{key!r}] lacks {missing}")
-        cm = np.asarray(m["confusion_matrix"])
-        if cm.shape != (c, c):
-            raise BundleError(f"{where}: metrics[{key!r}] confusion matrix has shape {cm.shape}, "
-                              f"expected ({c}, {c})")
+        check_metrics_object(m, c, f"{where}: metrics[{key!r}]")
+    blend = metrics.get("morphology")
+    if blend is not None:
+        if not isinstance(blend, Mapping) or not _is_number(blend.get("weight")):
+            raise BundleError(f"{where}: metrics['morphology'] must be an object with a numeric 'weight' "
+                              f"(galaxy_core.evaluation.blend.blend_summary)")
+        for key in ("test", "test_blend"):
+            check_metrics_object(blend.get(key), c, f"{where}: metrics['morphology'][{key!r}]")
     calib = metrics.get("calibration")
     if calib is not None and positive_temperature(calib) is None:
         raise BundleError(f"{where}: metrics['calibration'] must be an object with a positive "
                           f"'temperature' (galaxy_core.evaluation.calibration.calibration_summary), got "
                           f"{calib!r:.200}")
+
+
+# metrics objects' scalar keys: (low, high) inclusive; NaN is allowed (shown as "n/a").
+_METRIC_RANGES = {"accuracy": (0.0, 1.0), "balanced_accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0),
+                  "loss": (0.0, float("inf"))}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}"
+
+
+def check_metrics_object(m: Any, c: int, where: str) -> None:
+    """One METRICS object (`galaxy_core.evaluation.metrics.compute_metrics`): every key present and
+    of its type: `n` a count, accuracy / balanced accuracy / macro F1 numbers in [0, 1] (or NaN),
+    `loss` a number >= 0, `per_class` an object, `confusion_matrix` C x C counts,
+    `classification_report` text. Raises BundleError naming the key and what was expected."""
+    if not isinstance(m, Mapping):
+        raise BundleError(f"{where} must be a metrics object, got {_shown(m)}")
+    missing = [k for k in METRIC_KEYS if k not in m]
+    if missing:
+        raise BundleError(f"{where} lacks {missing}")
+    if not (_is_number(m["n"]) and float(m["n"]).is_integer() and m["n"] >= 0):
+        raise BundleError(f"{where}['n'] must be a count of images (an integer >= 0), got {_shown(m['n'])}")
+    for key, (low, high) in _METRIC_RANGES.items():
+        value = m[key]
+        if not _is_number(value) or not (np.isnan(value) or low <= value <= high):
+            raise BundleError(f"{where}[{key!r}] must be a number in [{low:g}, {high:g}], got {_shown(value)}")
+    if not isinstance(m["per_class"], Mapping):
+        raise BundleError(f"{where}['per_class'] must be an object, got {_shown(m['per_class'])}")
+    if not isinstance(m["classification_report"], str):
+        raise BundleError(f"{where}['classification_report'] must be text, got {_shown(m['classification_report'])}")
+    cm = m["confusion_matrix"]
+    rows_ok = isinstance(cm, list) and len(cm) == c and all(
+        isinstance(row, list) and len(row) == c and all(_is_number(v) and v >= 0 and float(v).is_integer() for v in row)
+        for row in cm)
+    if not rows_ok:
+        raise BundleError(f"{where}['confusion_matrix'] must be {c} x {c} counts (integers >= 0), got "
+                          f"{_shown(cm)}")
 
 
 def positive_temperature(calibration: Any) -> float | None:
