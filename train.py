@@ -101,13 +101,16 @@ def start_tensorflow() -> None:
 
 def run_evaluate(run_dir: Path) -> int:
     start_tensorflow()
-    from galaxy_core.runs import reevaluate as evaluate
-    from galaxy_core.evaluation import metrics as metrics_mod
     from galaxy_core.bundle.read import load_bundle
+    from galaxy_core.evaluation import metrics as metrics_mod
+    from galaxy_core.runs import reevaluate
+    from galaxy_core.training.phases import export_phase
 
-    metrics = evaluate.reevaluate_bundle(run_dir)
+    metrics = reevaluate.reevaluate_bundle(run_dir)
     bundle = load_bundle(run_dir)
     print(metrics_mod.format_report(metrics, bundle.config.class_names, bundle.is_synthetic, bundle.best_epoch))
+    # model.onnx made from this model.keras (exported again when missing, stale or not fingerprinted).
+    export_phase(bundle.path, bundle.config, lambda line: print(line, file=sys.stderr))
     return 0
 
 

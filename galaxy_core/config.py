@@ -182,6 +182,11 @@ class Config:
     faithfulness_steps: int = field(
         default=20, metadata={"help": "deletion/insertion steps per map (0 = no scores)"}
     )
+    export_onnx: bool = field(
+        default=True,
+        metadata={"help": "export model.onnx (fingerprinted) into the bundle when training ends, so no one "
+                          "waits on an export at the first classify (--no-export-onnx: exported then)"}
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))

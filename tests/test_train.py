@@ -25,7 +25,8 @@ CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
 CFG = Config(class_names=CLASSES, image_size=32, backbone="SmallCNN", weights="none", head="gap",
              dense_units=32, rotation_factor=0, zoom_factor=0, contrast_factor=0, epochs=3,
              batch_size=32, patience=10, explain_errors=4, explain_correct=2, smooth_samples=2,
-             faithfulness_steps=3, learning_rate=3e-3)  # 3e-3: learns in 1-2 epochs, not a slow start
+             faithfulness_steps=3, learning_rate=3e-3,  # 3e-3: learns in 1-2 epochs, not a slow start
+             export_onnx=False)  # exported by the one run that checks it (resumed_run): a child process each
 
 
 def quadrant_images(labels, size=32, seed=0):
@@ -96,21 +97,22 @@ class InterruptAfterEpoch(keras.callbacks.Callback):
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume")
+    cfg = CFG.replace(export_onnx=True)
     data = write_quadrants(tmp / "quadrants.h5")
     out = tmp / "runs" / "quadrants"
     with pytest.raises(KeyboardInterrupt):
-        train_run(CFG, data, out, cache_dir=tmp / "cache", callbacks=[InterruptAfterEpoch(1)])
+        train_run(cfg, data, out, cache_dir=tmp / "cache", callbacks=[InterruptAfterEpoch(1)])
     work = work_dir_for(out)
     interrupted = json.loads((work / "state.json").read_text())
     assert not out.exists()
     assert interrupted["checkpoint"] == "checkpoint-0001" and (work / interrupted["checkpoint"]).exists()
     assert (work / interrupted["best_weights"]).exists()
     with pytest.raises(TrainingError, match="--resume"):
-        train_run(CFG, data, out, cache_dir=tmp / "cache")  # work folder in the way
+        train_run(cfg, data, out, cache_dir=tmp / "cache")  # work folder in the way
     other = write_quadrants(tmp / "other.h5", n=200)
     with pytest.raises(TrainingError, match="was trained on .*quadrants.h5"):
-        train_run(CFG, other, out, resume=True, cache_dir=tmp / "cache")  # not the run's dataset
-    path = train_run(CFG, data, out, resume=True, cache_dir=tmp / "cache")
+        train_run(cfg, other, out, resume=True, cache_dir=tmp / "cache")  # not the run's dataset
+    path = train_run(cfg, data, out, resume=True, cache_dir=tmp / "cache")
     return dict(path=path, work=work, interrupted=interrupted)
 
 
@@ -351,10 +353,34 @@ def test_interrupt_hint_names_the_flags_to_resume_with(tmp_path):
     assert f"python train.py --demo --out {tmp_path / 'demo'} --cache-dir {tmp_path / 'c'} --resume" in hint
 
 
+def assert_onnx_of_this_model(path):
+    from galaxy_core.models.fingerprint import check, file_sha256
+
+    assert (path / "model.onnx").is_file()
+    assert check(path / "model.onnx", file_sha256(path / "model.keras"), (32, 32, 3)) is None
+
+
+@pytest.mark.slow
+def test_training_writes_a_fingerprinted_model_onnx_into_the_bundle(resumed_run):
+    """Issue 25 item 1: no user waits on an export at the first classify."""
+    from galaxy_core.bundle.read import load_bundle
+    from galaxy_core.inference.probabilities import predict_probs
+    from galaxy_core.models.predictor import OnnxPredictor
+
+    path = resumed_run["path"]
+    assert_onnx_of_this_model(path)
+    bundle = load_bundle(path)
+    images = bundle.read_test_images(list(range(8)))
+    np.testing.assert_allclose(predict_probs(OnnxPredictor(path / "model.onnx"), images),
+                               predict_probs(bundle.load_model(), images), atol=1e-4)
+
+
 @pytest.mark.slow
 def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
     path = resumed_run["path"]
     before = json.loads((path / "metrics.json").read_text())
+    for exported in path.glob("model.onnx*"):  # --evaluate makes it again
+        exported.unlink()
     proc = _cli("--evaluate", str(path), env={"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SYNTHETIC" in proc.stdout
@@ -364,6 +390,7 @@ def test_cli_evaluate_rewrites_bundle_metrics(resumed_run):
         assert noise not in proc.stderr, proc.stderr  # TensorFlow's native start-up lines (issue 10 #11)
     after = json.loads((path / "metrics.json").read_text())
     assert "reevaluated_at" in after and "reevaluated_at" not in before
+    assert_onnx_of_this_model(path)
     assert after["test"]["accuracy"] == pytest.approx(before["test"]["accuracy"])
     # Same model, no validation split in the bundle: the fitted temperature is kept.
     assert after["calibration"]["temperature"] == before["calibration"]["temperature"]

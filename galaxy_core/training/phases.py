@@ -329,7 +329,26 @@ def write_phase(out_dir: Path, model: keras.Model, work: Work, data: RunData, fi
                         morphology=morphology, tensorboard=board if board.is_dir() else None)
     checkpoint.remove_work(work.folder)  # only now: the bundle is in place
     log(f"bundle written: {path}")
+    if work.cfg.export_onnx:
+        export_phase(path, work.cfg, log)
     return path
+
+
+def export_phase(bundle_path: Path, cfg: Config, log: Log) -> Path | None:
+    """model.onnx into the written bundle (`galaxy_core.models.predictor.ensure_onnx`: fingerprinted
+    with model.keras's SHA-256 and the input shape). A failed export is a log line, not a failed run:
+    the bundle is complete without it, and a classify exports it then."""
+    from galaxy_core.errors import ModelError
+    from galaxy_core.models.predictor import ensure_onnx
+
+    started = time.perf_counter()
+    try:
+        onnx = ensure_onnx(bundle_path, input_shape=(cfg.image_size, cfg.image_size, 3))
+    except ModelError as err:
+        log(f"note: model.onnx was not exported ({err}); the first classify will try again")
+        return None
+    log(f"model.onnx exported for ONNX Runtime in {time.perf_counter() - started:.0f} s: {onnx}")
+    return onnx
 
 
 def run_info_for(cfg: Config, data_path: Path, data: RunData, fit: FitResult, wall_time_s: float,
