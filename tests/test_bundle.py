@@ -511,3 +511,16 @@ def test_a_morphology_classifier_round_trips_and_is_required_exactly_when_weight
     (broken / "morphology.skops").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
     with pytest.raises(BundleError, match="not a readable morphology classifier"):
         load_bundle(broken).load_morphology()
+
+
+def test_a_missing_morphology_classifier_does_not_suggest_cnn_only(morphology_bundle, tmp_path):
+    """Issue 25 item 14: the hint named --cnn-only, which cannot load a bundle that lacks the file."""
+    import shutil
+
+    from galaxy_core.bundle.read import load_bundle
+
+    run = shutil.copytree(morphology_bundle, tmp_path / "blended")
+    (run / "morphology.skops").unlink()
+    with pytest.raises(BundleError) as err:
+        load_bundle(run)
+    assert "morphology.skops is missing" in str(err.value) and "--cnn-only" not in str(err.value)

@@ -136,6 +136,17 @@ def test_not_a_bundle(tmp_path):
     assert not_a_bundle(tmp_path / "runs" / "r1") is None
 
 
+def test_a_bundle_holding_a_users_own_files_is_not_replaced_silently(tmp_path):
+    """Issue 25 item 14: --overwrite deleted a user's own files inside a bundle folder without naming them."""
+    run = _fake_bundle(tmp_path / "runs" / "r1")
+    for derived in ("model.onnx", "model.onnx.sha256.json", "model.int8.onnx", "explanations.h5"):
+        (run / derived).write_text("x")  # what a bundle holds or derives from model.keras
+    assert not_a_bundle(run) is None
+    (run / "my-notes.txt").write_text("observing log")
+    reason = not_a_bundle(run)
+    assert "my-notes.txt" in reason and "would delete them, even with --overwrite" in reason
+
+
 def test_cli_overwrite_refuses_a_folder_that_is_not_a_bundle(tmp_path):
     from conftest import write_galaxy10_like
 

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from galaxy_core.bundle.schema import MARKER_MEMBERS, TENSORBOARD_DIR
+from galaxy_core.bundle.schema import MARKER_MEMBERS, OPTIONAL_MEMBERS, REQUIRED_MEMBERS, TENSORBOARD_DIR
 from galaxy_core.config import Config
 from galaxy_core.data.galaxy10 import open_dataset
 from galaxy_core.errors import TrainingError
@@ -188,13 +188,19 @@ def clean_leftovers(parent: str | Path, log: Log, keep: str | None = None) -> li
 # --------------------------------------------------------------------------------------------
 # What may be replaced
 # --------------------------------------------------------------------------------------------
+def _bundle_file(name: str) -> bool:
+    """A file a bundle holds: its members, or what is derived from model.keras (`model.onnx`, its
+    fingerprint sidecar, the int8 copy, a failed-export marker: all named `model.*`)."""
+    return name in REQUIRED_MEMBERS or name in OPTIONAL_MEMBERS or name.startswith("model.")
+
+
 def not_a_bundle(path: str | Path) -> str | None:
     """Why `path` must not be replaced by a new bundle (it holds something else), or None.
 
     None for a missing or empty folder and for a run bundle (it has the bundle format's
-    `MARKER_MEMBERS`: `config.json`, `run.json` and `model.keras`, and no subfolder but its TensorBoard
-    logs' `tensorboard/`). Otherwise the
-    reason says what is in it.
+    `MARKER_MEMBERS`: `config.json`, `run.json` and `model.keras`, no subfolder but its TensorBoard
+    logs' `tensorboard/`, and no file a bundle does not hold). Otherwise the reason says what is in
+    it (a user's own files in a bundle are named: replacing the bundle would delete them).
     """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -206,6 +212,11 @@ def not_a_bundle(path: str | Path) -> str | None:
         return None
     names = {e.name for e in entries}
     folders = [e for e in entries if e.is_dir() and e.name != TENSORBOARD_DIR]
+    foreign = [e.name for e in entries if e.is_file() and not _bundle_file(e.name)]
+    if set(MARKER_MEMBERS) <= names and not folders and foreign:
+        return (f"{path} is a run bundle that also holds files of its own ({', '.join(foreign[:8])}"
+                f"{' and more' if len(foreign) > 8 else ''}): a new run would delete them, even with "
+                f"--overwrite. Move them away, or choose another --out.")
     if set(MARKER_MEMBERS) <= names and not folders:
         return None
     missing = [m for m in MARKER_MEMBERS if m not in names]
