@@ -256,7 +256,8 @@ def hostile_server(tmp_path_factory, beacon):
 
     url, _ = beacon
     runs = tmp_path_factory.mktemp("hostile-runs")
-    classes = (f"![c]({url}/class-markdown.png)", f"<img src={url}/class-html.png> **b**") + CLASS_NAMES[2:]
+    classes = (f"![c]({url}/class-markdown.png)", f"<img src={url}/class-html.png> **b**",
+               f'<a href="{url}/class-link">a link</a>') + CLASS_NAMES[3:]
     good = build_tiny_bundle(runs, name=HOSTILE_NAME, class_names=classes, per_class=1)
     plant_invalid_bundle(good, runs, "[x](javascript:alert(2)) **broken**", f"![b]({url}/config-key.png)")
     yield from serve(runs, tmp_path_factory)
@@ -264,8 +265,9 @@ def hostile_server(tmp_path_factory, beacon):
 
 def assert_inert(page, beacon_url: str, where: str) -> None:
     """No planted link or image in the DOM, no bold text made from a planted name."""
-    links = page.locator('a[href^="javascript:"]')
-    assert links.count() == 0, (where, links.first.get_attribute("href"))
+    # A Markdown link, or an HTML one drawn by Plotly (an SVG <a xlink:href>: any namespace).
+    links = page.locator(f'a[href^="javascript:"], [*|href^="{beacon_url}"]')
+    assert links.count() == 0, (where, links.first.evaluate("e => e.outerHTML.slice(0, 300) + ' IN ' + e.parentElement.outerHTML.slice(0, 600)"))
     images = page.locator(f'img[src^="{beacon_url}"]')
     assert images.count() == 0, (where, images.first.get_attribute("src"))
     for bold in ("bold", "broken", "up", "b"):
@@ -285,7 +287,8 @@ def test_bundle_and_upload_names_are_shown_as_text_in_a_real_browser(hostile_ser
     assert HOSTILE_NAME in page.locator("h1").first.inner_text()  # the name, as its characters
     page.get_by_text("1 invalid run(s)").first.click()  # the sidebar's list of invalid runs
     page.get_by_text("Unknown config field").first.wait_for(timeout=30_000)
-    assert f"![b]({url}/config-key.png)" in page.locator('[data-testid="stSidebar"]').inner_text()
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text().replace("\u200b", "")
+    assert f"![b]({url}/config-key.png)" in sidebar
     assert_inert(page, url, "Overview and sidebar")
 
     upload = tmp_path / "[u](javascript:alert(3)) **up**.png"
@@ -300,7 +303,8 @@ def test_bundle_and_upload_names_are_shown_as_text_in_a_real_browser(hostile_ser
             page.get_by_text(re.compile(r"predicted .+ with [\d.]+% confidence")).first.wait_for(timeout=120_000)
             settle(page, "All results")
             assert_no_exception(page, "Classify after upload")
-            assert "[u](javascript:alert(3)) **up**.png" in page.get_by_text(re.compile("predicted")).first.inner_text()
+            shown = page.get_by_text(re.compile("predicted")).first.inner_text().replace("\u200b", "")
+            assert "[u](javascript:alert(3)) **up**.png" in shown
         assert_inert(page, url, label)
     page.screenshot(path=str(ARTIFACTS / "16_hostile_names.png"), full_page=True)
     page.close()

@@ -55,11 +55,14 @@ def test_nan_and_non_numbers_are_not_shown_as_nan_percent():
 
 
 @pytest.mark.parametrize("hostile", ["[click](javascript:alert(1)) **bold**", "![b](http://127.0.0.1:9/b.png)",
-                                     "<img src=x onerror=alert(1)>", "`code` $x$ :red[red] _i_ \\[", "a\nb"])
+                                     "<img src=x onerror=alert(1)>", "`code` $x$ :red[red] _i_ \\[", "a\nb",
+                                     "see http://127.0.0.1:9/x www.example.org me@example.org"])
 def test_md_escapes_everything_that_would_render(hostile):
     """Issue 25 item 3: every Markdown/HTML opener is escaped, nothing else changes."""
     out = captions.md(hostile)
     unescaped = re.sub(r"\\.", "", out)
     assert not set(unescaped) & captions.MARKDOWN_ACTIVE and "\n" not in out
-    assert re.sub(r"\\(.)", r"\1", out) == " ".join(hostile.split())
+    assert re.sub(r"\\(.)", r"\1", out).replace(captions.ZWSP, "") == " ".join(hostile.split())
+    for bare_link in ("http://", "www.", "@x"):  # GFM links these after escapes: broken up
+        assert bare_link not in out.replace("\\", "")
     assert captions.md("galaxy_01.png") == "galaxy\\_01.png" and captions.md("tiny-synthetic.v2") == "tiny-synthetic.v2"

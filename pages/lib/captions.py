@@ -5,6 +5,7 @@ Plain Python (no streamlit), so it is tested without a browser.
 
 from __future__ import annotations
 
+import re
 from datetime import timezone
 from typing import Any, Sequence
 
@@ -41,13 +42,36 @@ def md(text: Any) -> str:
     The characters that open Markdown, HTML, math or Streamlit directives (`MARKDOWN_ACTIVE`:
     brackets, `!`, `*`, `_`, `<`, `` ` ``, `$`, `:`, ...) are backslash-escaped (CommonMark lets any
     ASCII punctuation be escaped) and line breaks become spaces, so the text can sit inside
-    `**...**` or a sentence. `.`, `-`, `/` and the like stay as they are (`galaxy.png` is `galaxy.png`).
+    `**...**` or a sentence. GFM's bare links (`http://`, `www.`, `a@b.c`) are found in the text
+    after escapes are resolved, so a zero-width space `ZWSP` (invisible) is put inside each. `.`, `-`, `/` and the like stay as they are (`galaxy.png` is `galaxy.png`).
 
     Example:
         >>> print(md("[click](javascript:alert(1)) **bold**"))
         \\[click\\]\\(javascript\\:alert\\(1\\)\\) \\*\\*bold\\*\\*
     """
-    return "".join("\\" + c if c in _PUNCTUATION else c for c in " ".join(str(text).split()))
+    text = " ".join(str(text).split())
+    # GFM turns bare URLs, www. names and e-mail addresses into links after escapes are resolved:
+    # a zero-width space (invisible) breaks each pattern.
+    text = _AUTOLINK.sub(lambda m: m.group(0)[:-1] + ZWSP + m.group(0)[-1], text)
+    return "".join("\\" + c if c in _PUNCTUATION else c for c in text)
+
+
+ZWSP = "\u200b"
+_AUTOLINK = re.compile(r"(?i):/|www\.|@.")
+
+
+def plot_text(text: Any) -> str:
+    """Text from a bundle for a Plotly figure (class and run names): shown as its characters.
+
+    Plotly reads `<a href=...>`, `<b>`, `<br>` and entities in any text it draws; `&`, `<` and `>`
+    become entities, which it shows as the characters. `plot_text("<b>x</b>")` == `'&lt;b&gt;x&lt;/b&gt;'`.
+    """
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plot_texts(texts: Sequence[Any]) -> list[str]:
+    """`plot_text` of each name (a figure's class names)."""
+    return [plot_text(t) for t in texts]
 
 
 MARKDOWN_ACTIVE = frozenset("\\`*_{}[]<>()#+!|~$:&^")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from galaxy_core.evaluation import calibration
 from pages.lib import state, widgets
-from pages.lib.captions import md, run_label
+from pages.lib.captions import md, plot_text, run_label
 from pages.lib.figures import reliability_figure, temperature_figure
 
 run = widgets.require_run()
@@ -33,7 +33,7 @@ widgets.cnn_only_note(runs, "These reliability curves and ECEs are")
 curves, errors = {}, {}
 for r in runs:
     labels_r, probs_r = r.predictions["labels"], r.predictions["probs"]
-    curves[r.name] = calibration.reliability_bins(labels_r, probs_r, n_bins)
+    curves[plot_text(r.name)] = calibration.reliability_bins(labels_r, probs_r, n_bins)
     errors[r.name] = calibration.expected_calibration_error(labels_r, probs_r, n_bins)
 cols = st.columns(min(4, len(errors)))
 for col, (name, ece) in zip(cols, errors.items()):

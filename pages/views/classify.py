@@ -8,7 +8,7 @@ import streamlit as st
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluation import calibration
 from pages.lib import state, uploads, widgets
-from pages.lib.captions import classify_caption, describe_error, md
+from pages.lib.captions import classify_caption, describe_error, md, plot_texts
 from pages.lib.figures import confusion_figure, topk_figure
 from pages.lib.tables import per_class_table, results_table
 
@@ -100,7 +100,7 @@ for i, r in enumerate(good[:MAX_SHOWN]):
                 st.image(cam, caption=f"Grad-CAM: {md(class_names[pred])}", width="stretch")
             else:
                 st.caption("Switch on to see where the model looked.")
-        c3.plotly_chart(topk_figure(r["probs"], class_names, k), width="stretch",
+        c3.plotly_chart(topk_figure(r["probs"], plot_texts(class_names), k), width="stretch",
                         config={"displayModeBar": False}, key=f"cls_chart_{i}")
 if len(good) > MAX_SHOWN:
     st.caption(f"{len(good) - MAX_SHOWN} more image(s) are in the table below.")
@@ -125,7 +125,7 @@ if labels_file is not None:
         c2.metric("Balanced accuracy", f"{m['balanced_accuracy']:.1%}")
         c3.metric("Scored images", f"{score['n_scored']} of {score['n_files']}")
         left, right = st.columns([3, 2], gap="medium")
-        left.plotly_chart(confusion_figure(np.asarray(m["confusion_matrix"]), class_names), width="stretch",
+        left.plotly_chart(confusion_figure(np.asarray(m["confusion_matrix"]), plot_texts(class_names)), width="stretch",
                           key="cls_score_cm")
         right.dataframe(per_class_table(m["per_class"], class_names), width="stretch")  # index: the class
         left_out = ([f"{md(u['file'])} (unreadable)" for u in score["unreadable"]]

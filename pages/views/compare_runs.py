@@ -6,7 +6,7 @@ import streamlit as st
 
 from galaxy_core.runs.compare import MAX_RUNS, MIN_RUNS
 from pages.lib import compare, state, widgets
-from pages.lib.captions import describe_error, md, run_label, run_names, sky_links
+from pages.lib.captions import describe_error, md, plot_text, plot_texts, run_label, run_names, sky_links
 from pages.lib.figures import confusion_difference_figure, overlaid_curves_figure, per_class_f1_figure
 from pages.lib.tables import compare_table
 
@@ -59,11 +59,11 @@ class_names = list(runs[0].config.class_names)
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Per-class F1")
-    st.plotly_chart(per_class_f1_figure(rows, class_names), width="stretch",
+    st.plotly_chart(per_class_f1_figure(rows, plot_texts(class_names)), width="stretch",
                     config={"displayModeBar": False})
 with right:
     st.subheader("Training curves")
-    st.plotly_chart(overlaid_curves_figure({r.name: r.history for r in runs}), width="stretch",
+    st.plotly_chart(overlaid_curves_figure({plot_text(r.name): r.history for r in runs}), width="stretch",
                     config={"displayModeBar": False})
 
 st.subheader("Two runs, image by image")
@@ -82,7 +82,7 @@ diff = compare.confusion_difference(path_a, path_b, tta=tta)
 st.markdown(f"**Confusion difference**: row shares of **{md(name_a)}** minus those of **{md(name_b)}**. "
             "Blue: A has the larger share (on the diagonal: A recalls the class better; off it: A "
             "makes that mistake more often); red: B has. Each row sums to 0.")
-st.plotly_chart(confusion_difference_figure(diff, class_names, name_a, name_b), width="stretch",
+st.plotly_chart(confusion_difference_figure(diff, plot_texts(class_names), plot_text(name_a), plot_text(name_b)), width="stretch",
                 config={"displayModeBar": False})
 
 a_only, b_only = compare.disagreements(path_a, path_b, tta=tta)

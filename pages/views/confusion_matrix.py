@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages.lib import state, widgets
-from pages.lib.captions import format_percent, md, sky_links
+from pages.lib.captions import format_percent, md, plot_texts, sky_links
 from pages.lib.figures import confusion_figure
 from pages.lib.tables import cell_indices, cell_position, cell_table, per_class_table
 
@@ -32,7 +32,7 @@ metrics = run.metrics["test_tta" if use_tta and has_tta else "test"]
 preds = probs.argmax(axis=1)
 matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
 
-st.plotly_chart(confusion_figure(matrix, class_names, normalized), width="stretch",
+st.plotly_chart(confusion_figure(matrix, plot_texts(class_names), normalized), width="stretch",
                 config={"displayModeBar": False})
 st.caption("Rows: true class; columns: predicted class. Hover a cell for its count and share.")
 if (blend := run.blend_metrics) is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages.lib import embedding, state, uploads, widgets
-from pages.lib.captions import describe_error, md, sky_links
+from pages.lib.captions import describe_error, md, plot_texts, sky_links
 from pages.lib.figures import embedding_figure, selected_rows
 
 MAP_KEY = "emb_map"
@@ -60,7 +60,7 @@ else:
                   "between far-apart clusters mean little. " if found["method"] == "tsne" else "")
                + "Draw a lasso around points (or pick the box tool above the map) to see their "
                  "images; double-click the map to clear.")
-    event = st.plotly_chart(embedding_figure(xy, labels, preds, class_names, colour_by), width="stretch",
+    event = st.plotly_chart(embedding_figure(xy, labels, preds, plot_texts(class_names), colour_by), width="stretch",
                             key=MAP_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"displaylogo": False})
     rows = selected_rows(event)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from galaxy_core.bundle.schema import TENSORBOARD_DIR
 from pages.lib import widgets
-from pages.lib.captions import format_percent, md, run_summary
+from pages.lib.captions import format_percent, md, plot_texts, run_summary
 from pages.lib.figures import class_distribution_figure, curves_figure
 from pages.lib.tables import class_counts, split_table
 
@@ -66,7 +66,7 @@ with right:
 
 st.subheader("Class distribution")
 counts = class_counts(run.predictions["labels"], cfg.num_classes, run.is_synthetic)
-st.plotly_chart(class_distribution_figure(cfg.class_names, counts), width="stretch",
+st.plotly_chart(class_distribution_figure(plot_texts(cfg.class_names), counts), width="stretch",
                 config={"displayModeBar": False})
 
 with st.expander("Full configuration (config.json)"):
