@@ -128,8 +128,8 @@ def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Str
                     f"{', '.join(moved.new)} ({cfg.num_classes} classes)")
             model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
                           loss="categorical_crossentropy", metrics=["accuracy"])
-    frozen = (f"frozen but its last {cfg.unfreeze_last} weighted layers" if cfg.unfreeze_last else "frozen")
-    log(f"model: {cfg.backbone} ({frozen if cfg.freeze_backbone else 'trainable'} backbone, "
+    frozen = (f"frozen except its last {cfg.unfreeze_last} weighted layers" if cfg.unfreeze_last else "frozen")
+    log(f"model: {cfg.backbone} (backbone {frozen if cfg.freeze_backbone else 'trainable'}, "
         f"{cfg.head} head), {model.count_params():,} parameters, "
         f"{int(sum(np.prod(w.shape) for w in model.trainable_weights)):,} trainable")
     return strategy, model
