@@ -230,3 +230,25 @@ def labelled_run(tmp_path_factory):
         _LABELLED_RUN.append(train_run(labelled_config(), data, base / "runs" / "three-classes",
                                        cache_dir=base / "cache", progress=False, on_log=lambda t: None))
     return _LABELLED_RUN[0]
+
+
+_TRANSFER_RUN: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def transfer_run(labelled_run, tmp_path_factory):
+    """A run on a 2-class CSV table (label indices named by class_names) started from `labelled_run`
+    with its backbone frozen but the last 2 weighted layers (built once; read only)."""
+    if not _TRANSFER_RUN:
+        from galaxy_core.training.train import train_run
+
+        base = tmp_path_factory.mktemp("transfer")
+        write_class_folder(base / "images", classes={"lens": 2, "no-lens": 0})
+        rows = [f"images/{name}/{name}-{i}.png,{c}" for c, name in enumerate(("lens", "no-lens")) for i in range(12)]
+        (base / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+        cfg = labelled_config(init_from=str(labelled_run), freeze_backbone=True, unfreeze_last=2,
+                              image_size=48, backbone="VGG19", explain_errors=0, explain_correct=0)
+        _TRANSFER_RUN.append(train_run(cfg, base / "labels.csv", base / "runs" / "lenses",
+                                       cache_dir=base / "cache", progress=False, on_log=lambda t: None,
+                                       class_names=("lens", "no lens")))
+    return _TRANSFER_RUN[0]
