@@ -74,3 +74,17 @@ def test_cli_takes_class_names_and_refuses_a_single_one(tmp_path):
     help_text = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True,
                                text=True).stdout
     assert "--init-from" in help_text and "--unfreeze-last" in help_text and "--class-names" in help_text
+
+
+def test_predict_cli_names_the_runs_own_classes(labelled_run, tmp_path, capsys):
+    import cv2
+
+    from galaxy_core import predict
+    from galaxy_core.synthetic import render_galaxy
+
+    image = tmp_path / "ring.png"
+    assert cv2.imwrite(str(image), render_galaxy(2, 32, np.random.default_rng(1))[..., ::-1])
+    assert predict.main(["--run", str(labelled_run), "--backend", "keras", "--format", "csv", str(image)]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert [f"p({name})" for name in sorted(LABELLED_CLASSES)] == [c for c in header.split(",") if c.startswith("p(")]
+    assert row.split(",")[2] in LABELLED_CLASSES
