@@ -23,9 +23,9 @@ def test_a_class_folder_run_takes_its_classes_from_the_data(labelled_run):
     assert run.config.class_names == tuple(sorted(LABELLED_CLASSES)) and run.config.num_classes == 3
     assert run.predictions["probs"].shape[1] == 3
     assert set(run.metrics["test"]["per_class"]) == set(LABELLED_CLASSES)
-    assert run.config.split_by == "random" and run.has_sky is False and run.sky is None
+    assert run.config.split_by == "random" and run.run_info["has_sky"] is False and run.sky is None
     assert run.run_info["labelled_source"]["images"] == 36 and run.run_info["labelled_source"]["unreadable"] == 1
-    assert run.labelled_source.endswith("data")
+    assert run.run_info["labelled_source"]["path"].endswith("data")
 
 
 def test_init_from_keeps_the_parents_network_and_trains_only_the_unfrozen_layers(labelled_run, transfer_run):
@@ -35,7 +35,8 @@ def test_init_from_keeps_the_parents_network_and_trains_only_the_unfrozen_layers
     for name in INHERITED_FIELDS:
         assert getattr(child.config, name) == getattr(parent.config, name), name
     assert set(PREPROCESS_FIELDS) <= set(INHERITED_FIELDS) and child.config.init_from == str(labelled_run)
-    assert child.parent_run["path"] == str(labelled_run) and child.parent_run["class_names"] == list(LABELLED_CLASSES)
+    parent_run = child.run_info["parent_run"]
+    assert parent_run["path"] == str(labelled_run) and parent_run["class_names"] == list(LABELLED_CLASSES)
     a, b = parent.load_model(), child.load_model()
     assert b.get_layer(NEW_LAYERS[0]).get_weights()[0].shape == (child.config.dense_units, 2)
     same = {layer.name: all(np.array_equal(x, y) for x, y in zip(layer.get_weights(), b.get_layer(layer.name).get_weights()))

@@ -95,25 +95,6 @@ class RunBundle:
         return Path(value) if value else None
 
     @property
-    def labelled_source(self) -> str | None:
-        """The labelled folder or table the run was trained on (run.json `labelled_source`), or None
-        for a Galaxy10-format file (`galaxy_core.preprocessing.labelled`)."""
-        source = self.run_info.get("labelled_source")
-        return source.get("path") if isinstance(source, dict) else None
-
-    @property
-    def has_sky(self) -> bool | None:
-        """False when the run's data had no sky positions (run.json `has_sky`), else True or None."""
-        value = self.run_info.get("has_sky")
-        return None if value is None else bool(value)
-
-    @property
-    def parent_run(self) -> dict | None:
-        """The run this one started from (`--init-from`, run.json `parent_run`), or None."""
-        value = self.run_info.get("parent_run")
-        return value if isinstance(value, dict) else None
-
-    @property
     def split_sizes(self) -> dict[str, int] | None:
         """`{"train": n, "val": n, "test": n}` images per split (run.json `split_sizes`), or None."""
         sizes = self.run_info.get("split_sizes")

@@ -25,7 +25,7 @@ st.title("Galaxy properties")
 widgets.synthetic_banner(run)
 widgets.cnn_only_note([run], "These accuracies are")
 sky = run.sky or {}
-if sky.get("ra") is None and sky.get("redshift") is None and run.has_sky is False:
+if sky.get("ra") is None and sky.get("redshift") is None and run.run_info.get("has_sky") is False:
     st.info("This run's data has no sky positions or redshifts (no `ra`/`dec`): it was trained on "
             "labelled images without a catalogue (a class folder or a label table), so there is no "
             "accuracy against redshift and no sky map.", icon=":material/info:")

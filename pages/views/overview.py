@@ -57,14 +57,12 @@ with right:
     st.dataframe(split_table(run.split_sizes, run.num_test), width="stretch")
     st.subheader("Run")
     st.markdown(summary["markdown"])
-    if run.labelled_source:
-        source = run.run_info["labelled_source"]
-        st.caption(f"Trained on labelled images from `{run.labelled_source}`: {source.get('images', '?')} "
+    if source := run.run_info.get("labelled_source"):  # trained on your own labels (issue 27)
+        st.caption(f"Trained on labelled images from `{source.get('path')}`: {source.get('images', '?')} "
                    f"images in {cfg.num_classes} classes"
                    + (f", {source['unreadable']} unreadable file(s) left out." if source.get("unreadable")
                       else "."))
-    if run.parent_run:
-        parent = run.parent_run
+    if parent := run.run_info.get("parent_run"):  # --init-from
         st.caption(f"Started from run `{parent.get('name')}` ({parent.get('backbone')}, classes "
                    f"{', '.join(parent.get('class_names', []))}) with a new classifier layer for this "
                    f"run's classes" + (" (the parent was trained on SYNTHETIC images)." if parent.get("synthetic")
@@ -72,7 +70,7 @@ with right:
 
 st.subheader("Class distribution")
 counts = class_counts(run.predictions["labels"], cfg.num_classes, run.is_synthetic,
-                      galaxy10=run.labelled_source is None and tuple(cfg.class_names) == CLASS_NAMES)
+                      galaxy10="labelled_source" not in run.run_info and tuple(cfg.class_names) == CLASS_NAMES)
 st.plotly_chart(class_distribution_figure(cfg.class_names, counts), width="stretch",
                 config={"displayModeBar": False})
 
