@@ -148,6 +148,8 @@ def plot(results: list[dict], path: Path) -> None:
         for n, a in zip(sizes, accs):
             ax.scatter([n] * len(a), a, color=colour, alpha=0.35, s=14)
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("training labels per class")
     ax.set_ylabel("held-out accuracy (3 classes)")
     ax.set_title("Label efficiency on SYNTHETIC images (not real galaxies)", fontsize=10)
