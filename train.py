@@ -6,6 +6,7 @@ Examples:
     python train.py --out runs/vgg19 --resume                            # continue after a stop
     python train.py --evaluate runs/vgg19                                # recompute test metrics
     python train.py --demo                                               # offline synthetic demo
+    python train.py --data my_labels/ --init-from runs/demo --freeze-backbone   # your own classes
 
 Every model/preprocessing/training flag comes from galaxy_core.config.Config; a flag given on the
 command line overrides the preset's value.
@@ -58,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None,
                         help="Galaxy10-format .h5 file (default: $GALAXY10_DATA_DIR/Galaxy10_DECals.h5, "
-                             "else data/Galaxy10_DECals.h5)")
+                             "else data/Galaxy10_DECals.h5), or your own labelled images: a folder with "
+                             "one subfolder per class, or a table of path,label (.csv, .parquet, .fits; "
+                             "label = class name or index); imported once into the cache folder")
+    parser.add_argument("--class-names", type=_names, default=None, metavar="A,B,...",
+                        help="with a label table: the names of its class indices 0, 1, ... (or the "
+                             "order of its class names), comma-separated")
     parser.add_argument("--out", type=Path, default=None,
                         help="bundle folder to write (default: $GALAXY_RUNS_DIR or ./runs, "
                              "/<preset>-<timestamp>; runs/demo for --demo)")
@@ -85,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {DEMO_RENDER_SIZE}; 0 = the model's --image-size)")
     add_config_arguments(parser)
     return parser
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"give at least 2 comma-separated class names, got {text!r}")
+    return names
 
 
 def fail(message: str) -> int:
@@ -190,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"DECaLS with `python -m galaxy_core.data download` (2.5 GB), or pass "
                             f"--data PATH.h5, or try `python train.py --demo` (offline, synthetic).")
         elif not data_path.exists():
-            return fail(f"dataset file {data_path} not found (get it with `python -m galaxy_core.data "
-                        f"download`)")
+            return fail(f"dataset {data_path} not found (get Galaxy10 DECaLS with `python -m "
+                        f"galaxy_core.data download`, or give a folder of labelled images)")
 
         if (problem := out_in_the_way(args)) is not None:
             return fail(problem)
@@ -202,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = resume_config(args, cfg)
         train_run(cfg, data_path, args.out, resume=args.resume, cache_dir=args.cache_dir,
                   run_info_extra={"command": sys.argv, "preset": args.preset},
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, class_names=args.class_names)
         return 0
     except (GalaxyError, ConfigError) as err:
         return fail(str(err))

@@ -68,7 +68,9 @@ class Config:
     # --- images -------------------------------------------------------------------------------
     image_size: int = field(default=256, metadata={"help": "model input side in pixels"})
     class_names: tuple[str, ...] = field(
-        default=CLASS_NAMES, metadata={"help": "class names, index = label", "cli": False}
+        default=CLASS_NAMES, metadata={"help": "class names, index = label (training takes them from the "
+                                               "data when it names its classes: a labelled folder or "
+                                               "table, galaxy_core.preprocessing.labelled)", "cli": False}
     )
     # --- preprocessing (galaxy crop -> resize -> CLAHE -> morphological opening) ---------------
     # Metadata read by the preprocessing lab (`pages/lib/lab.py`), which builds one widget per field:
@@ -133,6 +135,15 @@ class Config:
     dense_units: int = field(default=1024, metadata={"help": "units of the hidden dense layer"})
     dropout: float = field(default=0.3, metadata={"help": "dropout rate before the classifier"})
     freeze_backbone: bool = field(default=False, metadata={"help": "freeze the backbone's weights"})
+    unfreeze_last: int = field(
+        default=0, metadata={"help": "with --freeze-backbone: keep the last N backbone layers that have "
+                                     "weights trainable (fine-tune the top of the backbone; 0 = all frozen)"}
+    )
+    init_from: str = field(
+        default="", metadata={"help": "start from a trained run bundle (runs/NAME): its backbone, image size, "
+                                      "head and preprocessing, and its weights except the classifier layer, "
+                                      "which is new for this data's classes ('' = off)"}
+    )
     morphology_weight: float = field(
         default=0.0, metadata={"help": "also fit a boosting classifier on morphology statistics "
                                        "(galaxy_core.morphology.classifier) and give its probabilities this "
@@ -324,6 +335,9 @@ def validate_config(cfg: Config) -> None:
         (cfg.split_by in SPLIT_BY, "split_by", f"must be one of {SPLIT_BY}"),
         (cfg.head in HEADS, "head", f"must be one of {HEADS}"),
         (cfg.dense_units >= 1, "dense_units", "must be >= 1"),
+        (cfg.unfreeze_last >= 0, "unfreeze_last", "must be >= 0 (0 = the whole backbone frozen)"),
+        (cfg.unfreeze_last == 0 or cfg.freeze_backbone, "unfreeze_last",
+         "needs --freeze-backbone (without it the whole backbone is trainable anyway)"),
         (cfg.steps_per_epoch >= 0, "steps_per_epoch", "must be >= 0 (0 = whole training split)"),
         (cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1 (1 = after every epoch)"),
         (cfg.max_eval_images >= 0, "max_eval_images", "must be >= 0 (0 = all images)"),

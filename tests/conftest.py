@@ -184,3 +184,71 @@ def morphology_bundle(tmp_path_factory, parts):
     cfg = dataclasses.replace(parts["config"], morphology_weight=0.5)
     return write_bundle(tmp_path_factory.mktemp("shared") / "blended", **dict(parts, config=cfg),
                         morphology=fitted_morphology())
+
+
+# --- your own labelled images (tests of galaxy_core.preprocessing.labelled, training, the app) -------
+LABELLED_CLASSES = {"bar": 5, "edge-on": 8, "ring": 2}  # class folder name -> synthetic renderer used
+
+
+def write_class_folder(root, per_class=12, size=32, classes=LABELLED_CLASSES, seed=0):
+    """A folder with one subfolder per class of SYNTHETIC galaxy PNGs (`per_class` each); returns it."""
+    import cv2
+
+    from galaxy_core.synthetic import generate_images
+
+    root = Path(root)
+    for name, label in classes.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i, image in enumerate(generate_images([label] * per_class, size, seed + label)):
+            assert cv2.imwrite(str(folder / f"{name}-{i}.png"), image[..., ::-1])
+    return root
+
+
+# Small and fast: SmallCNN at 32 px, one epoch, few explanations.
+def labelled_config(**changes):
+    from galaxy_core.config import Config
+
+    return Config(image_size=32, backbone="SmallCNN", weights="none", head="gap", dense_units=16,
+                  epochs=1, batch_size=16, patience=2, explain_errors=2, explain_correct=1, smooth_samples=2,
+                  faithfulness_steps=0).replace(**changes)
+
+
+_LABELLED_RUN: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def labelled_run(tmp_path_factory):
+    """A run trained on a 3-class folder of SYNTHETIC images, one unreadable file among them (built once;
+    read only). Returns the bundle path; its runs folder is the bundle's parent."""
+    if not _LABELLED_RUN:
+        from galaxy_core.training.train import train_run
+
+        base = tmp_path_factory.mktemp("labelled")
+        data = write_class_folder(base / "data")
+        (data / "bar" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+        _LABELLED_RUN.append(train_run(labelled_config(), data, base / "runs" / "three-classes",
+                                       cache_dir=base / "cache", progress=False, on_log=lambda t: None))
+    return _LABELLED_RUN[0]
+
+
+_TRANSFER_RUN: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def transfer_run(labelled_run, tmp_path_factory):
+    """A run on a 2-class CSV table (label indices named by class_names) started from `labelled_run`
+    with its backbone frozen but the last 2 weighted layers (built once; read only)."""
+    if not _TRANSFER_RUN:
+        from galaxy_core.training.train import train_run
+
+        base = tmp_path_factory.mktemp("transfer")
+        write_class_folder(base / "images", classes={"lens": 2, "no-lens": 0})
+        rows = [f"images/{name}/{name}-{i}.png,{c}" for c, name in enumerate(("lens", "no-lens")) for i in range(12)]
+        (base / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+        cfg = labelled_config(init_from=str(labelled_run), freeze_backbone=True, unfreeze_last=2,
+                              image_size=48, backbone="VGG19", explain_errors=0, explain_correct=0)
+        _TRANSFER_RUN.append(train_run(cfg, base / "labels.csv", base / "runs" / "lenses",
+                                       cache_dir=base / "cache", progress=False, on_log=lambda t: None,
+                                       class_names=("lens", "no lens")))
+    return _TRANSFER_RUN[0]

@@ -1052,3 +1052,36 @@ def test_classify_refuses_another_runs_onnx_with_its_reason(tmp_path, monkeypatc
     (caption,) = [c for c in texts(at.caption) if c.startswith("Classified with")]
     assert caption.startswith("Classified with Keras") and "made from another model" in caption
     assert any("predicted **" in m for m in texts(at.markdown))
+
+
+# --- a run on your own labels: 3 classes from a class folder, no sky positions (issue 27) -----------
+VIEWS = ("overview", "confusion_matrix", "explain_errors", "embedding_map", "calibration", "galaxy_properties",
+         "classify", "compare_runs", "preprocessing_lab", "start")
+
+
+def test_every_view_renders_a_three_class_run_on_labelled_images(labelled_run, transfer_run, tmp_path,
+                                                                 monkeypatch):
+    from galaxy_core.bundle import read as bundle
+
+    runs = copy_runs(tmp_path, labelled_run, transfer_run)
+    names = list(bundle.load_bundle(labelled_run).config.class_names)
+    monkeypatch.setenv("GALAXY_RUNS_DIR", str(runs))
+    at = new_app()
+    at.session_state["run_path"] = str(runs / labelled_run.name)
+    at.run()
+    seen, n_charts = {}, {}
+    for view in VIEWS:
+        at = run_view(at, view)
+        seen[view] = texts(at.info) + texts(at.error) + texts(at.caption) + texts(at.markdown)
+        n_charts[view] = len(charts(at))
+    assert any(t.startswith("Trained on labelled images from") and "36 images in 3 classes, 1 unreadable" in t
+               for t in seen["overview"])
+    assert any("has no sky positions" in t for t in seen["galaxy_properties"]) and n_charts["galaxy_properties"] == 0
+    assert any("trained on different classes" in t and "'lens', 'no lens'" in t for t in seen["compare_runs"])
+    assert n_charts["confusion_matrix"] >= 1 and n_charts["embedding_map"] >= 1
+    assert any("centred cutouts like the run's own labelled images" in t for t in seen["classify"])
+    assert at.session_state["run_path"] == str(runs / labelled_run.name) and len(names) == 3
+
+    at.session_state["run_path"] = str(runs / transfer_run.name)
+    at = run_view(at.run(), "overview")
+    assert any(t.startswith(f"Started from run `{labelled_run.name}`") for t in texts(at.caption))

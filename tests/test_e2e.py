@@ -330,4 +330,53 @@ def test_the_catalog_view_in_a_real_browser(server, browser, tmp_path_factory):
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 3
     assert page.locator('[data-testid="stImage"]').count() > 0  # the gallery, read from the HDF5 rows
     page.screenshot(path=str(ARTIFACTS / "16_catalog.png"), full_page=True)
+
+
+# --- a run on your own labels: 3 classes from a class folder, no sky positions (issue 27) ---------
+LABELLED_VIEWS = [
+    ("Overview", "Trained on labelled images from", "16_labelled_overview"),
+    ("Confusion matrix", "Classification report", "17_labelled_confusion_matrix"),
+    ("Explain errors", "Explain errors", "18_labelled_explain_errors"),
+    ("Calibration", "Calibration", "19_labelled_calibration"),
+    ("Galaxy properties", "has no sky positions", "20_labelled_galaxy_properties"),
+    ("Classify", "Upload one or more images", "21_labelled_classify"),
+]
+
+
+@pytest.fixture(scope="module")
+def labelled_server(labelled_run, tmp_path_factory):
+    """The app over a copy of the 3-class run (Classify exports ONNX into the bundle)."""
+    import shutil
+
+    runs = tmp_path_factory.mktemp("labelled-runs")
+    shutil.copytree(labelled_run, runs / labelled_run.name)
+    yield from serve(runs, tmp_path_factory)
+
+
+def test_a_three_class_run_on_labelled_images_in_a_real_browser(labelled_server, labelled_run, browser, tmp_path):
+    from galaxy_core.bundle.read import load_bundle
+    from galaxy_core.synthetic import render_galaxy
+
+    names = load_bundle(labelled_run).config.class_names
+    upload = tmp_path / "ring.png"
+    upload.write_bytes(png_bytes(render_galaxy(2, 64, np.random.default_rng(5))))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1500})
+    page.goto(labelled_server, wait_until="domcontentloaded")
+    page.locator("h1", has_text=f"Overview: {labelled_run.name}").wait_for(timeout=90_000)
+    for label, text, name in LABELLED_VIEWS:
+        if label != "Overview":
+            open_view(page, label, text)
+        else:
+            settle(page, text)
+        assert_no_exception(page, label)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.get_by_role("region", name="Galaxy images").locator('input[type="file"]').set_input_files(str(upload))
+    result = page.get_by_text(re.compile(r"predicted .+ with [\d.]+% confidence")).first
+    result.wait_for(timeout=180_000)
+    settle(page, "All results")
+    assert_no_exception(page, "Classify after upload")
+    found = re.search(r"predicted (.+) with ([\d.]+)% confidence", result.inner_text())
+    assert found and found.group(1).strip() in names, result.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "22_labelled_classify_upload.png"), full_page=True)
     page.close()

@@ -40,17 +40,17 @@ LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # Inside each folder, lowest first (`__init__` / `__main__` are above every module of their folder).
 WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
-    "data": (("download", "split"), ("galaxy10", "sky"), ("properties",)),
-    "preprocessing": (("crop",), ("preprocess",), ("decode", "cache")),
+    "data": (("download", "split", "label_table"), ("galaxy10", "sky"), ("properties",)),
+    "preprocessing": (("crop",), ("preprocess",), ("decode", "cache"), ("labelled",)),
     "synthetic": (("settings",), ("palette", "canvas"), ("components",), ("field", "classes"), ("dataset",), ("cli",)),
     "morphology": (("statistics",), ("classifier",), ("fit",)),
     "inference": (("predictor", "tta"), ("probabilities",), ("classify",)),
-    "models": (("archive", "augment", "fingerprint", "onnx_passes", "quantize"), ("network",), ("onnx_export",), ("predictor",)),
+    "models": (("archive", "augment", "fingerprint", "onnx_passes", "quantize"), ("network",), ("onnx_export", "transfer"), ("predictor",)),
     "evaluation": (("metrics", "calibration", "embedding"), ("curves", "scoring", "blend")),
     "explain": (("registry",), ("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),
     "bundle": (("schema",), ("write", "read")),
-    "training": (("checkpoint", "pipeline", "distribute"), ("callbacks", "multiworker"), ("phases",), ("train",)),
+    "training": (("checkpoint", "pipeline", "distribute"), ("callbacks", "multiworker"), ("inputs", "phases"), ("train",)),
     "runs": (("reevaluate", "compare"),),
     "catalog": (("inputs", "writer"), ("partitions",), ("manifest", "rows"), ("worker",), ("engine",), ("cli",)),
 }

@@ -16,6 +16,7 @@ Command line:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -51,7 +52,11 @@ class Galaxy10File:
         path: the file.
         n: number of images.
         image_shape: `(H, W, 3)`.
-        labels: int64 `(N,)` in `0..len(CLASS_NAMES)-1` (read fully; it is small).
+        class_names: the file's class names (index = label): its `class_names` attribute (a JSON
+            list, written by `galaxy_core.preprocessing.labelled` for your own labelled images),
+            else Galaxy10's `CLASS_NAMES`.
+        has_class_names: True when the file names its own classes (the attribute is there).
+        labels: int64 `(N,)` in `0..len(class_names)-1` (read fully; it is small).
         is_synthetic: True when the file has the attribute `synthetic` set (made by
             `galaxy_core.synthetic`, not the real survey images).
     """
@@ -60,7 +65,9 @@ class Galaxy10File:
         self.path = Path(path)
         self._file = _open_hdf5(self.path)
         try:
-            self._images, self.labels = _validate(self._file, self.path)
+            self.class_names = file_class_names(self._file, self.path)
+            self.has_class_names = "class_names" in self._file.attrs
+            self._images, self.labels = _validate(self._file, self.path, len(self.class_names))
         except BaseException:
             self._file.close()
             raise
@@ -92,6 +99,11 @@ class Galaxy10File:
         """`ra`, `dec`, `redshift`, `pxscale` as float64 arrays `(N,)`."""
         return {key: np.asarray(self._read(self._file[key], ()), dtype=np.float64)
                 for key in METADATA_KEYS}
+
+    def has_sky(self) -> bool:
+        """Whether any image has a finite ra/dec (an imported labelled set has none: NaN)."""
+        meta = self.metadata()
+        return bool(np.any(np.isfinite(meta["ra"]) & np.isfinite(meta["dec"])))
 
     def read_images(self, indices) -> np.ndarray:
         """Images at `indices` (any order, duplicates allowed) -> uint8 `(k, H, W, 3)`.
@@ -232,7 +244,22 @@ def _open_hdf5(path: Path) -> h5py.File:
                            f"or corrupt ({err}). Delete it and download it again.") from err
 
 
-def _validate(f: h5py.File, path: Path) -> tuple[h5py.Dataset, np.ndarray]:
+def file_class_names(f: h5py.File, path: Path) -> tuple[str, ...]:
+    """The class names a file stores (attribute `class_names`, a JSON list), else `CLASS_NAMES`."""
+    raw = f.attrs.get("class_names")
+    if raw is None:
+        return CLASS_NAMES
+    try:
+        names = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: the 'class_names' attribute is not a JSON list ({err}).") from err
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        raise DatasetError(f"{path}: the 'class_names' attribute must be a JSON list of 2 or more "
+                           f"names, got {raw!r}.")
+    return tuple(names)
+
+
+def _validate(f: h5py.File, path: Path, num_classes: int) -> tuple[h5py.Dataset, np.ndarray]:
     """Check keys, shapes, dtypes, label range and lengths; return (images dataset, labels int64)."""
     missing = [key for key in REQUIRED_KEYS if not isinstance(f.get(key), h5py.Dataset)]
     if missing:
@@ -260,7 +287,6 @@ def _validate(f: h5py.File, path: Path) -> tuple[h5py.Dataset, np.ndarray]:
             raise DatasetError(f"{path}: 'ans' labels must be whole numbers, got dtype {raw.dtype} "
                                f"with fractional or non-finite values.")
     labels = raw.astype(np.int64)
-    num_classes = len(CLASS_NAMES)
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
         values = np.unique(labels[bad])
@@ -277,7 +303,8 @@ def _validate(f: h5py.File, path: Path) -> tuple[h5py.Dataset, np.ndarray]:
 def describe_file(path: str | Path, checksum: bool = True, progress: bool = True) -> str:
     """A human-readable summary of a Galaxy10-format file (what `info` prints)."""
     with open_dataset(path) as ds:
-        counts = np.bincount(ds.labels, minlength=len(CLASS_NAMES))
+        names = ds.class_names
+        counts = np.bincount(ds.labels, minlength=len(names))
         lines = [
             f"file:        {ds.path}",
             f"images:      {ds.n}",
@@ -285,11 +312,12 @@ def describe_file(path: str | Path, checksum: bool = True, progress: bool = True
             f"synthetic:   {'yes (generated, not survey images)' if ds.is_synthetic else 'no'}",
             "classes:",
         ]
-        width = max(len(name) for name in CLASS_NAMES)
-        for c, name in enumerate(CLASS_NAMES):
+        width = max(len(name) for name in names)
+        for c, name in enumerate(names):
             lines.append(f"  {c}  {name:<{width}}  {counts[c]:>6}  ({counts[c] / ds.n:6.1%})")
-        same = tuple(int(k) for k in counts) == CLASS_COUNTS
-        lines.append(f"counts equal the published Galaxy10 DECaLS counts: {'yes' if same else 'no'}")
+        if not ds.has_class_names:
+            same = tuple(int(k) for k in counts) == CLASS_COUNTS
+            lines.append(f"counts equal the published Galaxy10 DECaLS counts: {'yes' if same else 'no'}")
     if checksum:
         digest = sha256_file(path, progress=progress)
         verdict = "matches the published checksum" if digest == DATASET_SHA256 else \

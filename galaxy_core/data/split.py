@@ -11,8 +11,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -116,7 +118,31 @@ def load_split(path: str | Path) -> Split:
     return Split(*(parts[k].astype(np.int64) for k in ("train", "val", "test")))
 
 
-def compute_class_weights(labels, num_classes: int) -> dict[int, float]:
+def min_images_per_class(val_fraction: float, test_fraction: float) -> int:
+    """The fewest images a class may have for the split: 3 (one each for train, val and test), and
+    enough that the smaller of the val and test fractions gets at least one of them on average
+    (`ceil(1 / min(val_fraction, test_fraction))`: 10 at the default 0.1)."""
+    return max(3, math.ceil(1.0 / min(val_fraction, test_fraction) - 1e-9))
+
+
+def check_class_sizes(labels, class_names: Sequence[str], val_fraction: float, test_fraction: float) -> None:
+    """Refuse classes too small for the split, naming them, the reason and the minimum.
+
+    Raises:
+        DatasetError: a class has fewer than `min_images_per_class(...)` images.
+    """
+    need = min_images_per_class(val_fraction, test_fraction)
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    small = [f"{class_names[c]!r}: {int(counts[c])}" for c in range(len(class_names)) if counts[c] < need]
+    if small:
+        raise DatasetError(f"Too few images for the train/val/test split in {', '.join(small)}. Every class "
+                           f"needs at least {need} images, so that the validation ({val_fraction:g}) and test "
+                           f"({test_fraction:g}) fractions each get one of them; add images to those classes, "
+                           f"drop them, or raise --val-fraction/--test-fraction.")
+
+
+def compute_class_weights(labels, num_classes: int,
+                          class_names: Sequence[str] | None = None) -> dict[int, float]:
     """Balanced class weights `n / (num_classes * count_c)` (scikit-learn), as `{class: weight}`.
 
     Raises:
@@ -131,7 +157,7 @@ def compute_class_weights(labels, num_classes: int) -> dict[int, float]:
         raise DatasetError(f"Labels {outside.tolist()} are outside 0..{num_classes - 1}.")
     absent = np.setdiff1d(classes, labels)
     if absent.size:
-        names = ", ".join(_class_text(c) for c in absent)
+        names = ", ".join(_class_text(c, class_names) for c in absent)
         raise DatasetError(f"Cannot compute balanced class weights: no image of class {names}. "
                            f"Use a split that contains every class, or turn class weights off "
                            f"(--no-class-weights).")
@@ -139,6 +165,6 @@ def compute_class_weights(labels, num_classes: int) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(classes, weights)}
 
 
-def _class_text(c) -> str:
-    c = int(c)
-    return f"{c} ({CLASS_NAMES[c]})" if 0 <= c < len(CLASS_NAMES) else str(c)
+def _class_text(c, class_names: Sequence[str] | None = None) -> str:
+    c, names = int(c), CLASS_NAMES if class_names is None else class_names
+    return f"{c} ({names[c]})" if 0 <= c < len(names) else str(c)

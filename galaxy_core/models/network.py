@@ -194,7 +194,7 @@ def build_model(cfg: Config, weights: str | None = None) -> keras.Model:
 
     Args:
         cfg: uses `backbone`, `weights`, `image_size`, `head`, `dense_units`, `dropout`,
-            `freeze_backbone`, `num_classes` and the augmentation fields.
+            `freeze_backbone`, `unfreeze_last`, `num_classes` and the augmentation fields.
         weights: the backbone's initial weights, overriding `cfg.weights`: "imagenet",
             "none"/None (random init, the default: never downloads) or a path to a local weights
             file for the backbone without its top (.h5 / .weights.h5 / .keras). Training passes
@@ -242,9 +242,19 @@ def build_model(cfg: Config, weights: str | None = None) -> keras.Model:
     if weights is not None:
         load_backbone_weights(model, backbone_name, shape, weights)
     if cfg.freeze_backbone:
-        for layer in backbone_layers:
-            layer.trainable = False
+        freeze_layers(backbone_layers, cfg.unfreeze_last)
     return model
+
+
+def freeze_layers(layers: list[keras.layers.Layer], keep_last: int = 0) -> list[str]:
+    """Freeze `layers` except the last `keep_last` of them that have weights; returns the names
+    of the layers left trainable. A frozen BatchNormalization also runs in inference mode (Keras 3)."""
+    weighted = [layer for layer in layers if layer.weights]
+    keep = {id(layer) for layer in weighted[len(weighted) - keep_last:]} if keep_last else set()
+    for layer in layers:
+        if id(layer) not in keep:
+            layer.trainable = False
+    return [layer.name for layer in layers if id(layer) in keep]
 
 
 def load_backbone_weights(model: keras.Model, backbone: str, shape: tuple[int, int, int],

@@ -66,7 +66,9 @@ def check_same_test_set(bundles: Sequence[RunBundle]) -> None:
     for other in bundles[1:]:
         pair = f"Runs {_name(ref)!r} and {_name(other)!r}"
         if tuple(ref.config.class_names) != tuple(other.config.class_names):
-            raise CompareError(f"{pair} have different class names; they cannot be compared.")
+            raise CompareError(f"{pair} were trained on different classes ({list(ref.config.class_names)} "
+                               f"against {list(other.config.class_names)}): their per-class metrics and "
+                               f"confusion matrices do not line up. Compare runs trained on the same classes.")
         if bool(ref.run_info.get("synthetic")) != bool(other.run_info.get("synthetic")):
             raise CompareError(f"{pair} were tested on different data: one on synthetic images, one "
                                f"on survey images. {fix}")

@@ -133,11 +133,13 @@ def data_phase(cfg: Config, data_path: Path, work: Path, cache_dir: str | Path |
     with open_dataset(data_path) as source:
         labels, synthetic, n_images = source.labels, bool(source.is_synthetic), source.n
         meta = source.metadata()  # float64 ra/dec: twin matching needs more than float32
-        split, split_info = checkpoint.load_or_make_split(work, labels, cfg, meta["ra"], meta["dec"])
+        has_sky = source.has_sky()  # your own labelled images have no ra/dec (NaN)
+        split, split_info = checkpoint.load_or_make_split(work, labels, cfg, *(
+            (meta["ra"], meta["dec"]) if has_sky else (None, None)))
         if cfg.max_eval_images:  # a bounded run (rehearsal): N evenly spaced images of val and test
             split = Split(split.train, _spread(split.val, cfg.max_eval_images),
                           _spread(split.test, cfg.max_eval_images))
-        test_sky = sky_columns(source, split.test)
+        test_sky = sky_columns(source, split.test) if has_sky else {}
     sizes = split.sizes()
     log(f"data: {data_path} ({n_images} images{', SYNTHETIC' if synthetic else ''}); split "
         f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} (seed {cfg.seed}, "
@@ -169,7 +171,7 @@ def class_weights_for(cfg: Config, train_labels: np.ndarray) -> dict[int, float]
         return None
     from galaxy_core.data.split import compute_class_weights
 
-    return compute_class_weights(train_labels, cfg.num_classes)
+    return compute_class_weights(train_labels, cfg.num_classes, cfg.class_names)
 
 
 def format_class_weights(weights: Mapping[int, float] | None, class_names: Sequence[str]) -> str:

@@ -3,7 +3,9 @@
 `train_run` is everything `train.py` does:
 
 1. `check_request`: refuse bad requests before any work (bundle name, multiworker resume, a
-   folder at `out_dir` that is not a run bundle, unknown backbone or weights).
+   folder at `out_dir` that is not a run bundle, unknown backbone or weights); `resolve_inputs`
+   (`galaxy_core.training.inputs`): a labelled folder or table imported, the classes from the
+   data, the parent run of `cfg.init_from`.
 2. under the run lock (`checkpoint.RunLock`), `prepare_work`: clean leftovers of dead runs, then a
    fresh work folder or the resume guard (`galaxy_core.training.checkpoint` owns all persistence).
 3. `data_phase`: dataset, split (`cfg.split_by`: "sky" keeps twins together, `galaxy_core.data.sky`),
@@ -43,6 +45,8 @@ import tensorflow as tf
 from galaxy_core.bundle.schema import check_bundle_name
 from galaxy_core.config import Config
 from galaxy_core.models.network import build_model, load_model
+from galaxy_core.errors import TrainingError
+from galaxy_core.models.transfer import transfer_weights
 from galaxy_core.training import checkpoint, multiworker
 from galaxy_core.training.callbacks import (MONITOR, TENSORBOARD, BestWeightsEarlyStopping, EpochProgressBar,
                                             TensorBoardLog, WeightAverage,
@@ -52,6 +56,7 @@ from galaxy_core.training.distribute import cluster_for, dtype_policy, is_chief,
 from galaxy_core.training.phases import (FitResult, RunData, Work, apply_average, check_request, data_phase,
                                          embedding_phase, evaluate_phase, explain_test_set, morphology_phase,
                                          plain_copy, prepare_work, run_info_for, write_phase)
+from galaxy_core.training.inputs import parent_weights, resolve_inputs
 from galaxy_core.training.pipeline import make_dataset
 
 
@@ -65,7 +70,11 @@ def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Str
                                           if cfg.strategy == "multiworker" else ""))
     if work.state is not None:
         checkpoint.check_same_policy(work.state, policy, len(gpus))
+    parent = parent_weights(cfg) if cfg.init_from and work.state is None else None
     if cfg.strategy == "multiworker":  # every worker builds the same; the chief loads the checkpoint
+        if parent is not None:
+            raise TrainingError("--init-from is not supported with --strategy multiworker yet; train with "
+                                "--strategy mirrored (one machine), or start the multi-worker run from scratch")
         path = checkpoint.checkpoint_path(work.folder, work.state) if work.state is not None else None
         model = multiworker.build_synced(cfg, strategy, path)
         if path is not None:
@@ -78,9 +87,14 @@ def build_or_resume(work: Work, gpus: list, log: Log) -> tuple[tf.distribute.Str
                 log(f"resuming after epoch {work.state['epochs_done']} from {path}")
             else:
                 model = build_model(cfg, weights=cfg.weights)
+                if parent is not None:
+                    moved = transfer_weights(model, parent)
+                    log(f"init from {cfg.init_from}: {len(moved.copied)} layers' weights copied, new: "
+                        f"{', '.join(moved.new)} ({cfg.num_classes} classes)")
                 model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
                               loss="categorical_crossentropy", metrics=["accuracy"])
-    log(f"model: {cfg.backbone} ({'frozen' if cfg.freeze_backbone else 'trainable'} backbone, "
+    frozen = (f"frozen except its last {cfg.unfreeze_last} weighted layers" if cfg.unfreeze_last else "frozen")
+    log(f"model: {cfg.backbone} (backbone {frozen if cfg.freeze_backbone else 'trainable'}, "
         f"{cfg.head} head), {model.count_params():,} parameters, "
         f"{int(sum(np.prod(w.shape) for w in model.trainable_weights)):,} trainable")
     return strategy, model
@@ -143,13 +157,15 @@ def fit_phase(model: keras.Model, data: RunData, work: Work,
 def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume: bool = False,
               cache_dir: str | Path | None = None, run_info_extra: Mapping[str, Any] | None = None,
               callbacks: Sequence[keras.callbacks.Callback] = (), progress: bool = True,
-              on_log: Log | None = None) -> Path:
+              on_log: Log | None = None, class_names: Sequence[str] | None = None) -> Path:
     """Train one model as `cfg` says, evaluate it and write its run bundle.
 
     Args:
         cfg: the run's config (preset + overrides). On resume the work folder's saved config is
             used (a different `cfg` is reported by field name and ignored).
-        data_path: a Galaxy10-format HDF5 file (real or synthetic).
+        data_path: a Galaxy10-format HDF5 file (real or synthetic), or your own labelled images: a
+            folder with one subfolder per class, or a `path,label` table (CSV, Parquet, FITS),
+            imported once into the cache folder (`galaxy_core.training.inputs.resolve_inputs`).
         out_dir: the bundle folder to write, e.g. `runs/densenet201-finetune-20260101-1200`. Only a
             missing or empty folder or a run bundle may be there (a bundle is replaced at the end).
         resume: continue the interrupted run whose work folder belongs to `out_dir`.
@@ -158,6 +174,7 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         callbacks: extra Keras callbacks (appended after the run's own).
         progress: a tqdm bar per epoch on stderr (`Epoch k/N:  42%|...`).
         on_log: where the run's own messages go (default: print to stdout).
+        class_names: the names of a label table's class indices (or the order of its names).
 
     Returns:
         The bundle path (`out_dir`).
@@ -171,6 +188,8 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
     started = time.perf_counter()
     out_dir, data_path = check_bundle_name(out_dir), Path(data_path)
     cfg = check_request(cfg, out_dir, resume)
+    inputs = resolve_inputs(cfg, data_path, cache_dir, class_names, log, progress)
+    cfg, data_path = inputs.cfg, inputs.data_path
     chief = is_chief(cfg.strategy)
     with RunLock(out_dir) if chief else contextlib.nullcontext() as lock:
         if lock is not None and lock.took_over:
@@ -198,7 +217,8 @@ def train_run(cfg: Config, data_path: str | Path, out_dir: str | Path, *, resume
         embedding_info = embedding_phase(model, work.cfg, predictions, log)
         explanations = explain_test_set(model, work.cfg, predictions, log, progress)
         run_info = run_info_for(work.cfg, data_path, data, fit, wall_time_s, strategy, len(gpus),
-                                resume, {"embedding": embedding_info, **dict(run_info_extra or {})},
+                                resume, {"embedding": embedding_info, **inputs.run_info,
+                                         **dict(run_info_extra or {})},
                                 progress=progress)
         return write_phase(out_dir, model, work, data, fit, metrics, predictions, explanations,
                            run_info, log, morphology)

@@ -37,15 +37,16 @@ def split_table(sizes: Mapping[str, int] | None, num_test: int) -> pd.DataFrame:
         index=pd.Index(["train", "validation", "test"], name="split"))
 
 
-def class_counts(test_labels: np.ndarray, num_classes: int, synthetic: bool = False) -> dict[str, list[int]]:
-    """Images per class: the whole Galaxy10 DECaLS dataset (real runs with its 10 classes), then
-    the run's test split (from its predictions).
+def class_counts(test_labels: np.ndarray, num_classes: int, synthetic: bool = False,
+                 galaxy10: bool = True) -> dict[str, list[int]]:
+    """Images per class: the whole Galaxy10 DECaLS dataset (real runs on Galaxy10's 10 classes;
+    `galaxy10=False` for a run on other labels), then the run's test split (from its predictions).
 
     Returns:
         `{split name: num_classes counts}`, e.g. `{"Galaxy10 DECaLS": [...], "test": [...]}`.
     """
     counts: dict[str, list[int]] = {}
-    if not synthetic:
+    if galaxy10 and not synthetic:
         from galaxy_core.data.galaxy10 import CLASS_COUNTS
 
         if len(CLASS_COUNTS) == num_classes:

@@ -46,9 +46,11 @@ calibrate = opt3.checkbox(
                                     "its metrics.json).")
 calibrate = bool(calibrate and temperature is not None)
 
+labelled = (run.run_info.get("labelled_source") or {}).get("path")  # trained on your own labels (issue 27)
 if not uploaded:
-    st.info("Upload one or more images to classify them. Tip: centred galaxy cutouts like Galaxy10's "
-            "(256x256 px, about 0.26 arcsec per pixel) work best.", icon=":material/upload_file:")
+    tip = ("centred cutouts like the run's own labelled images work best" if labelled else
+           "centred galaxy cutouts like Galaxy10's (256x256 px, about 0.26 arcsec per pixel) work best")
+    st.info(f"Upload one or more images to classify them. Tip: {tip}.", icon=":material/upload_file:")
     st.stop()
 
 widgets.require_model()  # an unloadable model: its reason, then stop
@@ -145,6 +147,7 @@ st.dataframe(table, width="stretch", hide_index=True,
              column_config={c: percent for c in table.columns if c == "confidence" or c.startswith("p ")})
 # The file leaves the app: it says which run made it and whether that run saw real data.
 download = table.assign(run=run.name, trained_on="SYNTHETIC galaxies" if run.is_synthetic
+                        else f"labelled images {labelled}" if labelled
                         else "Galaxy10 DECaLS",
                         probabilities=f"calibrated (T = {temperature:.3f})" if calibrate else "raw")
 st.download_button("Download results (CSV)", download.to_csv(index=False), file_name="classifications.csv",

@@ -25,6 +25,11 @@ st.title("Galaxy properties")
 widgets.synthetic_banner(run)
 widgets.cnn_only_note([run], "These accuracies are")
 sky = run.sky or {}
+if sky.get("ra") is None and sky.get("redshift") is None and run.run_info.get("has_sky") is False:
+    st.info("This run's data has no sky positions or redshifts (no `ra`/`dec`): it was trained on "
+            "labelled images without a catalogue (a class folder or a label table), so there is no "
+            "accuracy against redshift and no sky map.", icon=":material/info:")
+    st.stop()
 if sky.get("ra") is None and sky.get("redshift") is None:
     st.info("This run's bundle keeps no sky columns (`ra`, `dec`, `redshift`, `pxscale` of the test "
             "images in predictions.h5): it was written before they were stored. Runs trained "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from galaxy_core.bundle.schema import TENSORBOARD_DIR
+from galaxy_core.config import CLASS_NAMES
 from pages.lib import widgets
 from pages.lib.captions import format_percent, md, plot_texts, run_summary
 from pages.lib.figures import class_distribution_figure, curves_figure
@@ -63,9 +64,20 @@ with right:
     st.dataframe(split_table(run.split_sizes, run.num_test), width="stretch")
     st.subheader("Run")
     st.markdown(summary["markdown"])
+    if source := run.run_info.get("labelled_source"):  # trained on your own labels (issue 27)
+        st.caption(f"Trained on labelled images from `{source.get('path')}`: {source.get('images', '?')} "
+                   f"images in {cfg.num_classes} classes"
+                   + (f", {source['unreadable']} unreadable file(s) left out." if source.get("unreadable")
+                      else "."))
+    if parent := run.run_info.get("parent_run"):  # --init-from
+        st.caption(f"Started from run `{parent.get('name')}` ({parent.get('backbone')}, classes "
+                   f"{', '.join(parent.get('class_names', []))}) with a new classifier layer for this "
+                   f"run's classes" + (" (the parent was trained on SYNTHETIC images)." if parent.get("synthetic")
+                                       else "."))
 
 st.subheader("Class distribution")
-counts = class_counts(run.predictions["labels"], cfg.num_classes, run.is_synthetic)
+counts = class_counts(run.predictions["labels"], cfg.num_classes, run.is_synthetic,
+                      galaxy10="labelled_source" not in run.run_info and tuple(cfg.class_names) == CLASS_NAMES)
 st.plotly_chart(class_distribution_figure(plot_texts(cfg.class_names), counts), width="stretch",
                 config={"displayModeBar": False})
 
