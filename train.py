@@ -138,6 +138,9 @@ def run_demo(args: argparse.Namespace) -> int:
         name: value for name, value in DEMO_OVERRIDES.items() if getattr(args, name, None) is None})
     if getattr(args, "average_from_epoch", None) is None:  # the last epochs, however many there are
         cfg = cfg.replace(average_from_epoch=max(1, cfg.epochs - DEMO_AVERAGE_LAST + 1))
+    out = args.out = args.out or default_runs_dir() / "demo"
+    if (problem := out_in_the_way(args)) is not None:  # before minutes of generating images
+        return fail(problem)
     data_dir = default_data_dir()
     n_images = args.demo_images
     render_size = args.demo_render_size or cfg.image_size
@@ -147,9 +150,6 @@ def run_demo(args: argparse.Namespace) -> int:
         data_path.parent.mkdir(parents=True, exist_ok=True)
         print(f"generating {n_images} SYNTHETIC Galaxy10-format {render_size} px images into {data_path}")
         write_synthetic_dataset(data_path, n_images, size=render_size, seed=cfg.seed)
-    out = args.out = args.out or default_runs_dir() / "demo"
-    if (problem := out_in_the_way(args)) is not None:
-        return fail(problem)
     if args.resume:
         cfg = resume_config(args, cfg)
     train_run(cfg, data_path, out, resume=args.resume, cache_dir=args.cache_dir,
