@@ -7,9 +7,9 @@ Layout (`streamlit_app.py` lists the views explicitly with `st.Page`):
   pages, never files in subfolders, so nothing here can run as a page. No `.py` file may sit
   directly in `pages/` (tests/test_pages_layout.py checks it).
 
-Pure helpers (no streamlit; tested in tests/test_pages_*.py): `captions`, `compare`, `figures`,
-`tables`, `jobs`, `lab`, `saliency`. Streamlit helpers (cached calls into galaxy_core): `state` (cached
+Pure helpers (no streamlit; tested in tests/test_pages_*.py): `captions`, `figures`, `tables`,
+`jobs`, `lab`, `saliency`. Streamlit helpers (cached calls into galaxy_core): `state` (cached
 loaders, the chosen run), `widgets` (run selector, banners, image grids, the live job log), `uploads`,
-`explanations`, `embedding`, `catalog`. Their order (views -> lib, and inside lib) is APP_LAYERS in
+`explanations`, `embedding`, `compare`, `catalog`. Their order (views -> lib, and inside lib) is APP_LAYERS in
 tests/test_pages_layout.py.
 """
