@@ -26,15 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from galaxy_core.training.loopback import free_ports, loopback_only  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Assumptions of the projection (not measured here), with where they come from.
@@ -110,37 +109,6 @@ def worker(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------
 # The driver
 # --------------------------------------------------------------------------------------------
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-@contextmanager
-def loopback_only():
-    """A command prefix running a process in a network namespace with only loopback, or []."""
-    holder = None
-    try:
-        holder = subprocess.Popen(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep 3600"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        ok = holder.poll() is None and subprocess.run(
-            ["nsenter", "-t", str(holder.pid), "-n", "--", "true"], capture_output=True).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    try:
-        yield ["nsenter", "-t", str(holder.pid), "-n", "--"] if ok else []
-    finally:
-        if holder is not None and holder.poll() is None:
-            holder.kill()
-            holder.wait()
-
-
 def run_workers(prefix: list[str], model: str, n: int, batch: int, steps: int, warmup: int,
                 timeout: float) -> dict:
     ports = free_ports(n)

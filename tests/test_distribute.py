@@ -12,11 +12,9 @@ test stops what it started by its own handles (try/finally).
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from conftest import write_galaxy10_like
 from galaxy_core.config import Config
 from galaxy_core.errors import TrainingError
 from galaxy_core.training.distribute import SLURM_PORT_BASE_ENV, resolve_cluster
+from galaxy_core.training.loopback import free_ports, loopback_only
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = Config().class_names  # the 10 Galaxy10 classes; the images show label % 4 (a quadrant)
@@ -110,42 +109,6 @@ def test_slurm_gpu_nodes_share_their_gpus_between_tasks(clean_env):
 # --------------------------------------------------------------------------------------------
 # Real two-process runs on loopback
 # --------------------------------------------------------------------------------------------
-def free_ports(n, consecutive=False):
-    """Ports free on 127.0.0.1 now (`consecutive`: p, p+1, ... as SlurmClusterResolver assigns)."""
-    for _ in range(200):
-        socks = [socket.socket() for _ in range(n)]
-        try:
-            socks[0].bind(("127.0.0.1", 0))
-            base = socks[0].getsockname()[1]
-            for k, s in enumerate(socks[1:], 1):
-                s.bind(("127.0.0.1", base + k if consecutive else 0))
-            return [s.getsockname()[1] for s in socks]
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
-
-
-@contextmanager
-def loopback_only():
-    """A command prefix that runs a process in a network namespace with only loopback, or []."""
-    holder = None
-    try:
-        holder = subprocess.Popen(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep 600"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        probe = subprocess.run(["nsenter", "-t", str(holder.pid), "-n", "--", "true"], capture_output=True)
-        ok = holder.poll() is None and probe.returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    try:
-        yield ["nsenter", "-t", str(holder.pid), "-n", "--"] if ok else []
-    finally:
-        if holder is not None and holder.poll() is None:
-            holder.kill()
-            holder.wait()
 
 
 def write_data(path, n=200):

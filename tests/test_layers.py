@@ -50,7 +50,7 @@ WING_ORDER: dict[str, tuple[tuple[str, ...], ...]] = {
     "explain": (("registry",), ("_engine", "analysis", "overlay"), ("saliency", "gradcam", "faithfulness"), ("gradcam_plus_plus",),
                 ("store",), ("one_image",)),
     "bundle": (("schema",), ("write", "read")),
-    "training": (("checkpoint", "pipeline", "distribute"), ("callbacks", "multiworker"), ("inputs", "phases"), ("train",)),
+    "training": (("checkpoint", "pipeline", "distribute", "loopback"), ("callbacks", "multiworker"), ("inputs", "phases"), ("train",)),
     "runs": (("reevaluate", "compare"),),
     "catalog": (("inputs", "writer"), ("partitions",), ("manifest", "rows"), ("worker",), ("engine",), ("cli",)),
 }
