@@ -337,19 +337,19 @@ def write_phase(out_dir: Path, model: keras.Model, work: Work, data: RunData, fi
 
 
 def export_phase(bundle_path: Path, cfg: Config, log: Log) -> Path | None:
-    """model.onnx into the written bundle (`galaxy_core.models.predictor.ensure_onnx`: fingerprinted
-    with model.keras's SHA-256 and the input shape). A failed export is a log line, not a failed run:
-    the bundle is complete without it, and a classify exports it then."""
-    from galaxy_core.errors import ModelError
+    """model.onnx in the written bundle (`galaxy_core.models.predictor.ensure_onnx`: fingerprinted
+    with model.keras's SHA-256 and the input shape; a matching file is kept, anything else exported
+    again). A failed export is a log line, not a failed run: the bundle is complete without it, and
+    the default backend classifies with Keras then (ensure_onnx's `.failed` marker says why)."""
     from galaxy_core.models.predictor import ensure_onnx
 
     started = time.perf_counter()
     try:
-        onnx = ensure_onnx(bundle_path, input_shape=(cfg.image_size, cfg.image_size, 3))
+        onnx = ensure_onnx(bundle_path, input_shape=(cfg.image_size, cfg.image_size, 3), log=log)
     except ModelError as err:
-        log(f"note: model.onnx was not exported ({err}); the first classify will try again")
+        log(f"note: model.onnx was not exported ({err}); classification uses Keras instead of ONNX Runtime")
         return None
-    log(f"model.onnx exported for ONNX Runtime in {time.perf_counter() - started:.0f} s: {onnx}")
+    log(f"model.onnx for ONNX Runtime, made from this model.keras ({time.perf_counter() - started:.0f} s): {onnx}")
     return onnx
 
 
